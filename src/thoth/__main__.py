@@ -1,0 +1,3 @@
+from thoth.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Per-session state of one governed agent, reachable through a ContextVar."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from contextvars import ContextVar, Token
+
+from thoth.models import ThothConfig
+
+_current: ContextVar[SessionContext | None] = ContextVar("thoth_session", default=None)
+
+
+class SessionContext:
+    """What Thoth knows about the running session: its id, the tools called, the tokens spent."""
+
+    def __init__(self, config: ThothConfig, session_id: str | None = None) -> None:
+        self.config = config
+        self.session_id = session_id or config.session_id or str(uuid.uuid4())
+        self.tool_calls: list[str] = []
+        self.token_spend: int = 0
+        self._lock = threading.Lock()
+
+    @property
+    def agent_id(self) -> str:
+        return self.config.agent_id
+
+    def is_in_scope(self, tool_name: str) -> bool:
+        return tool_name in self.config.approved_scope
+
+    def record_tool_call(self, tool_name: str) -> None:
+        with self._lock:
+            self.tool_calls.append(tool_name)
+
+    def add_tokens(self, count: int) -> None:
+        with self._lock:
+            self.token_spend += max(0, int(count))
+
+    def history_for(self, tool_name: str) -> list[str]:
+        """`session_tool_calls` for the wire: completed calls, plus this one unless already last."""
+        with self._lock:
+            calls = list(self.tool_calls)
+        if not calls or calls[-1] != tool_name:
+            calls.append(tool_name)
+        return calls
+
+    # ContextVar plumbing -------------------------------------------------------------------------
+    def activate(self) -> Token[SessionContext | None]:
+        return _current.set(self)
+
+    @staticmethod
+    def deactivate(token: Token[SessionContext | None]) -> None:
+        _current.reset(token)
+
+    def __repr__(self) -> str:
+        return f"SessionContext(session_id={self.session_id!r}, agent_id={self.agent_id!r}, tool_calls={len(self.tool_calls)})"
+
+
+def get_current_session() -> SessionContext | None:
+    """The session of the governed agent running in this context (task or thread), if any."""
+    return _current.get()
+
+
+def set_current_session(session: SessionContext | None) -> Token[SessionContext | None]:
+    return _current.set(session)
