@@ -28,8 +28,9 @@ ensure_venv() {
     py=$(find_python)
     echo "==> creating $dir with $py"
     "$py" -m venv "$dir"
-    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location 'file:" >&2)
   fi
   echo "==> installing aten-thoth$extras into $dir"
-  "$dir/bin/python" -m pip install -q -e ".$extras"
+  # This machine's pip config names a local mirror folder that may be absent: hide that noise.
+  "$dir/bin/python" -m pip install -q -e ".$extras" 2> >(grep -v "^WARNING: Location 'file:" >&2)
 }
