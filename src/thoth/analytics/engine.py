@@ -106,11 +106,16 @@ class AnalyticsEngine:
             a_value = float(anomaly)
         if f is None:
             f = extract(tool_name, tool_args)
+        self.observe_features(agent_id, f, ts, decision, session_id=session_id, anomaly=a_value)
+
+    def observe_features(self, agent_id: str, f: CallFeatures, ts: float, decision: object = None, *,
+                         session_id: str | None = None, anomaly: float | None = None) -> None:
+        """observe() for a call whose features are already extracted (replays, merges)."""
         agent = self.agents.get(agent_id)
         if agent is None:
             agent = self.agents[agent_id] = AgentState()
         dname = _decision_name(decision)
-        self._learn(agent, f, ts, dname, session_id or "", a_value)
+        self._learn(agent, f, ts, dname, session_id or "", anomaly)
         if dname not in NOT_LEARNT:
             self.population.add(f.tool)
 
@@ -260,7 +265,15 @@ class AnalyticsEngine:
 
     def load_agent(self, agent_id: str, data: bytes) -> None:
         d = _unpack(data)
+        if not isinstance(d.get("agent"), dict):
+            raise StateError("analytics state holds no agent")
         self.agents[agent_id] = AgentState.from_dict(d["agent"])
+
+    def dump_population(self) -> bytes:
+        return _pack({"v": STATE_VERSION, "population": self.population.to_dict()})
+
+    def load_population(self, data: bytes) -> None:
+        self.population = Tally.from_dict(_unpack(data).get("population", {}), 1024)
 
     def dump_state(self) -> bytes:
         """The whole engine as compact bytes (zlib-compressed JSON)."""
