@@ -156,10 +156,9 @@ class StoredAnalytics:
         elif not known:
             stored = self._load(agent_id)
             if stored is not None:
-                try:
+                # An unreadable row: start afresh; the next sync overwrites it.
+                with contextlib.suppress(StateError):
                     self.engine.load_agent(agent_id, stored)
-                except StateError:
-                    pass  # start afresh; the next sync overwrites the unreadable row
         self._lru[agent_id] = None
         self._lru.move_to_end(agent_id)
         while len(self._lru) > self.max_agents:
