@@ -23,7 +23,9 @@ STATE_VERSION = 1
 MAX_SESSIONS = 64  # live sessions remembered per agent (oldest forgotten first)
 SESSION_IDLE = 4 * 3600.0  # a session idle this long is forgotten
 FLAGGED = frozenset({"BLOCK", "STEP_UP", "DEFER", "DENY"})
-NOT_LEARNT = frozenset({"BLOCK", "DEFER", "DENY"})  # the call never ran: not part of the baseline
+# Not (yet) part of the baseline: the call never ran, or a human has not approved it. Observe a
+# held call again with ALLOW once approved to learn it.
+NOT_LEARNT = frozenset({"BLOCK", "DEFER", "DENY", "STEP_UP"})
 
 
 def _decision_name(decision: object) -> str:

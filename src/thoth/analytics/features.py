@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 MAX_DEPTH = 5
-MAX_LEAVES = 64
+MAX_LEAVES = 48
 # Only the head of a long string is searched for addresses: exfiltrated blobs are long, and
 # scanning them whole would make the cost grow with the payload.
 SCAN_CHARS = 2048
@@ -31,6 +31,9 @@ _PATH_KEYS = frozenset({"path", "file", "filename", "filepath", "file_path", "di
 _NAME_KEYS = _PATH_KEYS | {"key", "name", "secret", "secret_name", "secret_id", "resource", "command",
                            "cmd", "query"}
 
+# Keys that address a message or a transfer: a call carrying one sends data somewhere.
+_SEND_KEYS = frozenset({"to", "cc", "bcc", "recipient", "recipients", "channel", "channel_id", "webhook",
+                        "destination", "dest", "chat_id", "to_email", "to_address"})
 # Words in a tool name that mean "data leaves the agent".
 _EGRESS_WORDS = ("send", "mail", "post", "upload", "webhook", "slack", "message", "publish",
                  "share", "transfer", "export", "tweet", "sms", "notify", "wire", "pay")
@@ -50,15 +53,15 @@ class CallFeatures:
     paths: tuple[str, ...]  # path prefixes: the first two components
     size: int  # characters in all string leaves
     sensitive: str | None  # the first secret marker seen in the tool name or arguments
-    egress: bool  # the tool sends data out (by its name, or it has a recipient)
+    egress: bool  # the tool sends data out (by its name, or an argument addresses a message)
 
 
 def _path_prefix(s: str) -> str | None:
-    if not s or len(s) > 1024 or "\n" in s or " " in s[:64]:
+    if len(s) > 1024 or "\n" in s or " " in s[:64]:
         return None
     head = s[0]
     if head in "/~." or (len(s) > 2 and s[1] == ":" and s[2] in "\\/"):
-        parts = [p for p in re.split(r"[\\/]", s) if p]
+        parts = [p for p in s.replace("\\", "/").split("/", 4)[:4] if p]
         if not parts:
             return "/"
         lead = "/" if head == "/" else ""
@@ -84,42 +87,48 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
     size = 0
     leaves = 0
     sensitive = _sensitive_marker(tool_name)
+    sends = False
     stack: list[tuple[str, object, int]] = [("", tool_args, 0)]
     while stack and leaves < MAX_LEAVES:
         key, value, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth < MAX_DEPTH:
-                for k, v in value.items():
-                    stack.append((str(k).lower(), v, depth + 1))
-            continue
-        if isinstance(value, list | tuple):
-            if depth < MAX_DEPTH:
-                for v in value[:MAX_LEAVES]:
-                    stack.append((key, v, depth + 1))
+        if type(value) is not str:
+            if isinstance(value, dict):
+                if depth < MAX_DEPTH:
+                    for k, v in value.items():
+                        stack.append((k.lower() if type(k) is str else str(k), v, depth + 1))
+            elif isinstance(value, list | tuple):
+                if depth < MAX_DEPTH:
+                    for v in value[:MAX_LEAVES]:
+                        stack.append((key, v, depth + 1))
+            else:
+                leaves += 1
+                size += 8
             continue
         leaves += 1
-        if not isinstance(value, str):
-            size += 8
+        n = len(value)
+        size += n
+        if n == 0:
             continue
-        size += len(value)
-        head = value[:SCAN_CHARS]
+        head = value if n <= SCAN_CHARS else value[:SCAN_CHARS]
         if "@" in head:
             for m in _EMAIL.finditer(head):
                 dests.append(m.group(1).lower())
                 recips.append(m.group(0).lower()[:MAX_VALUE_LEN])
         if "://" in head:
             dests.extend(m.group(1).lower().rstrip(".") for m in _URL_HOST.finditer(head))
+        if key in _SEND_KEYS:
+            sends = True
         if key in _RECIPIENT_KEYS and "@" not in head and "://" not in head:
             recips.append(head[:MAX_VALUE_LEN].strip().lower())
-        p = _path_prefix(value)
-        if p is None and key in _PATH_KEYS and value:
+        p = _path_prefix(value) if value[0] in "/~." or (n > 2 and value[1] == ":") else None
+        if p is None and key in _PATH_KEYS:
             p = value.replace("\\", "/").split("/", 1)[0][:MAX_VALUE_LEN] or None
         if p is not None:
             paths.append(p)
         if sensitive is None and (p is not None or key in _NAME_KEYS):
             sensitive = _sensitive_marker(value)
     low = tool_name.lower()
-    egress = any(w in low for w in _EGRESS_WORDS) or bool(recips)
+    egress = sends or any(w in low for w in _EGRESS_WORDS)
     return CallFeatures(
         tool=tool_name[:MAX_VALUE_LEN],
         destinations=tuple(dict.fromkeys(dests))[:8],

@@ -80,7 +80,7 @@ def factors(
     tool = f.tool
     tc = prof.tools.count(tool)
     if tc == 0:
-        c = 0.75 * _new_value(prof.tools) * conf
+        c = 0.85 * _new_value(prof.tools) * conf
         if c > 0.0:
             add(Factor("new_tool", c, f"first call of {tool} by this agent"))
         if cold and population.total >= COLD_CALLS and population.count(tool) == 0:
@@ -129,7 +129,7 @@ def factors(
                        f"arguments {ratio:.0f}x the usual size for {tool}"))
 
     if f.sensitive is not None:
-        c = 0.6 * surprise((prof.secret + 0.5) / (n + 1.0)) * conf
+        c = 0.75 * surprise((prof.secret + 0.5) / (n + 1.0)) * conf
         if cold:
             c = max(c, 0.3)
         if c > 0.0:
@@ -168,6 +168,9 @@ def _rate_factor(prof: AgentProfile, sess: SessionState, ts: float) -> Factor | 
         return None
     recent_log = sum(_log_gap(b - a) for a, b in zip(recent, list(recent)[1:] + [ts], strict=True)) / gaps
     if prof.gaps.n >= RATE_MIN_GAPS:
+        # The burst must still be going on: a call after a usual pause is not part of it.
+        if _log_gap(ts - recent[-1]) > prof.gaps.mean - 0.7:
+            return None
         ratio = math.exp(prof.gaps.mean - recent_log)
         if ratio >= 3.0:
             c = min(0.8, 0.3 * math.log2(ratio / 2.0))
