@@ -173,3 +173,12 @@ def test_untrusted_arguments_never_raise() -> None:
         s = e.score("w", "tool", args, T0 + i)
         e.observe("w", "tool", args, T0 + i, None, anomaly=s)
     assert e.agents["w"].profile.calls == len(weird)
+
+
+def test_held_calls_are_learnt_only_once_approved() -> None:
+    e = AnalyticsEngine()
+    t = train(e)
+    e.observe("agent", "export_db", {"table": "t"}, t + 1, "STEP_UP", session_id="h")
+    assert "first call of export_db by this agent" in e.score("agent", "export_db", {}, t + 2).reasons
+    e.observe("agent", "export_db", {"table": "t"}, t + 3, "ALLOW", session_id="h")
+    assert "first call of export_db by this agent" not in e.score("agent", "export_db", {}, t + 4).reasons
