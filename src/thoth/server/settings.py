@@ -28,7 +28,7 @@ class Settings:
     signing_key_path: Path | None = None
     max_body_bytes: int = 1_048_576
     # Seconds a STEP_UP hold stays open before it resolves to BLOCK.
-    hold_timeout_seconds: float = 900.0
+    hold_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("THOTH_HOLD_TIMEOUT_SECONDS", "900")))
     # How often a long-polling hold request re-reads the database (other processes resolve holds).
     hold_poll_interval: float = 0.2
     # Seconds a cached API key / active policy is trusted before re-reading it (multi-process).

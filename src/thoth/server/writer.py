@@ -8,6 +8,7 @@ holds the job has committed, so an acknowledged decision or event batch is never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -101,7 +102,5 @@ def _settle(item: tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop], re
         else:
             fut.set_result(result)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
         loop.call_soon_threadsafe(done)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
