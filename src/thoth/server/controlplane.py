@@ -224,8 +224,7 @@ def _validate_policy(text: str) -> None:
         engine.compile_policy(text)
     except engine.PolicyValidationError as exc:
         errors = [str(e) for e in getattr(exc, "errors", None) or [str(exc)]]
-        status = 422 if engine.HAVE_POLICY_ENGINE else 503
-        raise ClientError(status, "invalid policy: " + "; ".join(errors)) from None
+        raise ClientError(422, "invalid policy: " + "; ".join(errors)) from None
     except Exception as exc:  # the engine must not turn a bad document into a 500
         raise ClientError(422, f"invalid policy: {exc}") from None
 
