@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from tests.server.conftest import Server, tenant
 from tests.server.test_enforce import call
 from tests.server.test_events import event

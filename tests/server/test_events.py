@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-
 from tests.server.conftest import SRC, Server, tenant
 
 

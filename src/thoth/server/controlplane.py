@@ -202,14 +202,15 @@ def build(core: Core) -> FastAPI:
     @app.get("/v1/analytics/agents/{agent_id}", tags=["analytics"])
     def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
         series = core.store.agent_risk_series(key.tenant_id, agent_id)
-        drift = None
-        if core.analytics is not None:
+        report = None
+        analytics = core.analytics(key.tenant_id)
+        if analytics is not None:
             try:
-                report = core.analytics.drift(agent_id, time.time())
-                drift = jsonable(getattr(report, "__dict__", report))
-            except Exception:
-                drift = None
-        return {"agent_id": agent_id, "series": series, "drift": drift, "analytics_engine": engine.HAVE_ANALYTICS}
+                report = jsonable(analytics.agent_report(agent_id, time.time()))
+            except Exception:  # advisory data: an analytics failure must not fail the route
+                report = None
+        return {"agent_id": agent_id, "series": series, "analytics": report,
+                "analytics_engine": engine.HAVE_ANALYTICS}
 
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(key: Reader) -> dict[str, Any]:

@@ -147,7 +147,8 @@ class Core:
         self._dedup: _LRU = _LRU(100_000)
         self._hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.analytics = engine.AnalyticsEngine() if engine.HAVE_ANALYTICS and engine.AnalyticsEngine else None
+        # One analytics engine per tenant, in memory (per process; see docs/server.md).
+        self._analytics: dict[str, Any] = {}
         # Hooks for notifications (Slack, webhooks): called with the approval dict.
         self.hold_created_hooks: list[Callable[[dict[str, Any]], Any]] = []
         self.hold_resolved_hooks: list[Callable[[dict[str, Any]], Any]] = []
@@ -260,13 +261,14 @@ class Core:
         policy, policy_version = self.policy_for(tenant_id)
         history = await self._history(tenant_id, session_id)
         now = time.time()
-        risk, risk_reasons = None, []
-        if self.analytics is not None:
+        risk, risk_reasons, anomaly = None, [], None
+        analytics = self.analytics(tenant_id)
+        if analytics is not None:
             try:
-                score = self.analytics.score(agent_id, tool_name, tool_args, now)
-                risk, risk_reasons = float(score.score), list(score.reasons)
-            except Exception:
-                risk = None
+                anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
+                risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
+            except Exception:  # analytics is advisory: never fail a decision over it
+                anomaly = None
         call = engine.CallContext(
             tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
@@ -332,15 +334,24 @@ class Core:
                 return earlier
         if dedup_key is not None:
             self._dedup.put((tenant_id, session_id, dedup_key), response)
-        if self.analytics is not None:
+        if analytics is not None:
             with contextlib.suppress(Exception):
-                self.analytics.observe(agent_id, tool_name, tool_args, now, decision)
+                analytics.observe(agent_id, tool_name, tool_args, now, decision, session_id=session_id,
+                                  anomaly=anomaly)
         self.metrics.observe_decision(decision, time.perf_counter() - started)
         if approval_row is not None:
             approval = await self.read(self.store.approval_by_token, tenant_id, approval_row[2])
             if approval is not None:
                 self._fire(self.hold_created_hooks, approval)
         return response
+
+    def analytics(self, tenant_id: str) -> Any:
+        if not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
+            return None
+        found = self._analytics.get(tenant_id)
+        if found is None:
+            found = self._analytics[tenant_id] = engine.AnalyticsEngine()
+        return found
 
     async def _history(self, tenant_id: str, session_id: str) -> Any:
         key = (tenant_id, session_id)

@@ -28,7 +28,7 @@ try:
 
     HAVE_ANALYTICS = True
 except ImportError:
-    AnalyticsEngine = None
+    AnalyticsEngine = None  # type: ignore[misc,assignment]
     HAVE_ANALYTICS = False
 
 
