@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from control_plane import ControlPlane, wait_for
+from control_plane import SETTLE_S, ControlPlane, wait_for
 from thoth_server import ServerInfo
 
 import thoth
@@ -319,3 +320,22 @@ def test_async_tools_allow_and_block(client_settings: dict[str, Any], control: C
         ],
     )
     assert decision_sequence(timeline) == [(IN_SCOPE, "ALLOW"), (OUT_OF_SCOPE, "BLOCK")]
+
+
+def test_foreign_tenant_is_refused(client_settings: dict[str, Any], control: ControlPlane) -> None:
+    """A key used for another tenant's calls is refused; the client then blocks the tool."""
+    agent_id, session_id = new_ids("foreign")
+    calls: list[Call] = []
+    settings = {**client_settings, "tenant_id": f"{client_settings['tenant_id']}-other"}
+    tools = governed_tools(
+        "openai", settings, agent_id=agent_id, session_id=session_id, enforcement="block", calls=calls
+    )
+
+    with pytest.raises(ThothPolicyViolation) as raised:
+        tools[IN_SCOPE]("anything")
+    assert calls == []
+    assert "status=403" in raised.value.reason
+    assert raised.value.violation_id is None
+    # Nothing was recorded under the key's own tenant either.
+    time.sleep(SETTLE_S)
+    assert control.session(session_id) is None
