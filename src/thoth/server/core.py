@@ -303,7 +303,7 @@ class Core:
         }
         approval_row = None
         if decision == "STEP_UP":
-            hold_token = "hold_" + uuid.uuid4().hex
+            hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
             timeout = self.settings.hold_timeout_seconds
             envelope["hold_token"] = hold_token
             envelope["step_up_timeout_seconds"] = timeout

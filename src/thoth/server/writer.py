@@ -86,8 +86,19 @@ class Writer:
             for item in batch:  # isolate the failing job: retry each on its own
                 self._write([item])
             return
-        for item, result in zip(batch, results, strict=True):
-            _settle(item, result, None)
+        # One wake-up per event loop for the whole batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for (_, fut, loop), result in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((fut, result))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve_all, settled)
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, result in settled:
+        if not fut.done():
+            fut.set_result(result)
 
 
 def _settle(item: tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop], result: Any,
@@ -102,5 +113,5 @@ def _settle(item: tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop], re
         else:
             fut.set_result(result)
 
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+    with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(done)
