@@ -50,13 +50,16 @@ def _server_python(session: nox.Session, helper: ModuleType) -> str:
     if explicit:
         return explicit
     # scripts/test runs nox from .venv, where the project is installed with the server extras.
-    if helper.can_serve(sys.executable):
+    if helper.serve_problem(sys.executable) is None:
         return sys.executable
     python = SERVER_VENV / "bin" / "python"
     if not python.exists():
         session.run("python", "-m", "venv", str(SERVER_VENV))
-    if not helper.can_serve(str(python)):
+    if helper.serve_problem(str(python)) is not None:
         session.run(str(python), "-m", "pip", "install", "-q", "-e", SERVER_EXTRAS, external=True)
+        problem = helper.serve_problem(str(python))
+        if problem is not None:
+            session.error(f"{SERVER_VENV} has {SERVER_EXTRAS} installed but cannot run the server: {problem}")
     return str(python)
 
 

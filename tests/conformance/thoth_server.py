@@ -102,19 +102,23 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
-def can_serve(python: str) -> bool:
-    """Whether `python` can run our server (the server extras are importable)."""
+def serve_problem(python: str) -> str | None:
+    """Why `python` cannot run our server (an import error), or None when it can."""
     probe = "import thoth.server.app, uvicorn, sqlalchemy"
     try:
         result = subprocess.run(
             [python, "-c", probe],
             env=server_env(Path(tempfile.gettempdir())),
             capture_output=True,
+            text=True,
             timeout=60,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode == 0:
+        return None
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {result.returncode}"
 
 
 def _parse_json_output(text: str) -> dict[str, str]:
