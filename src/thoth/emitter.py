@@ -32,6 +32,13 @@ QUEUE_SIZE = 10_000
 Job = Callable[[], list[dict[str, Any]] | None]
 
 
+def _stop_job() -> None:
+    return None
+
+
+_STOP: Job = _stop_job  # sentinel: ends the worker thread
+
+
 class EventTransport:
     def __init__(
         self,
@@ -88,8 +95,15 @@ class EventTransport:
                 self._flushing -= 1
 
     def stop(self) -> None:
+        """End the worker thread; events still queued after a final attempt are dropped."""
         self._stopping = True
         self._wake.set()
+        with self._cond:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            self._finish(1)
 
     # Worker side ---------------------------------------------------------------------------------
     def _finish(self, count: int, *, dropped: bool = False) -> None:
@@ -113,6 +127,11 @@ class EventTransport:
                     item = self._queue.get() if not batch else self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if item is _STOP:
+                    if batch:
+                        self._send(batch)
+                    self._finish(1)
+                    return
                 if isinstance(item, dict):
                     batch.append(item)
                 else:

@@ -130,6 +130,18 @@ def get_endpoint(url: str, api_key: str | None) -> Endpoint:
     return endpoint
 
 
+def release(url: str) -> None:
+    """Flush briefly, then stop and forget every endpoint of `url` (tests; servers that went away)."""
+    with _registry_lock:
+        gone = [key for key in _registry if key[0] == url.rstrip("/")]
+        dropped = [_registry.pop(key) for key in gone]
+    for endpoint in dropped:
+        if endpoint._transport is not None:
+            endpoint._transport.flush(0.5)
+            endpoint._transport.stop()
+        endpoint.close()
+
+
 def endpoints() -> list[Endpoint]:
     with _registry_lock:
         return list(_registry.values())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import thoth
+from thoth.http import get_endpoint, release
 from thoth.instrumentor import build_tracer
 from thoth.tracer import Tracer
 
@@ -25,6 +25,7 @@ def server() -> Iterator[WireServer]:
     wire = WireServer().start()
     yield wire
     wire.stop()
+    release(wire.url)  # this server is gone for good: don't let its retries slow other tests
 
 
 @pytest.fixture
@@ -42,6 +43,6 @@ def make_tracer(server: WireServer) -> Callable[..., Tracer]:
 
 
 def delivered(server: WireServer, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """Flush the SDK's queues and return the server's stored events."""
-    assert thoth.flush(timeout), "events were not delivered in time"
+    """Flush the SDK's queue for this server and return the server's stored events."""
+    assert get_endpoint(server.url, server.api_key).transport.flush(timeout), "events not delivered in time"
     return dict(server.events)
