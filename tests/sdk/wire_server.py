@@ -116,6 +116,7 @@ _BAD = object()
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the stdlib default (5) refuses bursts of concurrent clients
     wire: WireServer
 
 
