@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from thoth.http import Endpoint, error_message, get_endpoint
+from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig
 
 log = logging.getLogger("thoth")
@@ -41,12 +41,9 @@ class EnforcerClient:
             return self._local.enforce(request)  # type: ignore[no-any-return]
         assert self.endpoint is not None
         try:
-            response = self.endpoint.client.post(
-                self.url, json=request, headers=self.endpoint.headers(),
-                timeout=self.config.enforce_timeout_seconds,
-            )
-        except httpx.HTTPError as exc:
-            return self._fault(f"{type(exc).__name__}: {exc}", request)
+            response = self.endpoint.post_fast("/v1/enforce", request, self.config.enforce_timeout_seconds)
+        except TransportFault as exc:
+            return self._fault(str(exc), request)
         return self._decide(response, request)
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
@@ -66,7 +63,7 @@ class EnforcerClient:
         return self._decide(response, request)
 
     # ---------------------------------------------------------------------------------------------
-    def _decide(self, response: httpx.Response, request: dict[str, Any]) -> EnforcementDecision:
+    def _decide(self, response: httpx.Response | FastResponse, request: dict[str, Any]) -> EnforcementDecision:
         status = response.status_code
         if status >= 500 or status == 429:
             return self._fault(f"HTTP {status} from {self.url}: {error_message(response)}", request)
