@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+SESSION_CALLS = 50
 ALLOW = json.dumps({"decision": "ALLOW", "authorization_decision": "ALLOW", "reason": "ok",
                     "risk_score": 0.0, "latency_ms": 0.01}).encode()
 
@@ -110,7 +111,20 @@ def main() -> None:
 
         tracer = build_tracer(agent_id="bench", approved_scope=["tool"], tenant_id="bench",
                               api_key="bench-key", api_url=f"http://127.0.0.1:{port}", enforcement="block")
-        governed, agoverned = tracer.wrap_tool("tool", tool), tracer.wrap_tool("tool", atool)
+        sync_tool, async_tool = tracer.wrap_tool("tool", tool), tracer.wrap_tool("tool", atool)
+
+        # A session sends its whole tool history with every call, so a realistic run is a
+        # session of SESSION_CALLS calls; start a new one (as a new instrument() would) after that.
+        def governed(query: str) -> str:
+            if len(tracer.session.tool_calls) >= SESSION_CALLS:
+                tracer.session.tool_calls.clear()
+            return sync_tool(query)  # type: ignore[no-any-return]
+
+        async def agoverned(query: str) -> str:
+            if len(tracer.session.tool_calls) >= SESSION_CALLS:
+                tracer.session.tool_calls.clear()
+            return await async_tool(query)  # type: ignore[no-any-return]
+
         calls = options.calls
         measure_sync(governed, 200)  # warm the pool
         base_sync = measure_sync(tool, calls)
@@ -122,7 +136,8 @@ def main() -> None:
 
         base_async, gov_async = asyncio.run(run_async())
         assert tracer.flush(30), "events were not delivered"
-        print(f"governed vs ungoverned call, {calls} calls each, loopback uvicorn server")
+        print(f"governed vs ungoverned call, {calls} calls each (sessions of {SESSION_CALLS}), "
+              "loopback uvicorn server in another process")
         print(f"{'mode':6} {'ungoverned p50':>15} {'governed p50':>13} {'governed p99':>13} "
               f"{'overhead p50':>13} {'overhead p99':>13}")
         for mode, base, gov in (("sync", base_sync, gov_sync), ("async", base_async, gov_async)):
