@@ -25,9 +25,7 @@ class EnforcerClient:
         self._local: Any = None
         self.endpoint: Endpoint | None = None
         if config.is_local:
-            from thoth.policy.local import LocalEnforcer  # lazy: the engine is optional
-
-            self._local = LocalEnforcer(config)
+            self._local = _local_engine("LocalEnforcer")(config)
         else:
             self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
 
@@ -114,3 +112,15 @@ class EnforcerClient:
             decision_reason_code="sdk_configuration_error",
             fail_mode="config",
         )
+
+
+def _local_engine(name: str) -> Any:
+    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
+    try:
+        from thoth.policy import local
+    except ImportError as exc:
+        raise RuntimeError(
+            "api_url='local' evaluates policy in-process and needs the policy engine "
+            f"(pip install 'aten-thoth[policy]'): {exc}"
+        ) from exc
+    return getattr(local, name)

@@ -136,6 +136,7 @@ def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> 
                                 tenant_id=server.tenant_id, api_key=server.api_key, api_url=server.url)
 
     instrument_once().tools[0]("warm up")  # starts the endpoint's thread and pool
+    delivered(server)  # ... and the event thread's connection pool
     def sdk_threads() -> int:  # the in-process test server's own handler threads don't count
         return sum("process_request" not in t.name for t in threading.enumerate())
 
