@@ -38,10 +38,18 @@ class EnforcerClient:
         if self._local is not None:
             return self._local.enforce(request)  # type: ignore[no-any-return]
         assert self.endpoint is not None
+        response: httpx.Response | FastResponse
         try:
-            response = self.endpoint.post_fast("/v1/enforce", request, self.config.enforce_timeout_seconds)
-        except TransportFault as exc:
-            return self._fault(str(exc), request)
+            if self.endpoint.fast_path:
+                response = self.endpoint.post_fast("/v1/enforce", request, self.config.enforce_timeout_seconds)
+            else:
+                response = self.endpoint.client.post(
+                    self.url, json=request, headers=self.endpoint.headers(),
+                    timeout=self.config.enforce_timeout_seconds,
+                )
+        except (TransportFault, httpx.HTTPError) as exc:
+            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
+                               request)
         return self._decide(response, request)
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:

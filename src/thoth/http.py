@@ -80,6 +80,8 @@ class Endpoint:
         parts = urlsplit(url)
         self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
         self._base_path = parts.path.rstrip("/")
+        # The stdlib fast path knows no proxies: behind one, the enforce call goes through httpx.
+        self.fast_path = not _proxied(url)
         self.fail_open_total = 0
         self._fail_open_unreported = 0
 
@@ -194,6 +196,16 @@ class Endpoint:
         for aclient in async_clients:
             # Their loops may be gone; dropping the reference is all we can do safely.
             del aclient
+
+
+def _proxied(url: str) -> bool:
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 _registry: dict[tuple[str, str | None], Endpoint] = {}
