@@ -135,6 +135,28 @@ def main() -> None:
             return await measure_async(atool, calls), await measure_async(agoverned, calls)
 
         base_async, gov_async = asyncio.run(run_async())
+
+        # The bare round trip the SDK cannot avoid: the same POST, no SDK around it.
+        import http.client
+
+        import httpx
+
+        payload = json.dumps({"tool_name": "tool", "tool_args": {"args": ["q"], "kwargs": {}}}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+
+        def bare_sync(_: str) -> None:
+            conn.request("POST", "/v1/enforce", body=payload, headers={"content-type": "application/json"})
+            json.loads(conn.getresponse().read())
+
+        async def bare_async_run() -> list[float]:
+            async with httpx.AsyncClient() as client:
+                async def bare(_: str) -> None:
+                    (await client.post(f"http://127.0.0.1:{port}/v1/enforce", content=payload)).json()
+
+                await measure_async(bare, 200)
+                return await measure_async(bare, calls)
+
+        rtt_sync, rtt_async = measure_sync(bare_sync, calls), asyncio.run(bare_async_run())
         assert tracer.flush(30), "events were not delivered"
         print(f"governed vs ungoverned call, {calls} calls each (sessions of {SESSION_CALLS}), "
               "loopback uvicorn server in another process")
@@ -145,6 +167,12 @@ def main() -> None:
             g50, g99 = percentiles(gov)
             print(f"{mode:6} {b50 * 1000:12.1f} µs {g50:10.3f} ms {g99:10.3f} ms "
                   f"{g50 - b50:10.3f} ms {g99 - b50:10.3f} ms")
+        for mode, rtt, gov in (("sync", rtt_sync, gov_sync), ("async", rtt_async, gov_async)):
+            r50, r99 = percentiles(rtt)
+            g50, _ = percentiles(gov)
+            print(f"{mode:6} bare round trip p50 {r50:.3f} ms p99 {r99:.3f} ms "
+                  f"({'http.client' if mode == 'sync' else 'httpx.AsyncClient'}); "
+                  f"governed/bare p50 = {g50 / r50:.2f}x")
         print(f"events delivered: {tracer.emitter.sent}, dropped: {tracer.emitter.dropped}")
     finally:
         server.terminate()
