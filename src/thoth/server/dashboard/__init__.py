@@ -1,14 +1,12 @@
 """The Thoth dashboard: server-rendered pages for sessions, violations, approvals, policies,
 analytics and settings, mounted into the server's Starlette app.
 
-The server wires it with one call after its own routes::
+The server wires it with one call after its own routes (thoth.server.app does)::
 
-    from thoth.server import dashboard
-    dashboard.mount(app, store, settings)
+    dashboard.register(app, core)
 
-and prints the first admin's password once at first start::
-
-    created = dashboard.ensure_first_admin(store, tenant_id)
+which adds the routes and, on the very first start, creates the first admin user and prints its
+password once. Without a Core (tests, other hosts): `mount(app, store, settings)`.
 """
 
 from __future__ import annotations
@@ -23,14 +21,14 @@ from thoth.server.dashboard.cli import register_cli
 from thoth.server.dashboard.pages import Dashboard, action, viewer_page
 from thoth.server.dashboard.schema import ensure_schema
 
-__all__ = ["Dashboard", "ensure_first_admin", "mount", "register_cli", "routes"]
+__all__ = ["Dashboard", "ensure_first_admin", "mount", "register", "register_cli", "routes"]
 
 STATIC_PREFIX = "/dashboard-static"
 
 
-def routes(store: Any, settings: Any = None) -> list[BaseRoute]:
+def routes(store: Any, settings: Any = None, core: Any = None) -> list[BaseRoute]:
     ensure_schema(store.db)
-    d = Dashboard(store, settings)
+    d = Dashboard(store, settings, core)
 
     def get(path: str, handler: Any) -> Route:
         return Route(path, viewer_page(d, handler), methods=["GET"])
@@ -69,9 +67,19 @@ def routes(store: Any, settings: Any = None) -> list[BaseRoute]:
     ]
 
 
-def mount(app: Any, store: Any, settings: Any = None) -> None:
-    """Add the dashboard's routes to a Starlette app (after the app's own routes)."""
-    app.router.routes.extend(routes(store, settings))
+def mount(app: Any, store: Any, settings: Any = None, core: Any = None) -> None:
+    """Add the dashboard's routes to a Starlette (or FastAPI) app, after the app's own routes."""
+    app.router.routes.extend(routes(store, settings, core))
+
+
+def register(app: Any, core: Any) -> None:
+    """Called by thoth.server.app with the control-plane app and the server's Core."""
+    mount(app, core.store, core.settings, core)
+    tenant = "demo" if getattr(core.settings, "demo", False) else "default"
+    created = ensure_first_admin(core.store, tenant)
+    if created is not None:
+        print(f"Dashboard: first admin user {created[0]!r} (tenant {tenant!r}), password {created[1]}"
+              "  (shown once; change it under Settings)", flush=True)
 
 
 def ensure_first_admin(store: Any, tenant_id: str = "default") -> tuple[str, str] | None:

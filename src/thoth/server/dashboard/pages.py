@@ -24,8 +24,11 @@ CHANNEL_KINDS = ("slack_webhook", "webhook", "email")
 class Dashboard:
     """Holds the store and caches; its bound methods are the route endpoints."""
 
-    def __init__(self, store: Any, settings: Any = None) -> None:
+    def __init__(self, store: Any, settings: Any = None, core: Any = None) -> None:
         self.store = store
+        # The server's Core, when mounted by it: resolving through it wakes long-polling holds
+        # at once and fires the notification hooks.
+        self.core = core
         self.db = store.db
         self.settings = settings
         self.rollups = Rollups(self.db)
@@ -63,7 +66,7 @@ class Dashboard:
     def error(self, request: Request, me: Principal | None, status: int, message: str) -> Response:
         if me is None or request.headers.get("authorization"):
             return JSONResponse({"message": message}, status, headers=SECURITY_HEADERS)
-        return page("error.html", status, me=me, path=request.url.path, status=status, message=message)
+        return page("error.html", status, me=me, path=request.url.path, code=status, message=message)
 
     def redirect(self, url: str) -> Response:
         return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
@@ -122,8 +125,9 @@ class Dashboard:
         filters = {"agent": qp.get("agent", "")[:300], "user": qp.get("user", "")[:300],
                    "outcome": _choice(qp.get("outcome"), queries.OUTCOMES, ""),
                    "since": _choice(qp.get("since"), queries.SINCE, ""), "q": qp.get("q", "").strip()[:300]}
-        items, nxt = await run_in_threadpool(
-            lambda: queries.list_sessions(self.db, me.tenant_id, cursor=qp.get("cursor"), **filters))
+        items, nxt = await run_in_threadpool(lambda: queries.list_sessions(
+            self.db, me.tenant_id, agent=filters["agent"], user=filters["user"], outcome=filters["outcome"],
+            since=filters["since"], q=filters["q"], cursor=qp.get("cursor")))
         agents = await run_in_threadpool(queries.known_agents, self.db, me.tenant_id)
         next_url = _with(request, cursor=nxt) if nxt else None
         return self.render(request, me, "sessions.html", items=items, filters=filters, agents=agents,
@@ -150,8 +154,8 @@ class Dashboard:
             return self.redirect("/violations/" + urllib.parse.quote(vid, safe=""))
         filters = {"agent": qp.get("agent", "")[:300], "decision": _choice(qp.get("decision"),
                                                                            ("BLOCK", "STEP_UP"), "")}
-        items, nxt = await run_in_threadpool(
-            lambda: queries.list_violations(self.db, me.tenant_id, cursor=qp.get("cursor"), **filters))
+        items, nxt = await run_in_threadpool(lambda: queries.list_violations(
+            self.db, me.tenant_id, agent=filters["agent"], decision=filters["decision"], cursor=qp.get("cursor")))
         agents = await run_in_threadpool(queries.known_agents, self.db, me.tenant_id)
         return self.render(request, me, "violations.html", items=items, filters=filters, agents=agents,
                            next_url=_with(request, cursor=nxt) if nxt else None, nav="violations")
@@ -190,9 +194,7 @@ class Dashboard:
         if decision not in ("approve", "deny"):
             return self.error(request, me, 422, "decision must be approve or deny")
         reason = f.get("reason", "").strip()[:2000] or None
-        status, approval = await run_in_threadpool(
-            self.store.resolve_approval, me.tenant_id, request.path_params["approval_id"], decision == "approve",
-            me.actor, reason)
+        status, approval = await self._resolve(me, request.path_params["approval_id"], decision == "approve", reason)
         if status == "not_found":
             return self.error(request, me, 404, "No such approval in this tenant.")
         if status == "not_pending":
@@ -204,6 +206,21 @@ class Dashboard:
             history = await run_in_threadpool(queries.resolved_approvals, self.db, me.tenant_id)
             return self.render(request, me, "_approvals_live.html", **q, history=history, notice=notice)
         return self.redirect("/approvals")
+
+    async def _resolve(self, me: Principal, approval_id: str, approve: bool,
+                       reason: str | None) -> tuple[str, dict[str, Any] | None]:
+        if self.core is None:
+            return await run_in_threadpool(self.store.resolve_approval, me.tenant_id, approval_id, approve,
+                                           me.actor, reason)
+        from thoth.server.core import ClientError
+
+        try:
+            return "ok", await self.core.resolve_approval(me.tenant_id, approval_id, approve, me.actor, reason)
+        except ClientError as exc:
+            if exc.status == 404:
+                return "not_found", None
+            current = await run_in_threadpool(self.store.approval, me.tenant_id, approval_id)
+            return "not_pending", current
 
     # ---- policies -------------------------------------------------------------------------
 
@@ -416,7 +433,7 @@ def action(dash: Dashboard, handler: Action) -> Callable[[Request], Awaitable[Re
 
 
 def _choice(value: str | None, allowed: Any, default: str) -> str:
-    return value if value in allowed else default
+    return value if value is not None and value in allowed else default
 
 
 def _int(value: Any) -> int | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader
 from starlette.responses import HTMLResponse
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -89,7 +89,7 @@ def number(value: Any) -> str:
         return "—"
 
 
-env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True, undefined=StrictUndefined,
+env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True,
                   trim_blocks=True, lstrip_blocks=True)
 env.filters.update(ts=ts, ago=ago, until=until, pretty=pretty, compact=compact, size=size, score=score,
                    number=number)

@@ -81,8 +81,9 @@ def build(events: list[dict[str, Any]], decisions: list[dict[str, Any]],
             open_calls[tool].append(row)
             undecided[tool].append(row)
         elif etype in ("TOOL_CALL_POST", "TOOL_CALL_BLOCK"):
-            row = open_calls[tool].popleft() if open_calls[tool] else None
-            if row is None:  # its PRE is on an earlier page, or was never sent
+            if open_calls[tool]:
+                row = open_calls[tool].popleft()
+            else:  # its PRE is on an earlier page, or was never sent
                 row = CallRow("tool", tool, at, etype, args=_args(event), anchor=anchor)
                 rows.append(row)
             if etype == "TOOL_CALL_POST":
@@ -102,8 +103,9 @@ def build(events: list[dict[str, Any]], decisions: list[dict[str, Any]],
                                 anchor=anchor))
     for d in decisions:
         tool = str(d.get("tool_name") or "")
-        row = undecided[tool].popleft() if undecided[tool] else None
-        if row is None:  # a decision whose events are elsewhere (or an SDK that sends none)
+        if undecided[tool]:
+            row = undecided[tool].popleft()
+        else:  # a decision whose events are elsewhere (or an SDK that sends none)
             row = CallRow("tool", tool, d.get("decided_ts"), "DECISION", args=d.get("tool_args"),
                           anchor=f"d{d.get('decision_id', '')}")
             rows.append(row)
