@@ -227,20 +227,18 @@ def session_timeline(db: Any, tenant_id: str, session_id: str, *, after: int | N
                             params + [before, limit + 1])
             has_older = len(rows) > limit
             rows = list(reversed(rows[:limit]))
-            has_newer = True
         else:
             if after is not None:
                 rows = conn.all(base + " AND chain_index > ? ORDER BY chain_index LIMIT ?",
                                 params + [after, limit + 1])
             else:
                 rows = conn.all(base + " ORDER BY chain_index LIMIT ?", params + [limit + 1])
-            has_newer = len(rows) > limit
             rows = rows[:limit]
             has_older = after is not None
         nxt = None
-        if has_newer:
-            nxt = conn.one(base + " AND chain_index > ? ORDER BY chain_index LIMIT 1",
-                           params + [rows[-1][0] if rows else -1])
+        if rows:
+            nxt = conn.one(base + " AND chain_index > ? ORDER BY chain_index LIMIT 1", params + [rows[-1][0]])
+        has_newer = nxt is not None
         total = int(conn.one("SELECT COUNT(*) FROM events WHERE tenant_id = ? AND session_id = ?",
                              (tenant_id, session_id))[0])
         events = []
