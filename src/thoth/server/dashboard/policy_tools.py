@@ -83,58 +83,52 @@ def _strength(decision: str) -> int:
 
 
 def simulate(db: Any, tenant_id: str, draft: str, days: int, limit: int = SIMULATION_LIMIT) -> Simulation:
-    """Replay the tenant's most recent calls of the last `days` days through the draft, session by
-    session in order (so rate and sequence rules see the same history), and compare."""
+    """Replay the tenant's most recent calls of the last `days` days through the draft (the policy
+    engine's own replay: per session, in order, so rate and sequence rules see the same history)
+    and compare with what was decided then."""
     engine = _engine()
+    from thoth.policy.simulate import simulate as replay
+
     policy = engine.compile_policy(draft)
     since = time.time() - days * 86400
     with db.read() as conn:
         rows = conn.all(
             "SELECT session_id, agent_id, user_id, tool_name, tool_args, decision, enforcement_mode, environment,"
-            " risk_score, decided_at, violation_id FROM decisions WHERE tenant_id = ? AND decided_at >= ?"
+            " risk_score, decided_at FROM decisions WHERE tenant_id = ? AND decided_at >= ?"
             " ORDER BY decided_at DESC LIMIT ?", (tenant_id, since, limit + 1))
         sim = Simulation(days=days, truncated=len(rows) > limit)
         rows = sorted(rows[:limit], key=lambda r: r[9])
-        scopes: dict[str, Any] = {}
+        context: dict[str, tuple[Any, Any]] = {}
         for sid in {r[0] for r in rows}:
-            # approved_scope is declared by the client on each event; the session's first one says it.
+            # approved_scope and intent are declared by the client on its events, not stored with
+            # the decision: the session's first event says them.
             e = conn.one("SELECT body FROM events WHERE tenant_id = ? AND session_id = ? ORDER BY chain_index"
                          " LIMIT 1", (tenant_id, sid))
             body = orjson.loads(e[0]) if e else {}
-            scopes[sid] = (body.get("approved_scope"), body.get("metadata", {}).get("session_intent")
-                           if isinstance(body.get("metadata"), dict) else None)
-    histories: dict[str, Any] = {}
-    tools_so_far: dict[str, list[str]] = {}
-    for sid, agent, user, tool, args_text, stored, mode, env, risk, ts, violation_id in rows:
+            meta = body.get("metadata")
+            if not isinstance(meta, dict):
+                meta = {}
+            context[sid] = (body.get("approved_scope"), meta.get("session_intent"))
+    calls = []
+    for sid, agent, user, tool, args_text, stored, mode, env, risk, ts in rows:
         args = orjson.loads(args_text) if args_text else {}
-        if not isinstance(args, dict):
-            args = {"args": args}
-        history = histories.setdefault(sid, engine.SessionHistory())
-        called = tools_so_far.setdefault(sid, [])
-        called.append(tool)
-        scope, intent = scopes.get(sid, (None, None))
-        call = engine.CallContext(
-            tenant_id=tenant_id, agent_id=agent or "", user_id=user or "system", tool_name=tool, tool_args=args,
-            approved_scope=scope, enforcement_mode=mode or "block", environment=env or "prod",
-            session_intent=intent, risk_score=risk, risk_reasons=[], now=ts, session_tool_calls=list(called))
-        try:
-            result = policy.evaluate(call, history)
-            new = str(getattr(result.decision, "value", result.decision))
-        except Exception:  # a draft that crashes on real data must be reported, not raise
-            sim.errors += 1
-            continue
-        history.record(tool, args, ts, new)
-        sim.calls += 1
-        if new != stored:
-            sim.changes[(stored, new)] += 1
-            if _strength(new) > _strength(stored) and new in ("BLOCK", "STEP_UP", "DEFER"):
-                sim.newly_blocked += 1
-            elif _strength(new) < _strength(stored):
-                sim.newly_allowed += 1
-            if len(sim.examples) < 25:
-                sim.examples.append({"session_id": sid, "agent_id": agent, "tool_name": tool, "tool_args": args,
-                                     "was": stored, "now": new, "reason": getattr(result, "reason", ""),
-                                     "rules": list(getattr(result, "matched_rule_ids", []) or []),
-                                     "decided_ts": ts, "violation_id": violation_id})
-    sim.sessions = len(histories)
+        scope, intent = context.get(sid, (None, None))
+        calls.append({"tenant_id": tenant_id, "session_id": sid, "agent_id": agent or "", "user_id": user or "system",
+                      "tool_name": tool, "tool_args": args if isinstance(args, dict) else {"args": args},
+                      "approved_scope": scope, "session_intent": intent, "enforcement_mode": mode or "progressive",
+                      "environment": env or "prod", "risk_score": risk, "decision": stored, "ts": ts})
+    result = replay(policy, calls, max_items=len(calls) or 1)
+    sim.calls = int(result["evaluated"])
+    sim.sessions = len(context)
+    for item in result["items"]:
+        was, now = item["current"], item["candidate"]
+        sim.changes[(was, now)] += 1
+        if _strength(now) > _strength(was):
+            sim.newly_blocked += 1
+        elif _strength(now) < _strength(was):
+            sim.newly_allowed += 1
+        if len(sim.examples) < 25:
+            sim.examples.append({"session_id": item["session_id"], "agent_id": item["agent_id"],
+                                 "tool_name": item["tool_name"], "was": was, "now": now, "reason": item["reason"],
+                                 "rules": list(item.get("matched_rule_ids") or [])})
     return sim
