@@ -229,7 +229,7 @@ class Dashboard:
                        status: int = 200) -> Response:
         active = await run_in_threadpool(self.store.active_policy, me.tenant_id)
         versions = await run_in_threadpool(self.store.policy_versions, me.tenant_id)
-        text = draft if draft is not None else (active or {}).get("document", "")
+        text = draft if draft is not None else (active or {}).get("document") or policy_tools.starter()
         return self.render(request, me, "policies.html", status, active=active, versions=versions, draft=text,
                            errors=errors or [], notice=notice, nav="policies")
 

@@ -26,6 +26,15 @@ def _engine() -> Any:
     return engine
 
 
+def starter() -> str:
+    """What the editor shows for a tenant without a policy: the engine's default, to edit."""
+    try:
+        from thoth.policy.defaults import DEFAULT_POLICY_YAML
+    except ImportError:
+        return ""
+    return str(DEFAULT_POLICY_YAML)
+
+
 def validate(text: str) -> list[dict[str, Any]]:
     """[] when the draft compiles, else [{"line": int | None, "message": str}, ...]."""
     engine = _engine()
