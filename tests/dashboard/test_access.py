@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from tests.dashboard.conftest import Server, csrf_of
 
 PAGES = ["/", "/sessions", "/violations", "/approvals", "/policies", "/analytics", "/settings"]

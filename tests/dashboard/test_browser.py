@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-
 from tests.dashboard.browser import browser, log_in, shot
 from tests.dashboard.conftest import Agent, Server
 

@@ -8,7 +8,6 @@ import time
 import uuid
 
 import httpx
-
 from tests.dashboard.conftest import Agent, Server, csrf_of
 
 

@@ -46,9 +46,9 @@
     var fmt = function (u, v) { return v == null ? "—" : v.toFixed(2); };
     var opts = { width: width(el), height: 180, legend: { live: true }, scales: { x: { time: true }, y: { range: [0, 1] } },
       series: [{},
-        { label: "mean anomaly", stroke: "#3b5bdb", width: 1.5, value: fmt, spanGaps: false },
-        { label: "peak anomaly", stroke: "#e03131", width: 1, dash: [4, 3], value: fmt },
-        { label: "drift", stroke: "#e8890c", width: 1.5, value: fmt }],
+        { label: "mean anomaly", stroke: "#3b5bdb", width: 1.5, value: fmt, points: { show: true, size: 4 } },
+        { label: "peak anomaly", stroke: "#e03131", width: 1, dash: [4, 3], value: fmt, points: { show: true, size: 4 } },
+        { label: "drift", stroke: "#e8890c", width: 1.5, value: fmt, points: { show: true, size: 4 } }],
       axes: [{ stroke: "#6b7785", grid: { show: false } }, { stroke: "#6b7785", grid: { stroke: "#eef0f3" }, size: 40 }] };
     var plot = new uPlot(opts, [data.xs, a.mean_risk, a.max_risk, a.drift], el);
     window.addEventListener("resize", function () { plot.setSize({ width: width(el), height: 180 }); });
