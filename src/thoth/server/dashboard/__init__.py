@@ -26,9 +26,11 @@ __all__ = ["Dashboard", "ensure_first_admin", "mount", "register", "register_cli
 STATIC_PREFIX = "/dashboard-static"
 
 
-def routes(store: Any, settings: Any = None, core: Any = None) -> list[BaseRoute]:
+def routes(store: Any, settings: Any = None, core: Any = None, warm: bool = False) -> list[BaseRoute]:
     ensure_schema(store.db)
     d = Dashboard(store, settings, core)
+    if warm:
+        d.warm_in_background()
 
     def get(path: str, handler: Any) -> Route:
         return Route(path, viewer_page(d, handler), methods=["GET"])
@@ -69,7 +71,7 @@ def routes(store: Any, settings: Any = None, core: Any = None) -> list[BaseRoute
 
 def mount(app: Any, store: Any, settings: Any = None, core: Any = None) -> None:
     """Add the dashboard's routes to a Starlette (or FastAPI) app, after the app's own routes."""
-    app.router.routes.extend(routes(store, settings, core))
+    app.router.routes.extend(routes(store, settings, core, warm=core is not None))
 
 
 def register(app: Any, core: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,20 @@ class Dashboard:
         self.settings = settings
         self.rollups = Rollups(self.db)
         self.secure_cookies = bool(getattr(settings, "secure_cookies", False))
+
+    def warm_in_background(self) -> None:
+        """Compute the hourly roll-ups of the last 37 days once, off the request path, so the
+        first overview after a restart is as fast as the next ones."""
+
+        def warm() -> None:
+            try:
+                for tenant in self.store.tenants():
+                    end = int(time.time() // 3600)
+                    self.rollups.hours(tenant, end - 24 * 37, end)
+            except Exception:  # best effort: pages compute what is missing on demand
+                pass
+
+        threading.Thread(target=warm, name="thoth-dashboard-warm", daemon=True).start()
 
     # ---- plumbing -----------------------------------------------------------------------
 

@@ -95,37 +95,47 @@ def _js_divergence(p: Counter[str], q: Counter[str]) -> float:
 
 
 def agent_series(rollups: Rollups, tenant_id: str, range_key: str) -> dict[str, Any]:
-    """Per agent: mean and max risk (the anomaly score the server stored with each decision),
-    violation rate, and tool-mix drift against the agent's preceding 7 days, hour by hour."""
+    """Per agent: mean and max risk (the anomaly score the server stored with each decision) and
+    tool-mix drift against the agent's preceding 7 days, per hour (per day for 30 days)."""
     hours = RANGES.get(range_key, 24 * 7)
     end = int(time.time() // HOUR)
-    baseline_hours = 24 * 7
-    stats = rollups.hours(tenant_id, end - hours - baseline_hours + 1, end)
-    shown = stats[baseline_hours:]
+    base_len = 24 * 7
+    stats = [s for _, s in rollups.hours(tenant_id, end - hours - base_len + 1, end)]
+    shown = stats[base_len:]
     step = 1 if hours <= 24 * 7 else 24
-    xs = [shown[i][0] * HOUR for i in range(0, len(shown), step)]
+    xs = [(end - hours + 1 + i) * HOUR for i in range(0, len(shown), step)]
     agents: Counter[str] = Counter()
-    for _, s in shown:
+    for s in shown:
         agents.update(s.by_agent)
     out: dict[str, Any] = {}
     for agent, calls in agents.most_common(20):
+        mixes = [s.agent_tools.get(agent) for s in stats]
+        # Sliding 7-day baseline: the hours [start - 7d, start) before each bucket.
+        base: Counter[str] = Counter()
+        for m in mixes[:base_len]:
+            if m:
+                base.update(m)
         mean, peak, drift = [], [], []
         for i in range(0, len(shown), step):
+            start = base_len + i
             n = total = mx = 0.0
             mix: Counter[str] = Counter()
-            for _, s in shown[i: i + step]:
+            for s in shown[i: i + step]:
                 r = s.agent_risk.get(agent)
                 if r:
                     n, total, mx = n + r[0], total + r[1], max(mx, r[2])
-                mix.update(s.agent_tools.get(agent, {}))
-            # baseline: the 7 days before this bucket (sliding window over the roll-ups)
-            base: Counter[str] = Counter()
-            start = baseline_hours + i
-            for _, s in stats[start - baseline_hours: start]:
-                base.update(s.agent_tools.get(agent, {}))
+                m = s.agent_tools.get(agent)
+                if m:
+                    mix.update(m)
             mean.append(round(total / n, 4) if n else None)
             peak.append(round(mx, 4) if n else None)
-            drift.append(round(_js_divergence(mix, base), 4) if n and base else None)
+            drift.append(round(_js_divergence(mix, base), 4) if n and sum(base.values()) else None)
+            for k in range(start, min(start + step, len(stats))):  # slide the window by one bucket
+                if mixes[k]:
+                    base.update(mixes[k])
+                if mixes[k - base_len]:
+                    base.subtract(mixes[k - base_len])
+            base = +base  # drop zero counts
         out[agent] = {"calls": calls, "mean_risk": mean, "max_risk": peak, "drift": drift}
     return {"xs": xs, "agents": out}
 
