@@ -27,7 +27,8 @@ def test_a_session_appears_with_its_timeline(server: Server) -> None:
     assert "unpaid invoices" in page and "acct-9" in page
     assert "12 ms" in page or "13 ms" in page  # duration_ms 12.5 from the POST event
     assert "7 B" in page  # result_size_bytes of "3 found"
-    assert blocked["violation_id"] in page and "default.scope" in page
+    assert blocked["violation_id"] in page and all(rule in page for rule in blocked["matched_rule_ids"])
+    assert blocked["matched_rule_ids"]
     assert page.count('class="badge d-allow"') == 2 and page.count('class="badge d-block"') == 1
     # filters
     assert agent.session_id in c.get("/sessions", params={"outcome": "blocked"}).text

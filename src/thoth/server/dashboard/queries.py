@@ -350,18 +350,17 @@ def pending_approvals(db: Any, tenant_id: str, limit: int = 100) -> list[dict[st
 
 def resolved_approvals(db: Any, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
     with db.read() as conn:
-        rows = conn.all(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND status <> 'pending'"
-                        " ORDER BY requested_at DESC LIMIT ?", (tenant_id, limit))
+        rows = conn.all(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND resolved_at IS NOT NULL"
+                        " ORDER BY resolved_at DESC LIMIT ?", (tenant_id, limit))
     return [_approval(r) for r in rows]
 
 
 def approvals_version(db: Any, tenant_id: str) -> str:
-    """Changes whenever an approval is created or resolved: the queue's live-update signal."""
+    """Changes whenever an approval is created, resolved or expires: the queue's live-update signal."""
     now = time.time()
     with db.read() as conn:
-        r = conn.one("SELECT COUNT(*), MAX(requested_at), MAX(resolved_at) FROM approvals"
-                     " WHERE tenant_id = ? AND ((status = 'pending' AND expires_at > ?) OR resolved_at > ?)",
-                     (tenant_id, now, now - 86400))
-        pending = conn.one("SELECT COUNT(*) FROM approvals WHERE tenant_id = ? AND status = 'pending'"
-                           " AND expires_at > ?", (tenant_id, now))
-    return f"{r[0]}:{r[1]}:{r[2]}:{pending[0]}"
+        pending = conn.one("SELECT COUNT(*), MAX(requested_at) FROM approvals WHERE tenant_id = ?"
+                           " AND status = 'pending' AND expires_at > ?", (tenant_id, now))
+        resolved = conn.one("SELECT COUNT(*), MAX(resolved_at) FROM approvals WHERE tenant_id = ?"
+                            " AND resolved_at > ?", (tenant_id, now - 86400))
+    return f"{pending[0]}:{pending[1]}:{resolved[0]}:{resolved[1]}"

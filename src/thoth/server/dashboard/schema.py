@@ -46,6 +46,7 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_dash_sessions_agent ON sessions (tenant_id, agent_id, last_event_at)",
     "CREATE INDEX IF NOT EXISTS ix_dash_sessions_user ON sessions (tenant_id, user_id, last_event_at)",
     "CREATE INDEX IF NOT EXISTS ix_dash_approvals_session ON approvals (tenant_id, session_id)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_approvals_resolved ON approvals (tenant_id, resolved_at)",
     "CREATE INDEX IF NOT EXISTS ix_dash_logins_expiry ON dashboard_logins (expires_at)",
 )
 
