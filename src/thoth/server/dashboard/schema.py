@@ -1,0 +1,63 @@
+"""The dashboard's own tables and the read indexes its pages need on the server's tables.
+
+Plain `IF NOT EXISTS` DDL that SQLite and PostgreSQL both accept, applied on mount: the
+dashboard's tables are independent of the server's Alembic chain (one linear history there,
+ours stays out of it), and every statement is idempotent, so many processes may run it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS dashboard_users (
+        username VARCHAR(100) PRIMARY KEY,
+        tenant_id VARCHAR(200) NOT NULL,
+        role VARCHAR(20) NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        disabled_at DOUBLE PRECISION
+    )""",
+    # A browser login: the cookie holds a random token; only its SHA-256 is stored, so a
+    # leaked database does not hand out live sessions. Rows are deleted on logout.
+    """CREATE TABLE IF NOT EXISTS dashboard_logins (
+        token_hash VARCHAR(64) PRIMARY KEY,
+        username VARCHAR(100) NOT NULL,
+        csrf_token VARCHAR(64) NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS dashboard_channels (
+        channel_id VARCHAR(64) PRIMARY KEY,
+        tenant_id VARCHAR(200) NOT NULL,
+        kind VARCHAR(20) NOT NULL,
+        target TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        created_by TEXT
+    )""",
+)
+
+# Read paths of the pages (see docs/dashboard.md, "Indexes"). The server's own indexes cover
+# sessions by recency, events by session and decisions by session.
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_dash_decisions_time ON decisions (tenant_id, decided_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_violations_time ON decisions (tenant_id, decided_at)"
+    " WHERE violation_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS ix_dash_sessions_agent ON sessions (tenant_id, agent_id, last_event_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_sessions_user ON sessions (tenant_id, user_id, last_event_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_approvals_session ON approvals (tenant_id, session_id)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_approvals_resolved ON approvals (tenant_id, resolved_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_logins_expiry ON dashboard_logins (expires_at)",
+)
+
+
+_PG_LOCK_ID = 7_143_082
+
+
+def ensure_schema(db: Any) -> None:
+    """Create the dashboard tables and indexes if missing (safe to run on every start)."""
+    with db.transaction() as conn:
+        if conn.postgres:  # concurrent CREATE ... IF NOT EXISTS can still collide on PostgreSQL
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK_ID,))
+        for statement in _TABLES + _INDEXES:
+            conn.execute(statement)
