@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # missing is skipped with a hint instead of breaking the whole CLI.
 _COMMAND_MODULES = {
     "thoth.server.cli": "server",
+    "thoth.server.dashboard.cli": "server",
     "thoth.policy.cli": "policy",
 }
 
