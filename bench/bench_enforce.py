@@ -51,9 +51,14 @@ def main() -> None:
     store = Store(Database(db_url))
     key = store.create_key("bench", "sdk")["key"]
     policy_note = "default policy (scope check)"
-    if engine.HAVE_POLICY_ENGINE and POLICY_FILE.exists():
-        store.add_policy_version("bench", POLICY_FILE.read_text(), "bench")
-        policy_note = f"{POLICY_FILE.name}"
+    if engine.HAVE_POLICY_ENGINE:
+        # The 50-rule policy of the research corpus when present; else the largest starter pack.
+        import thoth.policy
+
+        source = POLICY_FILE if POLICY_FILE.exists() else (
+            Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
+        store.add_policy_version("bench", source.read_text(), "bench")
+        policy_note = source.name
     body = json.dumps({**request_body(), "session_id": "SESSION"})
     # Requests rotate over 500 sessions (sessions of realistic length, not one endless session);
     # the bodies are built once, before the run.
