@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from tests.server.conftest import Server, tenant
-from tests.server.test_enforce import call
-from tests.server.test_events import event
+
+from .conftest import Server, tenant
+from .test_enforce import call
+from .test_events import event
 
 
 @pytest.fixture(scope="module")
