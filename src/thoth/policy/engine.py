@@ -433,9 +433,10 @@ class _Checker:
 def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
     issues: list[PolicyIssue] = []
     check = _Checker(marks, issues)
-    doc = check.mapping(data, (), TOP_LEVEL)
     if not isinstance(data, dict):
+        check.err((), "a policy document is a mapping (version:, tools:, agents:, rules: ...)")
         raise PolicyValidationError(issues)
+    doc = check.mapping(data, (), TOP_LEVEL)
     if doc.get("version", 1) != 1:
         check.err(("version",), "unsupported version; this engine reads version: 1")
     name = doc.get("name", "policy")

@@ -30,7 +30,7 @@ from thoth.server.store import (
     iso,
     new_id,
 )
-from thoth.server.writer import Writer
+from thoth.server.writer import InlineWriter, Writer
 
 DATA_PLANE_ROLES = frozenset({"sdk", "approver", "admin"})
 INGEST_ROLES = DATA_PLANE_ROLES | {"ingest"}
@@ -139,7 +139,8 @@ class Core:
         self.db = Database(settings.database_url)
         self.signer = Signer(settings.key_path)
         self.store = Store(self.db, self.signer)
-        self.writer = Writer(self.db, self.store)
+        self.writer: Writer | InlineWriter = (
+            Writer(self.db, self.store) if self.db.postgres else InlineWriter(self.db, self.store))
         self.metrics = Metrics()
         self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
@@ -346,7 +347,7 @@ class Core:
         return response
 
     def analytics(self, tenant_id: str) -> Any:
-        if not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
+        if not self.settings.analytics or not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
             return None
         found = self._analytics.get(tenant_id)
         if found is None:

@@ -473,14 +473,22 @@ class Store:
             for i in plain:
                 results[i] = True
         sessions: dict[tuple[str, str], list[Any]] = {}
+        event_jobs: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             if isinstance(job, DecisionRecord):
                 if job.dedup_key is not None:
                     results[i] = self._write_decision(conn, job)
                 if results[i]:
                     self._count_session(sessions, job)
+            elif isinstance(job, EventBatch):
+                event_jobs.setdefault(job.tenant_id, []).append(i)
             else:
-                results[i] = self._write_one(conn, ctx, job)
+                raise TypeError(f"unknown job {job!r}")
+        for tenant, indexes in event_jobs.items():
+            # All batches of one tenant in this transaction: one duplicate check, one insert.
+            for i, result in zip(indexes, self._write_events(conn, ctx, tenant, [jobs[i] for i in indexes]),
+                                 strict=True):
+                results[i] = result
         if sessions:
             conn.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
         self._sign_heads(conn, ctx)
@@ -498,13 +506,6 @@ class Store:
         s[5] += rec.decision == "BLOCK"
         s[6] += rec.decision == "STEP_UP"
         s[7] = max(s[7], rec.risk_score)
-
-    def _write_one(self, conn: Connection, ctx: _WriteContext, job: Any) -> Any:
-        if isinstance(job, DecisionRecord):
-            return self._write_decision(conn, job)
-        if isinstance(job, EventBatch):
-            return self._write_events(conn, ctx, job)
-        raise TypeError(f"unknown job {job!r}")
 
     def _write_decision(self, conn: Connection, rec: DecisionRecord) -> bool:
         if rec.dedup_key is not None:
@@ -526,31 +527,38 @@ class Store:
         ctx.heads[tenant_id] = (int(row[0]), row[1])
         return ctx.heads[tenant_id]
 
-    def _write_events(self, conn: Connection, ctx: _WriteContext, batch: EventBatch) -> BatchResult:
-        tenant = batch.tenant_id
+    def _write_events(self, conn: Connection, ctx: _WriteContext, tenant: str,
+                      batches: list[EventBatch]) -> list[BatchResult]:
         index, prev = self._head(conn, ctx, tenant)
-        ids = list({e["event_id"] for e in batch.events})
-        marks = ", ".join("?" * len(ids))
-        existing = {r[0] for r in conn.all(
-            f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})", [tenant, *ids])}
+        ids = list({e["event_id"] for batch in batches for e in batch.events})
+        if conn.postgres:  # one array parameter: one prepared statement whatever the batch size
+            found = conn.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)", [tenant, ids])
+        else:
+            marks = ", ".join("?" * len(ids))
+            found = conn.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
+                             [tenant, *ids])
+        existing = {r[0] for r in found}
         ingested_at = iso(now())
         rows = []
-        result = BatchResult()
-        for event in batch.events:
-            if event["event_id"] in existing:
-                result.duplicates += 1
-                continue
-            existing.add(event["event_id"])
-            index += 1
-            record = dict(event)
-            record.update(tenant_id=tenant, ingested_at=ingested_at, chain_index=index, previous_hash=prev)
-            body = audit.canonical(record)
-            h = audit.digest(body)
-            rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
-                         event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
-                         prev, h, body.decode()))
-            prev = h
-            result.accepted += 1
+        results = []
+        for batch in batches:
+            result = BatchResult()
+            results.append(result)
+            for event in batch.events:
+                if event["event_id"] in existing:
+                    result.duplicates += 1
+                    continue
+                existing.add(event["event_id"])
+                index += 1
+                record = dict(event)
+                record.update(tenant_id=tenant, ingested_at=ingested_at, chain_index=index, previous_hash=prev)
+                body = audit.canonical(record)
+                h = audit.digest(body)
+                rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
+                             event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
+                             prev, h, body.decode()))
+                prev = h
+                result.accepted += 1
         if rows:
             if conn.postgres:
                 with conn.raw.cursor() as cur, cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as cp:
@@ -560,7 +568,7 @@ class Store:
                 conn.executemany(_INSERT_EVENT, rows)
             ctx.heads[tenant] = (index, prev)
             ctx.dirty_heads.add(tenant)
-        return result
+        return results
 
     def _sign_heads(self, conn: Connection, ctx: _WriteContext) -> None:
         for tenant in ctx.dirty_heads:
