@@ -300,7 +300,8 @@ class Core:
             "enforcement_mode": mode,
             "would_decision": would,
             "policy_version": policy_version,
-            "rule_version": str(policy_version) if policy_version is not None else "default",
+            # Published clients accept only an integer or null here (a string makes them block).
+            "rule_version": policy_version if isinstance(policy_version, int) else None,
         }
         approval_row = None
         if decision == "STEP_UP":
