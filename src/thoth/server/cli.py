@@ -126,7 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      "pick another port with --port)")
     settings = Settings(database_url=args.database_url or default_database_url(), host=args.host,
                         port=args.port, demo=bool(getattr(args, "demo", False)))
-    app = create_app(settings)
+    from thoth.server.notify.config import NotifyConfigError
+
+    try:
+        app = create_app(settings)
+    except NotifyConfigError as exc:
+        return _fail(f"invalid notification config: {exc}")
     url = f"http://{args.host}:{args.port}"
     print(f"Thoth server on {url}  (database: {redact(settings.database_url)})", flush=True)
     print(f"  API docs {url}/docs   metrics {url}/metrics", flush=True)
