@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-
 from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver, closed_port
 from tests.server.conftest import Server, start_server, stop_server
 
