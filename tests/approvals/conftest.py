@@ -59,6 +59,7 @@ class Rig:
         self.sdk_key = server.key(self.tenant, "sdk")
         self.approver_key = server.key(self.tenant, "approver")
         self.admin_key = server.key(self.tenant, "admin")
+        self.viewer_key = server.key(self.tenant, "viewer")
 
     def client(self, key: str | None = None) -> httpx.Client:
         return self.server.client(key)

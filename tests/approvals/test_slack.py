@@ -187,14 +187,16 @@ def test_two_person_rule_for_critical_tools(rig: Rig) -> None:
 def test_failed_delivery_keeps_hold_pending_and_visible(rig: Rig) -> None:
     held = rig.hold(agent="agent-broken")
     aid = held["approval_id"]
-    items = wait_for(lambda: [n for n in rig.notifications(aid)["items"] if n["status"] != "queued"] == 2 and None
-                     or (lambda got: got if len(got) == 2 and all(n["status"] != "queued" for n in got) else None)(
-                         rig.notifications(aid)["items"]))
+    def delivered() -> list[dict[str, Any]] | None:
+        got = rig.notifications(aid)["items"]
+        return got if len(got) == 2 and all(n["status"] != "queued" for n in got) else None
+
+    items = wait_for(delivered)
     by_channel = {n["channel"]: n for n in items}
     assert by_channel["broken"]["status"] == "failed" and "channel_not_found" in by_channel["broken"]["error"]
     assert by_channel["deadhook"]["status"] == "failed" and by_channel["deadhook"]["attempts"] == 2
     _unchanged(rig, aid)
-    with rig.client(rig.viewer_key if hasattr(rig, "viewer_key") else rig.admin_key) as c:
+    with rig.client(rig.viewer_key) as c:
         failed = c.get("/v1/notifications", params={"status": "failed"}).json()["items"]
         pending = c.get("/v1/approvals", params={"status": "pending"}).json()["items"]
     assert {n["approval_id"] for n in failed} >= {aid}
