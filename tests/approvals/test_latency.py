@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.approvals.conftest import Rig
 from tests.approvals.stubs import wait_for
+
 from thoth.instrumentor import build_tracer
 
 
