@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.server.conftest import SRC, Server, free_port
+from .conftest import SRC, Server, free_port
 
 
 def thoth(*args: str, home: Path, db: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

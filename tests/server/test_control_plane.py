@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from tests.server.conftest import Server, tenant
-from tests.server.test_enforce import call
-from tests.server.test_events import event
+
+from .conftest import Server, tenant
+from .test_enforce import call
+from .test_events import event
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,31 @@ def test_foreign_tenant_sees_nothing(server: Server, populated: dict[str, str]) 
         assert a.get(f"/v1/approvals/{populated['approval']}").json()["status"] == "pending"
         assert a.get("/v1/keys").status_code == 200
         assert a.get("/v1/audit/verify").json()["verified"] is True
+
+
+def test_policy_put_versions_enforce_and_rollback(server: Server) -> None:
+    from pathlib import Path
+
+    import thoth.policy
+
+    pack = (Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml").read_text()
+    t = tenant()
+    drop = {"tenant_id": t, "agent_id": "a", "tool_name": "exec_sql", "tool_args": {"sql": "DROP TABLE users"},
+            "enforcement_mode": "block", "approved_scope": ["exec_sql"]}
+    with server.client(server.key(t, "admin")) as a, server.client(server.key(t)) as sdk:
+        assert sdk.post("/v1/enforce", json=drop).json()["decision"] == "ALLOW"  # default policy: in scope
+        r = a.put("/v1/policies", json={"document": pack, "comment": "destructive pack"})
+        assert r.status_code == 200 and r.json()["version"] == 1
+        assert a.get("/v1/policies").json()["document"] == pack
+        blocked = sdk.post("/v1/enforce", json=drop).json()
+        assert blocked["decision"] == "BLOCK" and "da-sql-destructive" in blocked["matched_rule_ids"]
+        assert blocked["policy_version"] == 1
+        assert a.put("/v1/policies", json={"document": "version: 1\nrules: 7\n"}).status_code == 422
+        r = a.put("/v1/policies", json={"document": "version: 1\nname: empty\nrules: []\n"})
+        assert r.status_code == 200 and r.json()["version"] == 2
+        assert sdk.post("/v1/enforce", json=drop).json()["decision"] == "ALLOW"
+        r = a.post("/v1/policies/rollback", json={"version": 1})
+        assert r.status_code == 200 and r.json()["version"] == 3
+        versions = a.get("/v1/policies/versions").json()["items"]
+        assert [v["version"] for v in versions] == [3, 2, 1] and versions[0]["active"] is True
+        assert sdk.post("/v1/enforce", json=drop).json()["decision"] == "BLOCK"

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from tests.server.conftest import Server, tenant
+from .conftest import Server, tenant
 
 
 def call(tenant_id: str, tool: str = "search", mode: str = "block", session: str | None = None,

@@ -9,7 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
-from tests.server.conftest import SRC, Server, tenant
+
+from .conftest import SRC, Server, tenant
 
 
 def event(t: str, session: str = "s1", **extra: Any) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.server.conftest import start_server, stop_server
 
 from thoth.server.migrate import upgrade
+
+from .conftest import start_server, stop_server
 
 
 @pytest.mark.postgres

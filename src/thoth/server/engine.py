@@ -106,7 +106,7 @@ if not HAVE_POLICY_ENGINE:
         return _DefaultPolicy()
 
     def compile_policy(source: Any) -> Any:  # type: ignore[misc]
-        raise PolicyValidationError(["the policy engine (thoth.policy) is not installed in this build"])
+        raise PolicyValidationError(["the policy engine (thoth.policy) is not installed in this build"])  # type: ignore[list-item]
 
 
 __all__ = [

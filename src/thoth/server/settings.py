@@ -34,6 +34,8 @@ class Settings:
     # Seconds a cached API key / active policy is trusted before re-reading it (multi-process).
     cache_ttl: float = 2.0
     demo: bool = False
+    # Per-call anomaly scoring (thoth.analytics) feeding risk_score; THOTH_ANALYTICS=off disables it.
+    analytics: bool = field(default_factory=lambda: os.environ.get("THOTH_ANALYTICS", "on").lower() not in ("0", "off", "false", "no"))
 
     @property
     def key_path(self) -> Path:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sys
 import threading
 from typing import Any
 
@@ -32,6 +33,10 @@ class Writer:
 
     def start(self) -> None:
         self._conn = self.db.connect()
+        # Each PostgreSQL round trip releases the GIL; getting it back waits for the event loop's
+        # switch interval (5 ms by default), which turns a transaction of 20 round trips into
+        # ~100 ms. A short interval keeps the writer's transactions near network speed.
+        sys.setswitchinterval(0.0002)
         self._thread = threading.Thread(target=self._run, name="thoth-writer", daemon=True)
         self._thread.start()
 
@@ -86,8 +91,19 @@ class Writer:
             for item in batch:  # isolate the failing job: retry each on its own
                 self._write([item])
             return
-        for item, result in zip(batch, results, strict=True):
-            _settle(item, result, None)
+        # One wake-up per event loop for the whole batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for (_, fut, loop), result in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((fut, result))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve_all, settled)
+
+
+def _resolve_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, result in settled:
+        if not fut.done():
+            fut.set_result(result)
 
 
 def _settle(item: tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop], result: Any,
@@ -102,5 +118,68 @@ def _settle(item: tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop], re
         else:
             fut.set_result(result)
 
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+    with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(done)
+
+
+class InlineWriter:
+    """Group commit inside the event loop, for SQLite.
+
+    SQLite writes cost tens of microseconds and never wait on a network, so doing them on the
+    loop itself beats a writer thread: no GIL hand-offs (which add up to a 5 ms switch interval
+    of latency under load) and no cross-thread wake-ups. Every request handled in one loop
+    iteration joins the same transaction; answers go out only after its commit.
+    """
+
+    def __init__(self, db: Database, store: Store) -> None:
+        self.db = db
+        self.store = store
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        self._conn = self.db.connect()
+
+    def stop(self) -> None:
+        if self._pending:
+            self._flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def submit(self, job: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((job, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        try:
+            conn.begin_write()
+            results = self.store.write_batch(conn, [job for job, _ in batch])
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            if len(batch) == 1:
+                log.exception("write failed")
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(RuntimeError(f"storage write failed: {exc}"))
+                return
+            for item in batch:
+                self._write([item])
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)

@@ -1,0 +1,166 @@
+"""What the engine knows about one tool call (CallContext) and one session (SessionHistory)."""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thoth.policy.decision import PolicyDecision
+    from thoth.policy.markers import MarkerTable
+
+_VIOLATIONS = frozenset({"BLOCK", "STEP_UP", "DEFER"})
+
+
+@dataclass(slots=True)
+class CallContext:
+    """One governed tool call. Everything here may come from an untrusted client except
+    risk_score (the server's analytics) and whatever the server fills in itself."""
+
+    tool_name: str
+    agent_id: str = ""
+    tenant_id: str = ""
+    user_id: str = "system"
+    tool_args: dict[str, Any] = field(default_factory=dict)
+    approved_scope: list[str] | None = None
+    enforcement_mode: str = "progressive"
+    environment: str = "prod"
+    session_intent: str | None = None
+    risk_score: float | None = None
+    risk_reasons: list[str] = field(default_factory=list)
+    now: float = 0.0
+    session_tool_calls: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.now:
+            self.now = time.time()
+
+    @classmethod
+    def from_request(cls, body: dict[str, Any], *, risk_score: float | None = None,
+                     now: float | None = None) -> CallContext:
+        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults."""
+
+        def pick(*names: str) -> Any:
+            for name in names:
+                if name in body:
+                    return body[name]
+            return None
+
+        def text(value: Any, default: str) -> str:
+            return value if isinstance(value, str) else default
+
+        args = pick("tool_args", "toolArgs")
+        scope = pick("approved_scope", "approvedScope")
+        history = pick("session_tool_calls", "sessionToolCalls")
+        return cls(
+            tool_name=text(pick("tool_name", "toolName"), ""),
+            agent_id=text(pick("agent_id", "agentId"), ""),
+            tenant_id=text(pick("tenant_id", "tenantId"), ""),
+            user_id=text(pick("user_id", "userId"), "system"),
+            tool_args=args if isinstance(args, dict) else ({"args": args} if isinstance(args, list) else {}),
+            approved_scope=[s for s in scope if isinstance(s, str)] if isinstance(scope, list) else None,
+            enforcement_mode=text(pick("enforcement_mode", "enforcementMode"), "progressive").strip().lower(),
+            environment=text(pick("environment"), "prod").strip().lower(),
+            session_intent=text(pick("session_intent", "sessionIntent", "purpose"), "") or None,
+            risk_score=risk_score,
+            now=now or time.time(),
+            session_tool_calls=[s for s in history if isinstance(s, str)] if isinstance(history, list) else None,
+        )
+
+
+class SessionHistory:
+    """Derived facts of one session, kept up to date in O(1) per recorded call.
+
+    Rules never scan raw history: counts and last positions per tool, call times per tool (for
+    rate conditions), and per-"marker" facts (a marker is a history predicate of the active
+    policy, e.g. "read_file with path under /secrets/") are updated as calls are recorded.
+    The raw calls are kept (up to MAX_KEPT) only to rebuild marker facts when a different
+    policy version evaluates this session.
+    """
+
+    MAX_KEPT = 10_000
+
+    __slots__ = ("n", "counts", "last_index", "times", "all_times", "violations", "scope_violations",
+                 "intent_violations", "calls", "markers", "_table")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.counts: dict[str, int] = {}
+        self.last_index: dict[str, int] = {}
+        self.times: dict[str, list[float]] = {}
+        self.all_times: list[float] = []
+        self.violations = 0
+        self.scope_violations = 0
+        self.intent_violations = 0
+        self.calls: list[tuple[str, dict[str, Any], float | None]] = []
+        # marker key -> [count, last_index, times]
+        self.markers: dict[str, list[Any]] = {}
+        self._table: MarkerTable | None = None
+
+    @classmethod
+    def from_tool_names(cls, names: list[str] | None, current: str | None = None) -> SessionHistory:
+        """History from a client's session_tool_calls (names only, no times). The wire list ends
+        with the current call; it is dropped so that only earlier calls count."""
+        history = cls()
+        if names:
+            earlier = names[:-1] if current is not None and names[-1] == current else names
+            for name in earlier[-cls.MAX_KEPT:]:
+                history.record(name, None, None)
+        return history
+
+    def __len__(self) -> int:
+        return self.n
+
+    def record(self, tool_name: str, tool_args: dict[str, Any] | None = None, ts: float | None = None,
+               decision: str | PolicyDecision | None = None) -> None:
+        """Add one call (after it was decided). O(1) amortised."""
+        args = tool_args if isinstance(tool_args, dict) else {}
+        index = self.n
+        self.n += 1
+        self.counts[tool_name] = self.counts.get(tool_name, 0) + 1
+        self.last_index[tool_name] = index
+        if ts is not None:
+            _append_time(self.times.setdefault(tool_name, []), ts)
+            _append_time(self.all_times, ts)
+        if len(self.calls) < self.MAX_KEPT:
+            self.calls.append((tool_name, args, ts))
+        if decision is not None:
+            self._count_violation(decision)
+        if self._table is not None:
+            self._table.update(self.markers, tool_name, args, index, ts)
+
+    def _count_violation(self, decision: Any) -> None:
+        verdict = decision if isinstance(decision, str) else getattr(decision, "decision", None)
+        kinds = getattr(decision, "violations", ())
+        # Observe mode allows everything; what counts is what the policy would have done.
+        would = getattr(decision, "would_decision", None)
+        if str(verdict) in _VIOLATIONS or str(would) in _VIOLATIONS:
+            self.violations += 1
+            if "scope" in kinds:
+                self.scope_violations += 1
+            if "intent" in kinds:
+                self.intent_violations += 1
+
+    def bind(self, table: MarkerTable) -> None:
+        """Track the markers of `table` (a policy's history predicates), replaying kept calls."""
+        if self._table is table:
+            return
+        self._table = table
+        self.markers = {}
+        for index, (tool_name, args, ts) in enumerate(self.calls):
+            table.update(self.markers, tool_name, args, index, ts)
+
+    # Queries used by compiled conditions --------------------------------------------------------
+    def count_since(self, times: list[float] | None, since: float) -> int:
+        if not times:
+            return 0
+        return len(times) - bisect_left(times, since)
+
+
+def _append_time(times: list[float], ts: float) -> None:
+    if not times or ts >= times[-1]:
+        times.append(ts)
+    else:  # clocks and late records: keep the list sorted for bisect
+        insort(times, ts)

@@ -1,0 +1,69 @@
+"""The engine's answer for one call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from thoth.models import DecisionType
+
+# Precedence, most restrictive first. Documented in docs/policy.md; never reorder silently.
+SEVERITY: dict[DecisionType, int] = {
+    DecisionType.BLOCK: 4,
+    DecisionType.DEFER: 3,
+    DecisionType.STEP_UP: 2,
+    DecisionType.MODIFY: 1,
+    DecisionType.ALLOW: 0,
+}
+VIOLATION_DECISIONS = frozenset({DecisionType.BLOCK, DecisionType.DEFER, DecisionType.STEP_UP})
+
+
+@dataclass(slots=True)
+class PolicyDecision:
+    decision: DecisionType
+    would_decision: DecisionType
+    reason: str
+    reason_code: str
+    matched_rule_ids: list[str] = field(default_factory=list)
+    policy_references: list[str] = field(default_factory=list)
+    modified_args: dict[str, Any] | None = None
+    flags: list[str] = field(default_factory=list)
+    risk_score: float | None = None
+    # Which built-in checks were violated: "scope", "intent", "risk", "rule", "tier", "source", "error".
+    violations: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    step_up_timeout_seconds: float | None = None
+    defer_timeout_seconds: float | None = None
+    policy_version: str | None = None
+    # How the decision came about, step by step (for `thoth policy explain`).
+    trace: list[str] = field(default_factory=list)
+
+    @property
+    def is_violation(self) -> bool:
+        return self.would_decision in VIOLATION_DECISIONS
+
+    def to_wire(self) -> dict[str, Any]:
+        """The decision fields of a /v1/enforce response (the server adds ids and tokens)."""
+        verdict = self.decision.value
+        body: dict[str, Any] = {
+            "decision": verdict,
+            "authorization_decision": verdict,
+            "reason": self.reason,
+            "decision_reason_code": self.reason_code,
+            "matched_rule_ids": list(self.matched_rule_ids),
+            "policy_references": list(self.policy_references),
+            "risk_score": self.risk_score,
+        }
+        if self.would_decision is not self.decision:
+            body["would_decision"] = self.would_decision.value
+        if self.decision is DecisionType.MODIFY:
+            body["modified_tool_args"] = self.modified_args
+            body["modification_reason"] = self.reason
+        if self.decision is DecisionType.DEFER:
+            body["defer_reason"] = self.reason
+            body["defer_timeout_seconds"] = self.defer_timeout_seconds
+        if self.decision is DecisionType.STEP_UP and self.step_up_timeout_seconds is not None:
+            body["step_up_timeout_seconds"] = self.step_up_timeout_seconds
+        if self.flags:
+            body["flags"] = list(self.flags)
+        return body
