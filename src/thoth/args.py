@@ -23,7 +23,12 @@ class ModificationError(ValueError):
 
 def json_safe(value: Any, depth: int = 0) -> Any:
     """A copy of `value` that json.dumps accepts, containers nested at most MAX_DEPTH deep."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common case, fast
+        return value
+    if kind is dict and depth < MAX_DEPTH:
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from thoth.http import Endpoint, error_message, get_endpoint
+from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig
 
 log = logging.getLogger("thoth")
@@ -25,9 +25,7 @@ class EnforcerClient:
         self._local: Any = None
         self.endpoint: Endpoint | None = None
         if config.is_local:
-            from thoth.policy.local import LocalEnforcer  # lazy: the engine is optional
-
-            self._local = LocalEnforcer(config)
+            self._local = _local_engine("LocalEnforcer")(config)
         else:
             self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
 
@@ -40,13 +38,18 @@ class EnforcerClient:
         if self._local is not None:
             return self._local.enforce(request)  # type: ignore[no-any-return]
         assert self.endpoint is not None
+        response: httpx.Response | FastResponse
         try:
-            response = self.endpoint.client.post(
-                self.url, json=request, headers=self.endpoint.headers(),
-                timeout=self.config.enforce_timeout_seconds,
-            )
-        except httpx.HTTPError as exc:
-            return self._fault(f"{type(exc).__name__}: {exc}", request)
+            if self.endpoint.fast_path:
+                response = self.endpoint.post_fast("/v1/enforce", request, self.config.enforce_timeout_seconds)
+            else:
+                response = self.endpoint.client.post(
+                    self.url, json=request, headers=self.endpoint.headers(),
+                    timeout=self.config.enforce_timeout_seconds,
+                )
+        except (TransportFault, httpx.HTTPError) as exc:
+            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
+                               request)
         return self._decide(response, request)
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
@@ -66,7 +69,7 @@ class EnforcerClient:
         return self._decide(response, request)
 
     # ---------------------------------------------------------------------------------------------
-    def _decide(self, response: httpx.Response, request: dict[str, Any]) -> EnforcementDecision:
+    def _decide(self, response: httpx.Response | FastResponse, request: dict[str, Any]) -> EnforcementDecision:
         status = response.status_code
         if status >= 500 or status == 429:
             return self._fault(f"HTTP {status} from {self.url}: {error_message(response)}", request)
@@ -117,3 +120,15 @@ class EnforcerClient:
             decision_reason_code="sdk_configuration_error",
             fail_mode="config",
         )
+
+
+def _local_engine(name: str) -> Any:
+    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
+    try:
+        from thoth.policy import local
+    except ImportError as exc:
+        raise RuntimeError(
+            "api_url='local' evaluates policy in-process and needs the policy engine "
+            f"(pip install 'aten-thoth[policy]'): {exc}"
+        ) from exc
+    return getattr(local, name)

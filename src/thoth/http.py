@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import http.client
+import json
+import ssl
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,7 +27,7 @@ USER_AGENT = "aten-thoth-python"
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: Any) -> str:
     """The human-readable part of an error body (wire.md: first of message, error_description...)."""
     try:
         body = response.json()
@@ -35,6 +39,29 @@ def error_message(response: httpx.Response) -> str:
                 return str(body[key])[:500]
     text = response.text.strip()
     return text[:200] if text else response.reason_phrase
+
+
+class TransportFault(Exception):
+    """No HTTP answer at all (refused, reset, timed out): an infrastructure fault."""
+
+
+class FastResponse:
+    """The little of an HTTP answer the enforce path needs."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self.content = body
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    @property
+    def reason_phrase(self) -> str:
+        return http.client.responses.get(self.status_code, "")
 
 
 class Endpoint:
@@ -49,6 +76,12 @@ class Endpoint:
             weakref.WeakKeyDictionary()
         )
         self._transport: EventTransport | None = None
+        self._local = threading.local()  # one keep-alive connection per thread for post_fast
+        parts = urlsplit(url)
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
+        self._base_path = parts.path.rstrip("/")
+        # The stdlib fast path knows no proxies: behind one, the enforce call goes through httpx.
+        self.fast_path = not _proxied(url)
         self.fail_open_total = 0
         self._fail_open_unreported = 0
 
@@ -79,6 +112,56 @@ class Endpoint:
                 client = httpx.AsyncClient(limits=_LIMITS, timeout=10.0)
                 self._async_clients[loop] = client
         return client
+
+    def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
+        """POST JSON on this thread's keep-alive connection (stdlib http.client).
+
+        The sync enforce call is the hot path: http.client answers a loopback round trip in about
+        a third of httpx's time. Raises TransportFault when no answer arrived.
+        """
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {**self.headers(), "content-type": "application/json"}
+        for attempt in (1, 2):
+            conn = self._connection(timeout)
+            reused = getattr(self._local, "used", False)
+            try:
+                conn.request("POST", self._base_path + path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self._local.used = True
+                if response.will_close:
+                    self._drop_connection()
+                return FastResponse(response.status, data)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._drop_connection()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: reconnect once
+                raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
+        raise TransportFault("unreachable")
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._scheme == "https":
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                                   context=ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._local.conn, self._local.used = conn, False
+        elif conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        conn.timeout = timeout
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        self._local.used = False
+        if conn is not None:
+            conn.close()
 
     @property
     def transport(self) -> EventTransport:
@@ -113,6 +196,16 @@ class Endpoint:
         for aclient in async_clients:
             # Their loops may be gone; dropping the reference is all we can do safely.
             del aclient
+
+
+def _proxied(url: str) -> bool:
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 _registry: dict[tuple[str, str | None], Endpoint] = {}

@@ -32,9 +32,9 @@ def default_components(config: ThothConfig) -> tuple[Any, Any, Any]:
     from thoth.step_up import StepUpClient
 
     if config.is_local:
-        from thoth.policy.local import LocalEventSink  # lazy: in-process mode only
+        from thoth.enforcer_client import _local_engine
 
-        emitter: Any = LocalEventSink(config)
+        emitter: Any = _local_engine("LocalEventSink")(config)
     else:
         from thoth.emitter import HttpEmitter
 

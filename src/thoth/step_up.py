@@ -32,9 +32,7 @@ class StepUpClient:
         self._local: Any = None
         self.endpoint: Endpoint | None = None
         if config.is_local:
-            from thoth.policy.local import LocalStepUp  # lazy: the engine is optional
-
-            self._local = LocalStepUp(config)
+            self._local = _local_engine("LocalStepUp")(config)
         else:
             self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
 
@@ -155,3 +153,15 @@ def _timeout(decision: EnforcementDecision) -> EnforcementDecision:
         "decision": DecisionType.BLOCK, "reason": TIMEOUT_REASON,
         "decision_reason_code": "step_up_timeout",
     })
+
+
+def _local_engine(name: str) -> Any:
+    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
+    try:
+        from thoth.policy import local
+    except ImportError as exc:
+        raise RuntimeError(
+            "api_url='local' evaluates policy in-process and needs the policy engine "
+            f"(pip install 'aten-thoth[policy]'): {exc}"
+        ) from exc
+    return getattr(local, name)

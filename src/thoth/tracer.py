@@ -375,7 +375,7 @@ class Tracer:
         self.session.record_tool_call(call.tool_name)
         meta: dict[str, Any] = {
             "event_phase": "post", "call_id": call.call_id,
-            "tool_call": {"name": call.tool_name, "arguments": json_safe(call.tool_args)},
+            "tool_call": {"name": call.tool_name, "arguments": call.tool_args},  # already JSON-safe
             "duration_ms": round(call.duration_ms, 3),
             **_decision_meta(call.decision),
         }

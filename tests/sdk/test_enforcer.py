@@ -97,3 +97,14 @@ def test_env_url_overrides_api_url(server: WireServer, monkeypatch: pytest.Monke
                           api_url="http://127.0.0.1:9")
     assert tracer.wrap_tool("search", lambda q: q)("x") == "x"
     assert server.enforce_requests[0]["tool_name"] == "search"
+
+
+def test_behind_a_proxy_the_enforce_call_uses_httpx(server: WireServer, make_tracer: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from thoth.http import Endpoint
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    assert Endpoint("http://thoth.example:8080", "k").fast_path is False
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert Endpoint(server.url, "k").fast_path is True

@@ -189,3 +189,16 @@ def test_example_script_runs(env: WireServer) -> None:
     assert "Blocked: delete_file" in out and "Violation record: vio_" in out
     kinds = sorted(e["event_type"] for e in delivered(env).values())  # sent by the child process
     assert kinds == ["TOOL_CALL_BLOCK", "TOOL_CALL_POST", "TOOL_CALL_PRE", "TOOL_CALL_PRE"]
+
+
+def test_exit_drains_the_queue(env: WireServer) -> None:
+    script = (
+        "import thoth\n"
+        "agent = type('A', (), {})()\n"
+        "agent.tools = [lambda q: q]\n"
+        "thoth.instrument(agent, agent_id='a', approved_scope=['<lambda>'], tenant_id='acme-corp')\n"
+        "for i in range(25): agent.tools[0](i)\n"  # no flush(): the exit hook must send them
+    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    subprocess.run([sys.executable, "-c", script], env=environment, timeout=60, check=True)
+    assert len(env.events) == 50

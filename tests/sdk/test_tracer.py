@@ -201,3 +201,29 @@ def test_tracer_with_seed_constructor(server: WireServer) -> None:
     assert tracer.wrap_tool("search_database", lambda query: f"hits for {query}")("q4") == "hits for q4"
     with pytest.raises(ThothPolicyViolation):
         tracer.wrap_tool("send_slack_message", lambda channel, message: None)("#a", "b")
+
+
+def test_langchain_tools_are_handed_to_the_langchain_integration(server: WireServer,
+                                                                 make_tracer: Any) -> None:
+    # Duck-typed: a class called BaseTool from a langchain module; langchain itself is not needed.
+    base = type("BaseTool", (), {"__module__": "langchain_core.tools.base"})
+    tool = type("SearchTool", (base,), {"name": "search"})()
+    try:
+        import thoth.integrations.langchain  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="LangChain tool"):
+            make_tracer().wrap_tool("search", tool)
+    else:  # the adapters' module is present: it receives the tool
+        pytest.skip("thoth.integrations.langchain is installed; covered by the adapter tests")
+
+
+def test_local_mode_without_the_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thoth.instrumentor import build_tracer
+
+    try:
+        import thoth.policy.local  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="policy engine"):
+            build_tracer(agent_id="a", approved_scope=[], tenant_id="t", api_url="local")
+    else:
+        pytest.skip("the policy engine is present; covered by its own tests")

@@ -142,6 +142,10 @@ class WireServer:
         self.hits: dict[str, int] = {}
 
     @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
