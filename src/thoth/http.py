@@ -1,0 +1,173 @@
+"""One set of HTTP resources per (server URL, API key) per process.
+
+Every instrument() call, EnforcerClient, StepUpClient and HttpEmitter for the same URL and key
+shares one `Endpoint`: one sync connection pool, one async pool per event loop, one event
+thread, and the fail-open counter that the next event batch reports. Calling instrument() a
+thousand times therefore costs no more threads or sockets than calling it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from thoth.emitter import EventTransport
+
+USER_AGENT = "aten-thoth-python"
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
+
+
+def error_message(response: httpx.Response) -> str:
+    """The human-readable part of an error body (wire.md: first of message, error_description...)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "error", "reason", "detail"):
+            if body.get(key):
+                return str(body[key])[:500]
+    text = response.text.strip()
+    return text[:200] if text else response.reason_phrase
+
+
+class Endpoint:
+    """Shared state for one (url, api_key)."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url
+        self.api_key = api_key
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._transport: EventTransport | None = None
+        self.fail_open_total = 0
+        self._fail_open_unreported = 0
+
+    def headers(self, *, bearer: bool = False) -> dict[str, str]:
+        headers = {"user-agent": USER_AGENT}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+            if bearer:
+                headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    @property
+    def client(self) -> httpx.Client:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(limits=_LIMITS, timeout=10.0)
+                client = self._client
+        return client
+
+    def async_client(self) -> httpx.AsyncClient:
+        """The async pool of the running event loop (httpx async connections are loop-bound)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                client = httpx.AsyncClient(limits=_LIMITS, timeout=10.0)
+                self._async_clients[loop] = client
+        return client
+
+    @property
+    def transport(self) -> EventTransport:
+        transport = self._transport
+        if transport is None:
+            from thoth.emitter import EventTransport
+
+            with self._lock:
+                if self._transport is None:
+                    self._transport = EventTransport(self)
+                transport = self._transport
+        return transport
+
+    # Fail-open accounting: counted here, reported by the event transport in its next batch.
+    def count_fail_open(self) -> None:
+        with self._lock:
+            self.fail_open_total += 1
+            self._fail_open_unreported += 1
+
+    def take_fail_opens(self) -> int:
+        with self._lock:
+            count, self._fail_open_unreported = self._fail_open_unreported, 0
+            return count
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            async_clients = list(self._async_clients.values())
+            self._async_clients = weakref.WeakKeyDictionary()
+        if client is not None:
+            client.close()
+        for aclient in async_clients:
+            # Their loops may be gone; dropping the reference is all we can do safely.
+            del aclient
+
+
+_registry: dict[tuple[str, str | None], Endpoint] = {}
+_registry_lock = threading.Lock()
+
+
+def get_endpoint(url: str, api_key: str | None) -> Endpoint:
+    key = (url.rstrip("/"), api_key)
+    endpoint = _registry.get(key)
+    if endpoint is None:
+        with _registry_lock:
+            endpoint = _registry.get(key)
+            if endpoint is None:
+                endpoint = _registry[key] = Endpoint(key[0], api_key)
+    return endpoint
+
+
+def endpoints() -> list[Endpoint]:
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def flush_all(timeout: float = 5.0) -> bool:
+    """Drain every event queue; True if all of them emptied within `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    ok = True
+    for endpoint in endpoints():
+        transport = endpoint._transport
+        if transport is not None:
+            ok = transport.flush(max(0.0, deadline - time.monotonic())) and ok
+    return ok
+
+
+def _at_exit() -> None:
+    flush_all(5.0)
+    for endpoint in endpoints():
+        if endpoint._transport is not None:
+            endpoint._transport.stop()
+        endpoint.close()
+
+
+atexit.register(_at_exit)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of every endpoint, for diagnostics and tests."""
+    out: dict[str, Any] = {}
+    for endpoint in endpoints():
+        transport = endpoint._transport
+        out[endpoint.url] = {
+            "fail_open_total": endpoint.fail_open_total,
+            "dropped": transport.dropped if transport else 0,
+            "sent": transport.sent if transport else 0,
+            "queued": transport.pending if transport else 0,
+        }
+    return out
