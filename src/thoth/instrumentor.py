@@ -57,8 +57,8 @@ def build_tracer(
     """A Tracer for one agent; ThothConfig's extra fields (fail_closed, environment...) via **extra."""
     config = ThothConfig(
         agent_id=agent_id, approved_scope=list(approved_scope or []), tenant_id=tenant_id,
-        user_id=user_id, enforcement=enforcement,  # type: ignore[arg-type]  # validator parses str api_key=api_key, api_url=api_url,
-        session_id=session_id, **extra,
+        user_id=user_id, enforcement=enforcement,  # type: ignore[arg-type]  # the validator parses str
+        api_key=api_key, api_url=api_url, session_id=session_id, **extra,
     )
     config.resolved_api_url  # noqa: B018 - a missing URL is a clear ValueError now, not at the first call
     session = SessionContext(config)
