@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -126,6 +127,11 @@ def _handler_for(stub: LLMStub) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _uid() -> str:
+    """Tool-call ids are unique, as a real provider's are (Thoth checks each id once)."""
+    return uuid.uuid4().hex[:16]
+
+
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -151,7 +157,7 @@ def _chat(stub: LLMStub, body: dict[str, Any]) -> tuple[Iterator[tuple[str | Non
     usage = {"prompt_tokens": USAGE_IN, "completion_tokens": USAGE_OUT, "total_tokens": USAGE_IN + USAGE_OUT}
     base = {"id": f"chatcmpl-{done}", "created": 0, "model": model}
     tool_calls = [
-        {"id": f"call_{done}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        {"id": f"call_{_uid()}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
         for i, (name, args) in enumerate(calls or [])
     ]
     if calls:
@@ -198,7 +204,7 @@ def _responses(stub: LLMStub, body: dict[str, Any]) -> tuple[Iterator[tuple[str 
     calls = stub.turn(done)
     if calls:
         output: list[dict[str, Any]] = [
-            {"type": "function_call", "id": f"fc_{done}_{i}", "call_id": f"call_{done}_{i}", "name": name,
+            {"type": "function_call", "id": f"fc_{_uid()}", "call_id": f"call_{_uid()}", "name": name,
              "arguments": json.dumps(args), "status": "completed"}
             for i, (name, args) in enumerate(calls)
         ]
@@ -238,7 +244,7 @@ def _messages(stub: LLMStub, body: dict[str, Any]) -> tuple[Iterator[tuple[str |
     calls = stub.turn(done)
     if calls:
         content: list[dict[str, Any]] = [
-            {"type": "tool_use", "id": f"toolu_{done}_{i}", "name": name, "input": args}
+            {"type": "tool_use", "id": f"toolu_{_uid()}", "name": name, "input": args}
             for i, (name, args) in enumerate(calls)
         ]
         stop = "tool_use"

@@ -20,6 +20,7 @@ governed tool).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -67,7 +68,8 @@ def govern_tool_in_place(tracer: Tracer, tool: Any, *, name: str | None = None, 
         args, kwargs = _apply(args, kwargs, modified(policy_args, governed.tool_args))
         token = _governing.set(policy_name)
         try:
-            result = inner_run(*args, **kwargs)
+            with tracer.activated():
+                result = inner_run(*args, **kwargs)
         except Exception as exc:
             governed.failed(exc)
             raise
@@ -90,7 +92,8 @@ def govern_tool_in_place(tracer: Tracer, tool: Any, *, name: str | None = None, 
         args, kwargs = _apply(args, kwargs, modified(policy_args, governed.tool_args))
         token = _governing.set(policy_name)  # the default _arun runs _run in an executor
         try:
-            result = await inner_arun(*args, **kwargs)
+            with tracer.activated():
+                result = await inner_arun(*args, **kwargs)
         except Exception as exc:
             governed.failed(exc)
             raise
@@ -157,7 +160,8 @@ def gate_tool_call(tracer: Tracer, on_block: OnBlock, request: Any, handler: Cal
     request = _override_args(request, call, modified(args, governed.tool_args))
     token = _governing.set(name)
     try:
-        result = handler(request)
+        with tracer.activated():
+            result = handler(request)
     except Exception as exc:
         governed.failed(exc)
         raise
@@ -181,7 +185,8 @@ async def agate_tool_call(
     request = _override_args(request, call, modified(args, governed.tool_args))
     token = _governing.set(name)
     try:
-        result = await handler(request)
+        with tracer.activated():
+            result = await handler(request)
     except Exception as exc:
         governed.failed(exc)
         raise
@@ -297,10 +302,8 @@ def instrument_agent(agent: Any, tracer: Tracer, *, on_block: OnBlock = "raise")
     callbacks = getattr(agent, "callbacks", None) if hasattr(agent, "callbacks") else None
     if isinstance(callbacks, list) or (callbacks is None and _is_classic_executor(agent)):
         handler = _usage_callback_class()(tracer)
-        try:
+        with contextlib.suppress(AttributeError, TypeError, ValueError):  # frozen: usage is optional
             agent.callbacks = [*(callbacks or []), handler]
-        except (AttributeError, TypeError, ValueError):  # a frozen object: usage is optional
-            pass
     return agent
 
 

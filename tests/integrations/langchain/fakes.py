@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -17,14 +18,16 @@ class ToolCallingFakeModel(GenericFakeChatModel):
         return self
 
 
+_runs = itertools.count()  # tool-call ids are unique per run, as a provider's are
 USAGE = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18}
 
 
 def scripted(*turns: list[tuple[str, dict[str, Any]]], final: str = "done") -> ToolCallingFakeModel:
     """A fresh model (its iterator is consumed by one run): one AIMessage per turn, then `final`."""
     messages: list[AIMessage] = []
+    run = next(_runs)
     for n, calls in enumerate(turns):
-        tool_calls = [{"name": name, "args": args, "id": f"c{n}_{i}", "type": "tool_call"}
+        tool_calls = [{"name": name, "args": args, "id": f"r{run}c{n}_{i}", "type": "tool_call"}
                       for i, (name, args) in enumerate(calls)]
         messages.append(AIMessage("", tool_calls=tool_calls, usage_metadata=USAGE,
                                   response_metadata={"model_name": "fake-model"}))
@@ -35,8 +38,9 @@ def scripted(*turns: list[tuple[str, dict[str, Any]]], final: str = "done") -> T
 def scripted_openai_format(*turns: list[tuple[str, dict[str, Any]]], final: str = "done") -> ToolCallingFakeModel:
     """For classic create_openai_tools_agent: tool calls in additional_kwargs, OpenAI style."""
     messages: list[AIMessage] = []
+    run = next(_runs)
     for n, calls in enumerate(turns):
-        raw = [{"id": f"c{n}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        raw = [{"id": f"r{run}c{n}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
                for i, (name, args) in enumerate(calls)]
         messages.append(AIMessage("", additional_kwargs={"tool_calls": raw}, usage_metadata=USAGE,
                                   response_metadata={"model_name": "fake-model"}))
