@@ -239,7 +239,10 @@ def _messages(stub: LLMStub, body: dict[str, Any]) -> tuple[Iterator[tuple[str |
         content = message.get("content")
         return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
-    done = sum(1 for m in messages if m.get("role") == "assistant" and any(b.get("type") == "tool_use" for b in blocks(m)))
+    asked = sum(1 for m in messages if m.get("role") == "assistant" and any(b.get("type") == "tool_use" for b in blocks(m)))
+    # Some clients (the beta tool runner) send only the newest turn: count answered turns too.
+    answered = sum(1 for m in messages if m.get("role") == "user" and any(b.get("type") == "tool_result" for b in blocks(m)))
+    done = max(asked, answered)
     results = [_content_text(b.get("content")) for m in messages for b in blocks(m) if b.get("type") == "tool_result"]
     calls = stub.turn(done)
     if calls:

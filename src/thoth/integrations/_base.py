@@ -64,3 +64,123 @@ def modified(original: dict[str, Any], governed_args: Any) -> dict[str, Any] | N
     if governed_args is original or not isinstance(governed_args, dict) or governed_args == original:
         return None
     return governed_args
+
+
+class GovernedTools(dict[str, Any]):
+    """Tool functions for a hand-written tool-calling loop, each call checked once.
+
+    `tools[name](arguments, call_id=...)` takes the model's arguments (a dict or JSON text),
+    governs the call, then runs `fn(**arguments)`. A block raises ThothPolicyViolation
+    (on_block="raise", the seed's behaviour) or returns the block text for the model
+    (on_block="return"). Framework-specific subclasses add the loop's message formats.
+    """
+
+    def __init__(self, tools: dict[str, Any], tracer: Any, *, on_block: OnBlock = "raise") -> None:
+        if not isinstance(tools, dict):
+            raise TypeError("expected a dict of tool name -> function")
+        self.tracer = tracer
+        self.on_block = check_on_block(on_block)
+        self.functions = dict(tools)
+        super().__init__({name: self._bind(name) for name in tools})
+
+    def _bind(self, name: str) -> Any:
+        fn = self.functions[name]
+        if _is_coroutine(fn):
+            async def acall(arguments: Any = None, /, *, call_id: str | None = None) -> Any:
+                return await self.acall(name, arguments, call_id=call_id)
+
+            acall.__name__ = getattr(fn, "__name__", name)
+            return acall
+
+        def call(arguments: Any = None, /, *, call_id: str | None = None) -> Any:
+            return self.call(name, arguments, call_id=call_id)
+
+        call.__name__ = getattr(fn, "__name__", name)
+        return call
+
+    def call(self, name: str, arguments: Any = None, *, call_id: str | None = None) -> Any:
+        args = parse_arguments(arguments)
+        try:
+            governed = self.tracer.govern(name, args, call_id=call_id)
+        except ThothPolicyViolation as exc:
+            if self.on_block == "raise":
+                raise
+            return block_message(exc)
+        final = governed.tool_args if isinstance(governed.tool_args, dict) else args
+        try:
+            with self.tracer.activated():
+                result = self.functions[name](**final)
+        except Exception as exc:
+            governed.failed(exc)
+            raise
+        return governed.done(result)
+
+    async def acall(self, name: str, arguments: Any = None, *, call_id: str | None = None) -> Any:
+        args = parse_arguments(arguments)
+        try:
+            governed = await self.tracer.agovern(name, args, call_id=call_id)
+        except ThothPolicyViolation as exc:
+            if self.on_block == "raise":
+                raise
+            return block_message(exc)
+        final = governed.tool_args if isinstance(governed.tool_args, dict) else args
+        try:
+            with self.tracer.activated():
+                result = self.functions[name](**final)
+                if _is_awaitable(result):
+                    result = await result
+        except Exception as exc:
+            governed.failed(exc)
+            raise
+        return governed.done(result)
+
+    def result_for(self, name: str, arguments: Any, call_id: str | None) -> tuple[str, bool]:
+        """(content, is_error) of one model-requested call; unknown tools are an error result."""
+        if name not in self.functions:
+            return f"Unknown tool '{name}'", True
+        try:
+            result = self.call(name, arguments, call_id=call_id)
+        except ThothPolicyViolation:
+            raise
+        except Exception as exc:  # the tool's own failure goes back to the model
+            return f"Error: {type(exc).__name__}: {exc}", True
+        return _text(result), isinstance(result, str) and result.startswith("[blocked by Thoth]")
+
+    async def aresult_for(self, name: str, arguments: Any, call_id: str | None) -> tuple[str, bool]:
+        if name not in self.functions:
+            return f"Unknown tool '{name}'", True
+        try:
+            result = await self.acall(name, arguments, call_id=call_id)
+        except ThothPolicyViolation:
+            raise
+        except Exception as exc:
+            return f"Error: {type(exc).__name__}: {exc}", True
+        return _text(result), isinstance(result, str) and result.startswith("[blocked by Thoth]")
+
+
+def _text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+def _is_coroutine(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def _is_awaitable(value: Any) -> bool:
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
+def attr(obj: Any, name: str, default: Any = None) -> Any:
+    """Read a field from an SDK object or from the equivalent plain dict."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
