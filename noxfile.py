@@ -31,17 +31,13 @@ FRAMEWORKS: dict[str, tuple[list[str], str, list[str]]] = {
     ),
     "langgraph": (["langgraph>=1.0", "langchain-core>=1.0"], "langgraph", ["examples/langgraph_example.py"]),
     "openai": (["openai>=2.0"], "openai", ["examples/openai_example.py"]),
-    "openai_agents": (["openai-agents>=0.20"], "openai_agents", ["examples/openai_agents_example.py"]),
     "anthropic": (["anthropic>=0.70"], "anthropic", ["examples/anthropic_example.py"]),
-    "claude_agent_sdk": (["claude-agent-sdk>=0.1"], "claude_agent_sdk", ["examples/claude_agent_sdk_example.py"]),
-    "crewai": (["crewai>=1.0"], "crewai", ["examples/crewai_example.py"]),
     "autogen": (["autogen[openai]>=0.9,<1"], "autogen", ["examples/autogen_example.py"]),
-    "autogen_agentchat": (
-        ["autogen-agentchat>=0.7,<0.8", "autogen-core>=0.7,<0.8", "autogen-ext>=0.7,<0.8"],
-        "autogen_agentchat",
-        ["examples/autogen_agentchat_example.py"],
-    ),
 }
+
+# Not yet covered by tests here (adapters exist only where a test proves them): openai-agents,
+# claude-agent-sdk, crewai; autogen-agentchat has an adapter (thoth.integrations.autogen) but no
+# test session yet.
 
 QUIET_ENV = {
     # Frameworks that phone home by default: keep CI offline and quiet.
