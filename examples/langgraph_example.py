@@ -16,11 +16,11 @@ from langgraph.prebuilt import create_react_agent, tools_condition
 from thoth import ThothPolicyViolation
 from thoth.emitter import HttpEmitter
 from thoth.enforcer_client import EnforcerClient
+from thoth.integrations.langgraph import tool_node
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext
 from thoth.step_up import StepUpClient
 from thoth.tracer import Tracer
-from thoth.integrations.langgraph import tool_node
 
 
 @tool
