@@ -14,7 +14,8 @@ from __future__ import annotations
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
+# A missing Python 3.12 must fail the run, never skip the frameworks silently.
+nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.12"
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23"]
@@ -65,3 +66,11 @@ def _make_session(name: str, requirements: list[str], folder: str, examples: lis
 
 for _name, (_reqs, _folder, _examples) in FRAMEWORKS.items():
     _make_session(_name, _reqs, _folder, _examples)
+
+
+# The published-client conformance sessions (conformance-aten, conformance-atensec).
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import noxfile_conformance  # noqa: E402,F401
