@@ -84,7 +84,11 @@ def load_document(source: str | bytes | dict[str, Any]) -> tuple[Any, Marks]:
         raise PolicyValidationError(
             [PolicyIssue("", f"policy expands to more than {MAX_NODES} nodes (aliases?)")]
         ) from None
-    except (RecursionError, ValueError, TypeError) as exc:
+    except yaml.MarkedYAMLError as exc:  # e.g. a !!python/object tag: SafeLoader refuses it
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise PolicyValidationError([PolicyIssue("", f"YAML error: {exc.problem or exc}", line)]) from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise PolicyValidationError([PolicyIssue("", f"YAML error: {exc}")]) from None
     return data, marks
 
