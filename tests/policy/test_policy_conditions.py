@@ -212,9 +212,10 @@ def test_record_cost_does_not_grow_with_history() -> None:
 def test_document_text_never_becomes_generated_code() -> None:
     from thoth.policy import compile_policy
     nasty = "x') or __import__('os').system('echo pwned') or ('"
+    key = nasty.replace(".", "_")  # a dot in an argument name means nesting
     p = compile_policy({"rules": [{"id": "r", "action": "flag", "when": {
-        "tool": nasty, "agent": [nasty, "a*"], "args": {nasty: {"prefix": nasty}, "n": {"gt": 1}}}}]})
+        "tool": nasty, "agent": [nasty, "a*"], "args": {key: {"prefix": nasty}, "n": {"gt": 1}}}}]})
     [rule] = p.rules
     assert "import" not in rule.source and "pwned" not in rule.source
-    assert p.evaluate(call(nasty, agent_id="ab", tool_args={nasty: nasty + "!", "n": 2})).flags == ["r"]
-    assert p.evaluate(call(nasty, agent_id="ab", tool_args={nasty: "y", "n": 2})).flags == []
+    assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: nasty + "!", "n": 2})).flags == ["r"]
+    assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: "y", "n": 2})).flags == []
