@@ -43,6 +43,7 @@ TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "ag
              "progressive", "rules", "cedar", "rego")
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
+_SOFT = frozenset({"flag", "allow", "modify"})
 
 
 @dataclass(slots=True)
@@ -186,18 +187,20 @@ class CompiledPolicy:
                                        "policy_evaluation_error", hard=True))
             if trace is not None:
                 trace.append(f"rule {rule.id}: evaluation error ({exc}) -> BLOCK")
-        for rule in hits:
-            matched.append(rule.id)
-            action = rule.action
-            if trace is not None:
-                trace.append(f"rule {rule.id} matched -> {action}")
-            if action == "flag":
-                flags.append(rule.id)
-            elif action == "allow":
-                allow_rule = True
-            elif action == "modify":
-                modifiers.append(rule)
-            proposals.append(rule)
+        if hits:
+            matched.extend([rule.id for rule in hits])
+            proposals.extend(hits)
+            for rule in hits:
+                action = rule.action
+                if trace is not None:
+                    trace.append(f"rule {rule.id} matched -> {action}")
+                if action in _SOFT:
+                    if action == "flag":
+                        flags.append(rule.id)
+                    elif action == "allow":
+                        allow_rule = True
+                    else:
+                        modifiers.append(rule)
 
         self._tier_default(tool, allow_rule, proposals, trace)
         self._risk_check(call, proposals, trace)
