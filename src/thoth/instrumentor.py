@@ -1,21 +1,184 @@
-"""instrument() and friends: being written in issue 2."""
+"""instrument(), instrument_openai(), instrument_anthropic(), flush(): the three-line API.
+
+Framework objects are recognised by the module of their class (never by importing the
+framework) and handed to `thoth.integrations.<name>.instrument_agent(agent, tracer)`; anything
+else with a `.tools` list is a generic agent (thoth.integrations.generic).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+from collections.abc import Callable
 from typing import Any
 
+from thoth.models import EnforcementMode, ThothConfig
+from thoth.session import SessionContext
+from thoth.tracer import Tracer, _governed_callable, _is_async
 
-def instrument(agent: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError("thoth.instrument is being implemented")
+# (class-module prefix, class name or None for any, integration module). First match wins.
+FRAMEWORKS: list[tuple[str, str | None, str]] = [
+    ("langchain_classic.agents", "AgentExecutor", "langchain"),
+    ("langchain.agents", "AgentExecutor", "langchain"),
+    ("crewai", None, "crewai"),
+    ("autogen_agentchat", None, "autogen"),
+    ("autogen", None, "autogen"),
+]
 
 
-def instrument_openai(tools: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    raise NotImplementedError
+def default_components(config: ThothConfig) -> tuple[Any, Any, Any]:
+    """Emitter, enforcer and step-up client for `config`, sharing the per-(url, key) resources."""
+    from thoth.enforcer_client import EnforcerClient
+    from thoth.step_up import StepUpClient
+
+    if config.is_local:
+        from thoth.enforcer_client import _local_engine
+
+        emitter: Any = _local_engine("LocalEventSink")(config)
+    else:
+        from thoth.emitter import HttpEmitter
+
+        emitter = HttpEmitter(api_url=config.resolved_api_url, api_key=config.resolved_api_key)
+    return emitter, EnforcerClient(config), StepUpClient(config)
 
 
-def instrument_anthropic(tools: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    raise NotImplementedError
+def build_tracer(
+    *,
+    agent_id: str,
+    approved_scope: list[str] | None = None,
+    tenant_id: str,
+    user_id: str = "system",
+    enforcement: str | EnforcementMode = "progressive",
+    api_key: str | None = None,
+    api_url: str | None = None,
+    session_id: str | None = None,
+    **extra: Any,
+) -> Tracer:
+    """A Tracer for one agent; ThothConfig's extra fields (fail_closed, environment...) via **extra."""
+    config = ThothConfig(
+        agent_id=agent_id, approved_scope=list(approved_scope or []), tenant_id=tenant_id,
+        user_id=user_id, enforcement=enforcement,  # type: ignore[arg-type]  # the validator parses str
+        api_key=api_key, api_url=api_url, session_id=session_id, **extra,
+    )
+    config.resolved_api_url  # noqa: B018 - a missing URL is a clear ValueError now, not at the first call
+    session = SessionContext(config)
+    emitter, enforcer, step_up = default_components(config)
+    return Tracer(config=config, session=session, emitter=emitter, enforcer=enforcer, step_up=step_up)
 
 
-def flush(timeout: float = 5.0) -> None:
-    raise NotImplementedError
+def instrument(
+    agent: Any,
+    agent_id: str,
+    approved_scope: list[str],
+    tenant_id: str,
+    user_id: str = "system",
+    enforcement: str | EnforcementMode = "progressive",
+    api_key: str | None = None,
+    api_url: str | None = None,
+    session_id: str | None = None,
+    **extra: Any,
+) -> Any:
+    """Govern every tool call of `agent`; returns the same object, mutated in place."""
+    framework = detect_framework(agent)
+    if framework is None and not isinstance(getattr(agent, "tools", None), list):
+        raise TypeError(
+            f"thoth.instrument() does not know how to govern a {type(agent).__module__}."
+            f"{type(agent).__qualname__}: give it a .tools list (tools with .run or plain callables), "
+            "or wrap tools yourself with Tracer.wrap_tool"
+        )
+    tracer = build_tracer(
+        agent_id=agent_id, approved_scope=approved_scope, tenant_id=tenant_id, user_id=user_id,
+        enforcement=enforcement, api_key=api_key, api_url=api_url, session_id=session_id, **extra,
+    )
+    if framework is None:
+        from thoth.integrations.generic import instrument_agent
+
+        instrument_agent(agent, tracer)
+    else:
+        _framework_module(framework).instrument_agent(agent, tracer)
+    tracer.session.activate()  # get_current_session() in this thread / task from now on
+    return agent
+
+
+def detect_framework(agent: Any) -> str | None:
+    for cls in type(agent).__mro__:
+        module = cls.__module__ or ""
+        for prefix, name, integration in FRAMEWORKS:
+            if (module == prefix or module.startswith(prefix + ".")) and name in (None, cls.__name__):
+                return integration
+    return None
+
+
+def _framework_module(name: str) -> Any:
+    try:
+        module = importlib.import_module(f"thoth.integrations.{name}")
+    except ImportError as exc:
+        raise RuntimeError(f"Thoth's {name} integration could not be loaded: {exc}") from exc
+    if not hasattr(module, "instrument_agent"):
+        raise RuntimeError(f"thoth.integrations.{name} has no instrument_agent(); this build cannot "
+                           f"instrument {name} agents automatically")
+    return module
+
+
+def instrument_openai(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
+    """Governed versions of OpenAI tool functions; call them with the parsed arguments dict."""
+    return _governed_dict(tools, settings)
+
+
+def instrument_anthropic(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
+    """Governed versions of Anthropic tool functions; call them with `block.input`."""
+    return _governed_dict(tools, settings)
+
+
+def _governed_dict(tools: dict[str, Callable[..., Any]], settings: dict[str, Any]) -> dict[str, Callable[..., Any]]:
+    if not isinstance(tools, dict):
+        raise TypeError("expected a dict of tool name -> function")
+    tracer = build_tracer(**settings)
+    tracer.session.activate()
+    return {name: _dispatcher(tracer, name, fn) for name, fn in tools.items()}
+
+
+def _dispatcher(tracer: Tracer, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`governed[name](arguments)`: a dict (or JSON object text) becomes keyword arguments."""
+    inner = _governed_callable(tracer, name, fn)
+
+    def split(arguments: Any, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                arguments = parsed
+        if arguments is _MISSING:
+            return (), kwargs
+        if isinstance(arguments, dict) and not kwargs:
+            return (), {str(k): v for k, v in arguments.items()}
+        return (arguments,), kwargs
+
+    if _is_async(fn):
+        async def call_async(arguments: Any = _MISSING, /, **kwargs: Any) -> Any:
+            args, kw = split(arguments, kwargs)
+            return await inner(*args, **kw)
+
+        wrapper: Any = call_async
+    else:
+        def call(arguments: Any = _MISSING, /, **kwargs: Any) -> Any:
+            args, kw = split(arguments, kwargs)
+            return inner(*args, **kw)
+
+        wrapper = call
+    wrapper.__name__ = getattr(fn, "__name__", name)
+    wrapper.__doc__ = getattr(fn, "__doc__", None)
+    wrapper.__thoth_original__ = fn
+    return wrapper  # type: ignore[no-any-return]
+
+
+_MISSING: Any = object()
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send every queued audit event now; True if all were delivered (or dropped) in time."""
+    from thoth.http import flush_all
+
+    return flush_all(timeout)

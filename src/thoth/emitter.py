@@ -1,0 +1,244 @@
+"""Audit events to POST /v1/events/batch, off the agent's critical path.
+
+`HttpEmitter` is a light handle; the work is done by one `EventTransport` (one daemon thread,
+one bounded queue) per (url, key) per process. Batches hold at most 10 events and are sent as a
+bare JSON array. Transient failures (connection errors, timeouts, 408/429/5xx) are retried with
+backoff until `max_retry_seconds`; only a full queue, a permanent refusal (other 4xx) or that
+final give-up drop events, and each dropped event is counted in `dropped`.
+
+The transport also runs small background jobs (observe mode's enforce call) in queue order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from thoth.http import Endpoint, error_message, get_endpoint
+from thoth.models import LOCAL_API_URL
+
+log = logging.getLogger("thoth")
+
+BATCH_SIZE = 10
+QUEUE_SIZE = 10_000
+LINGER_SECONDS = 0.05
+Job = Callable[[], list[dict[str, Any]] | None]
+
+
+def _stop_job() -> None:
+    return None
+
+
+_STOP: Job = _stop_job  # sentinel: ends the worker thread
+
+
+class EventTransport:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        max_queue: int = QUEUE_SIZE,
+        max_retry_seconds: float = 900.0,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.max_retry_seconds = max_retry_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._queue: queue.Queue[dict[str, Any] | Job] = queue.Queue(maxsize=max_queue)
+        self._cond = threading.Condition()
+        self._pending = 0  # items queued or in flight, not yet sent or dropped
+        self._wake = threading.Event()
+        self._flushing = 0
+        self._stopping = False
+        self.dropped = 0
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="thoth-events", daemon=True)
+        self._thread.start()
+
+    # Producer side (agent threads) ---------------------------------------------------------------
+    def put(self, item: dict[str, Any] | Job) -> bool:
+        with self._cond:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self._finish(1, dropped=True)
+            log.warning("Thoth event queue is full (%d); event dropped", self._queue.maxsize)
+            return False
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event is sent (or dropped). True if the queue drained."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            try:
+                while self._pending:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._wake.set()  # cut a retry backoff short
+                    self._cond.wait(min(remaining, 0.05))
+                return True
+            finally:
+                self._flushing -= 1
+
+    def stop(self) -> None:
+        """End the worker thread; events still queued after a final attempt are dropped."""
+        self._stopping = True
+        self._wake.set()
+        with self._cond:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            self._finish(1)
+
+    # Worker side ---------------------------------------------------------------------------------
+    def _finish(self, count: int, *, dropped: bool = False) -> None:
+        with self._cond:
+            self._pending -= count
+            if dropped:
+                self.dropped += count
+            else:
+                self.sent += count
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        backlog: deque[dict[str, Any]] = deque()
+        while True:
+            batch: list[dict[str, Any]] = []
+            fill_by = 0.0
+            while len(batch) < BATCH_SIZE:
+                if backlog:
+                    batch.append(backlog.popleft())
+                    continue
+                try:
+                    if not batch:
+                        item = self._queue.get()
+                        fill_by = time.monotonic() + LINGER_SECONDS
+                    else:
+                        # Wait briefly for a fuller batch: one POST per ten events instead of one
+                        # per event keeps this thread from competing with the agent for the GIL.
+                        remaining = fill_by - time.monotonic()
+                        if remaining <= 0 or self._flushing or self._stopping:
+                            item = self._queue.get_nowait()
+                        else:
+                            item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    if batch:
+                        self._send(batch)
+                    self._finish(1)
+                    return
+                if isinstance(item, dict):
+                    batch.append(item)
+                else:
+                    produced = self._run_job(item)
+                    with self._cond:
+                        self._pending += len(produced)
+                    backlog.extend(produced)
+                    self._finish(1)
+            if batch:
+                self._send(batch)
+
+    @staticmethod
+    def _run_job(job: Job) -> list[dict[str, Any]]:
+        try:
+            return list(job() or [])
+        except Exception:  # noqa: BLE001 - a job must never kill the event thread
+            log.exception("Thoth background job failed")
+            return []
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        fail_opens = self.endpoint.take_fail_opens()
+        if fail_opens:
+            # The server learns about decisions made without it (documented in docs/sdk.md).
+            meta = batch[0].setdefault("metadata", {})
+            meta["sdk_fail_open_count"] = fail_opens
+            meta["sdk_fail_open_total"] = self.endpoint.fail_open_total
+        if self.dropped:
+            batch[0].setdefault("metadata", {})["sdk_dropped_events_total"] = self.dropped
+        body = json.dumps(batch, separators=(",", ":"), default=str).encode()
+        url = f"{self.endpoint.url}/v1/events/batch"
+        headers = {**self.endpoint.headers(), "content-type": "application/json"}
+        backoff = 0.05
+        first_failure: float | None = None
+        while True:
+            problem: str
+            try:
+                response = self.endpoint.client.post(url, content=body, headers=headers, timeout=10.0)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status < 300:
+                    self._finish(len(batch))
+                    return
+                if status not in (408, 429) and status < 500:
+                    log.error(
+                        "Thoth refused %d audit events (%d): %s. Check THOTH_API_KEY and the tenant.",
+                        len(batch), status, error_message(response),
+                    )
+                    self._finish(len(batch), dropped=True)
+                    return
+                problem = f"HTTP {status}"
+            now = time.monotonic()
+            if first_failure is None:
+                first_failure = now
+                log.warning("Thoth event delivery failed (%s); retrying with backoff", problem)
+            if now - first_failure > self.max_retry_seconds or self._stopping:
+                log.error("Thoth gave up on %d audit events after %.0f s: %s",
+                          len(batch), now - first_failure, problem)
+                self._finish(len(batch), dropped=True)
+                return
+            self._wake.wait(backoff if not self._flushing else min(backoff, 0.1))
+            self._wake.clear()
+            backoff = min(backoff * 2, self.max_backoff_seconds)
+
+
+class HttpEmitter:
+    """`HttpEmitter(api_url=..., api_key=...)`: queue events for the shared transport."""
+
+    def __init__(self, api_url: str, api_key: str | None = None) -> None:
+        if not api_url:
+            raise ValueError("HttpEmitter needs api_url (or set THOTH_API_URL)")
+        if api_url.strip() == LOCAL_API_URL:
+            raise ValueError("api_url='local' has no HTTP server; use thoth.policy.local.LocalEventSink")
+        self.endpoint = get_endpoint(api_url.strip(), api_key)
+
+    @property
+    def transport(self) -> EventTransport:
+        return self.endpoint.transport
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.transport.put(event)
+
+    def submit(self, job: Job) -> None:
+        """Run `job` on the event thread, in order with events; the events it returns are sent."""
+        self.transport.put(job)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.transport.flush(timeout)
+
+    @property
+    def dropped(self) -> int:
+        """Events lost to a full queue, a permanent refusal or a final delivery failure."""
+        return self.transport.dropped
+
+    @property
+    def sent(self) -> int:
+        return self.transport.sent

@@ -1,0 +1,167 @@
+"""Wait for a human to approve a held call: poll GET /v1/enforce/hold/{token}.
+
+Each poll asks the server to hold the answer up to `LONG_POLL_SECONDS` (`?wait=N`), so an
+approval is seen as soon as it happens; a server that ignores `wait` answers at once and the
+client then sleeps out the rest of `step_up_poll_interval_seconds`. Transient faults keep polling
+until the client's own deadline (`step_up_timeout_minutes`), after which the call is blocked
+with reason "step-up auth timeout".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from thoth.http import Endpoint, error_message, get_endpoint
+from thoth.models import DecisionType, EnforcementDecision, ThothConfig, parse_decision
+
+log = logging.getLogger("thoth")
+
+LONG_POLL_SECONDS = 20.0
+TIMEOUT_REASON = "step-up auth timeout"
+
+
+class StepUpClient:
+    def __init__(self, config: ThothConfig) -> None:
+        self.config = config
+        self._local: Any = None
+        self.endpoint: Endpoint | None = None
+        if config.is_local:
+            self._local = _local_engine("LocalStepUp")(config)
+        else:
+            self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
+
+    # Public interface (shared with thoth.policy.local.LocalStepUp) ---------------------------------
+    def wait(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
+        if self._local is not None:
+            return self._local.wait(decision, tool_name)  # type: ignore[no-any-return]
+        if not decision.hold_token:
+            return _no_token(decision)
+        deadline = time.monotonic() + self.config.step_up_timeout_minutes * 60
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _timeout(decision)
+            started = time.monotonic()
+            outcome = self._poll_sync(decision, remaining)
+            if outcome is not None:
+                return outcome
+            time.sleep(self._pause(started, deadline))
+
+    async def await_(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
+        if self._local is not None:
+            local = getattr(self._local, "await_", None)
+            if local is not None:
+                return await local(decision, tool_name)  # type: ignore[no-any-return]
+            return await asyncio.to_thread(self._local.wait, decision, tool_name)
+        if not decision.hold_token:
+            return _no_token(decision)
+        deadline = time.monotonic() + self.config.step_up_timeout_minutes * 60
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _timeout(decision)
+            started = time.monotonic()
+            outcome = await self._poll_async(decision, remaining)
+            if outcome is not None:
+                return outcome
+            await asyncio.sleep(self._pause(started, deadline))
+
+    # ---------------------------------------------------------------------------------------------
+    def _request(self, decision: EnforcementDecision, remaining: float) -> tuple[str, dict[str, Any]]:
+        assert self.endpoint is not None and decision.hold_token
+        wait = max(0, int(min(LONG_POLL_SECONDS, remaining)))
+        url = f"{self.endpoint.url}/v1/enforce/hold/{quote(decision.hold_token, safe='')}"
+        kwargs: dict[str, Any] = {
+            "params": {"wait": wait},
+            # Both spellings of the key: published servers differ on which one the poll reads.
+            "headers": self.endpoint.headers(bearer=True),
+            "timeout": httpx.Timeout(10.0, read=wait + 10.0),
+        }
+        return url, kwargs
+
+    def _poll_sync(self, decision: EnforcementDecision, remaining: float) -> EnforcementDecision | None:
+        assert self.endpoint is not None
+        url, kwargs = self._request(decision, remaining)
+        try:
+            response = self.endpoint.client.get(url, **kwargs)
+        except httpx.HTTPError as exc:
+            log.warning("Thoth hold poll failed (%s); still waiting for approval", exc)
+            return None
+        return self._read(response, decision)
+
+    async def _poll_async(self, decision: EnforcementDecision, remaining: float) -> EnforcementDecision | None:
+        assert self.endpoint is not None
+        url, kwargs = self._request(decision, remaining)
+        try:
+            response = await self.endpoint.async_client().get(url, **kwargs)
+        except httpx.HTTPError as exc:
+            log.warning("Thoth hold poll failed (%s); still waiting for approval", exc)
+            return None
+        return self._read(response, decision)
+
+    def _pause(self, started: float, deadline: float) -> float:
+        """Sleep the rest of the poll interval (zero if a long poll already used it up)."""
+        spent = time.monotonic() - started
+        return max(0.0, min(self.config.step_up_poll_interval_seconds - spent, deadline - time.monotonic()))
+
+    @staticmethod
+    def _read(response: httpx.Response, held: EnforcementDecision) -> EnforcementDecision | None:
+        status = response.status_code
+        if status >= 500 or status in (408, 429):
+            return None  # transient: keep polling until the deadline
+        if status >= 400:
+            return EnforcementDecision(
+                decision=DecisionType.BLOCK,
+                reason=f"step-up hold could not be checked ({status}: {error_message(response)})",
+                decision_reason_code="step_up_hold_error",
+                violation_id=held.violation_id,
+                hold_token=held.hold_token,
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if not isinstance(body, dict) or not body.get("resolved"):
+            return None
+        verdict = body.get("resolution") or body.get("decision")
+        merged = {**held.model_dump(exclude_none=True), **{k: v for k, v in body.items() if v is not None}}
+        merged["decision"] = parse_decision(verdict)
+        if merged["decision"] in (DecisionType.STEP_UP, DecisionType.DEFER):
+            merged["decision"] = DecisionType.BLOCK  # resolved yet still held: not an approval
+        if merged["decision"] is DecisionType.BLOCK and not body.get("reason"):
+            merged["reason"] = "step-up denied"
+        return EnforcementDecision.from_wire(merged)
+
+
+def _no_token(decision: EnforcementDecision) -> EnforcementDecision:
+    # The published SDK runs the tool here; a hold nobody can resolve must not become an approval.
+    return decision.model_copy(update={
+        "decision": DecisionType.BLOCK,
+        "reason": f"step-up required but the server sent no hold token ({decision.reason or 'no reason'})",
+        "decision_reason_code": decision.decision_reason_code or "step_up_without_hold_token",
+    })
+
+
+def _timeout(decision: EnforcementDecision) -> EnforcementDecision:
+    return decision.model_copy(update={
+        "decision": DecisionType.BLOCK, "reason": TIMEOUT_REASON,
+        "decision_reason_code": "step_up_timeout",
+    })
+
+
+def _local_engine(name: str) -> Any:
+    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
+    try:
+        from thoth.policy import local
+    except ImportError as exc:
+        raise RuntimeError(
+            "api_url='local' evaluates policy in-process and needs the policy engine "
+            f"(pip install 'aten-thoth[policy]'): {exc}"
+        ) from exc
+    return getattr(local, name)

@@ -1,0 +1,483 @@
+"""The one place a tool call is governed.
+
+    call = tracer.govern("send_email", {"to": "x@y"})   # PRE event, enforce, step-up; may raise
+    result = call.done(send_email(**call.tool_args))      # POST event
+
+`run`/`arun` do both around a Python call and map MODIFY back onto its arguments; `wrap_tool`
+returns a governed callable. Adapters use only these (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import socket
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from thoth.args import ModificationError, apply_modified, json_safe, to_wire_args
+from thoth.exceptions import ThothPolicyViolation
+from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
+from thoth.session import SessionContext, _current
+
+log = logging.getLogger("thoth")
+
+SDK_VERSION = "0.2.0"
+EVENT_TTL_SECONDS = 90 * 24 * 3600
+_HOSTNAME = socket.gethostname()
+_DEDUP_SIZE = 4096
+_BLOCKING = (DecisionType.BLOCK, DecisionType.DEFER)
+
+
+class GovernedCall:
+    """One call that passed governance; report its outcome with done() or failed()."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        tool_name: str,
+        tool_args: Any,
+        decision: EnforcementDecision,
+        call_id: str | None,
+        observed: Callable[[], EnforcementDecision | None] | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.tool_name = tool_name
+        self.tool_args = tool_args
+        self.decision = decision
+        self.call_id = call_id
+        self.modified = decision.decision is DecisionType.MODIFY
+        self._observed = observed
+        self._started = time.perf_counter()
+        self._finished = False
+
+    def done(self, result: Any = None) -> Any:
+        """Record that the tool returned `result`; returns it unchanged."""
+        if not self._finished:
+            self._finished = True
+            self.tracer._finish(self, result=result, error=None)
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        """Record that the tool raised `exc`."""
+        if not self._finished:
+            self._finished = True
+            self.tracer._finish(self, result=None, error=exc)
+
+    @property
+    def duration_ms(self) -> float:
+        return (time.perf_counter() - self._started) * 1000
+
+
+class Tracer:
+    def __init__(
+        self,
+        config: ThothConfig,
+        session: SessionContext | None = None,
+        emitter: Any = None,
+        enforcer: Any = None,
+        step_up: Any = None,
+    ) -> None:
+        self.config = config
+        self.session = session or SessionContext(config)
+        if emitter is None or enforcer is None or step_up is None:
+            from thoth.instrumentor import default_components
+
+            emitter_, enforcer_, step_up_ = default_components(config)
+            emitter, enforcer, step_up = emitter or emitter_, enforcer or enforcer_, step_up or step_up_
+        self.emitter = emitter
+        self.enforcer = enforcer
+        self.step_up = step_up
+        self._seen: OrderedDict[str, EnforcementDecision] = OrderedDict()
+
+    # Governance ----------------------------------------------------------------------------------
+    def govern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
+        cached = self._cached(tool_name, tool_args, call_id)
+        if cached is not None:
+            return cached
+        request = self._request(tool_name, tool_args)
+        self._emit_pre(request, call_id)
+        if self.config.enforcement is EnforcementMode.OBSERVE:
+            return self._observe(request, call_id)
+        decision = self.enforcer.enforce(request)
+        if decision.decision is DecisionType.STEP_UP:
+            try:
+                decision = self.step_up.wait(decision, tool_name)
+            except ThothPolicyViolation as exc:
+                self._emit_block(request, call_id, _decision_of(exc))
+                raise
+        return self._conclude(request, call_id, decision)
+
+    async def agovern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
+        cached = self._cached(tool_name, tool_args, call_id)
+        if cached is not None:
+            return cached
+        request = self._request(tool_name, tool_args)
+        self._emit_pre(request, call_id)
+        if self.config.enforcement is EnforcementMode.OBSERVE:
+            return self._observe(request, call_id)
+        decision = await self.enforcer.aenforce(request)
+        if decision.decision is DecisionType.STEP_UP:
+            try:
+                decision = await self.step_up.await_(decision, tool_name)
+            except ThothPolicyViolation as exc:
+                self._emit_block(request, call_id, _decision_of(exc))
+                raise
+        return self._conclude(request, call_id, decision)
+
+    def run(
+        self,
+        tool_name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> Any:
+        args, kwargs = tuple(args), dict(kwargs or {})
+        with self.activated():
+            call = self.govern(tool_name, to_wire_args(args, kwargs), call_id=call_id)
+            args, kwargs = self._rewrite(call, args, kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                call.failed(exc)
+                raise
+            return call.done(result)
+
+    async def arun(
+        self,
+        tool_name: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> Any:
+        args, kwargs = tuple(args), dict(kwargs or {})
+        with self.activated():
+            call = await self.agovern(tool_name, to_wire_args(args, kwargs), call_id=call_id)
+            args, kwargs = self._rewrite(call, args, kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                call.failed(exc)
+                raise
+            return call.done(result)
+
+    def wrap_tool(self, name: str, fn: Any) -> Any:
+        """A governed version of `fn` (sync or async; LangChain tools stay LangChain tools)."""
+        if _is_langchain_tool(fn):
+            try:
+                from thoth.integrations.langchain import wrap_tool as wrap_langchain_tool
+            except ImportError as exc:
+                raise RuntimeError(
+                    f"'{name}' is a LangChain tool; governing it needs thoth.integrations.langchain "
+                    f"(pip install 'aten-thoth[langchain]'): {exc}"
+                ) from exc
+            return wrap_langchain_tool(self, name, fn)
+        if not callable(fn) and callable(getattr(fn, "run", None)):
+            fn = fn.run
+        if not callable(fn):
+            raise TypeError(f"cannot govern tool '{name}': {type(fn).__name__} is not callable")
+        original = getattr(fn, "__thoth_original__", fn)  # re-instrumenting replaces the tracer
+        return _governed_callable(self, name, original)
+
+    def record_llm_usage(
+        self, *, model: str, input_tokens: int = 0, output_tokens: int = 0, provider: str | None = None
+    ) -> None:
+        total = max(0, int(input_tokens or 0)) + max(0, int(output_tokens or 0))
+        self.session.add_tokens(total)
+        event = self._event(
+            "LLM_INVOCATION", tool_name="", content=f"{provider or 'llm'}:{model}",
+            source_type="agent_llm_invocation", session_tool_calls=list(self.session.tool_calls),
+            metadata={
+                "event_phase": "llm", "model": model, "provider": provider,
+                "input_tokens": input_tokens, "output_tokens": output_tokens,
+                "token_spend": self.session.token_spend,
+            },
+        )
+        self.emitter.emit(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        flush = getattr(self.emitter, "flush", None)
+        return bool(flush(timeout)) if flush else True
+
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[SessionContext]:
+        """Make this tracer's session the current one while a tool runs (get_current_session())."""
+        token = _current.set(self.session)
+        try:
+            yield self.session
+        finally:
+            _current.reset(token)
+
+    # Internals -----------------------------------------------------------------------------------
+    def _cached(self, tool_name: str, tool_args: Any, call_id: str | None) -> GovernedCall | None:
+        """A call_id seen before in this session is not checked again (node re-runs on resume)."""
+        if call_id is None:
+            return None
+        decision = self._seen.get(call_id)
+        if decision is None:
+            return None
+        if decision.decision in _BLOCKING:
+            raise self._violation(tool_name, decision)
+        if decision.decision is DecisionType.MODIFY:
+            tool_args = decision.modified_tool_args
+        return GovernedCall(self, tool_name, tool_args, decision, call_id)
+
+    def _remember(self, call_id: str | None, decision: EnforcementDecision) -> None:
+        if call_id is None or decision.fail_mode:
+            return  # fail-open/closed decisions are retried next time
+        self._seen[call_id] = decision
+        while len(self._seen) > _DEDUP_SIZE:
+            self._seen.popitem(last=False)
+
+    def _request(self, tool_name: str, tool_args: Any) -> dict[str, Any]:
+        cfg = self.config
+        if tool_args is not None and not isinstance(tool_args, dict):
+            tool_args = {"input": tool_args}
+        request: dict[str, Any] = {
+            "agent_id": cfg.agent_id,
+            "tenant_id": cfg.tenant_id,
+            "user_id": cfg.user_id,
+            "tool_name": tool_name,
+            "session_id": self.session.session_id,
+            "session_tool_calls": self.session.history_for(tool_name),
+            "approved_scope": list(cfg.approved_scope),
+            "enforcement_mode": cfg.enforcement.value,
+            "environment": cfg.environment,
+            "enforcement_trace_id": self.session.session_id,
+            "tool_args": json_safe(tool_args) if tool_args is not None else {},
+        }
+        if cfg.session_intent:
+            request["session_intent"] = cfg.session_intent
+        return request
+
+    def _observe(self, request: dict[str, Any], call_id: str | None) -> GovernedCall:
+        """Observe: allow now; ask the server off the critical path so it still records the verdict."""
+        holder: dict[str, EnforcementDecision] = {}
+        submit = getattr(self.emitter, "submit", None)
+
+        def ask() -> None:
+            holder["decision"] = self.enforcer.enforce(request)
+
+        if submit is not None:
+            submit(ask)
+        else:  # an emitter without a background thread (in-process mode): its engine takes µs
+            ask()
+        decision = EnforcementDecision(decision=DecisionType.ALLOW, reason="observe mode",
+                                       decision_reason_code="observe")
+        return GovernedCall(self, request["tool_name"], request["tool_args"], decision, call_id,
+                            observed=lambda: holder.get("decision"))
+
+    def _conclude(self, request: dict[str, Any], call_id: str | None, decision: EnforcementDecision) -> GovernedCall:
+        tool_args = request["tool_args"]
+        if decision.decision is DecisionType.MODIFY:
+            if decision.modified_tool_args is None:
+                decision = decision.model_copy(update={
+                    "decision": DecisionType.BLOCK,
+                    "reason": "MODIFY decision without modified_tool_args",
+                })
+            else:
+                tool_args = decision.modified_tool_args
+        elif decision.decision is DecisionType.STEP_UP:  # a step-up client that returned unresolved
+            decision = decision.model_copy(update={"decision": DecisionType.BLOCK})
+        self._remember(call_id, decision)
+        if decision.decision in _BLOCKING:
+            self._emit_block(request, call_id, decision)
+            raise self._violation(request["tool_name"], decision)
+        return GovernedCall(self, request["tool_name"], tool_args, decision, call_id)
+
+    def _rewrite(self, call: GovernedCall, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if not call.modified:
+            return args, kwargs
+        try:
+            return apply_modified(call.tool_args, args, kwargs)
+        except ModificationError as exc:
+            decision = call.decision.model_copy(update={
+                "decision": DecisionType.BLOCK, "reason": f"policy modified the arguments but {exc}",
+            })
+            call._finished = True
+            self._emit_block(self._request(call.tool_name, call.tool_args), call.call_id, decision)
+            raise self._violation(call.tool_name, decision) from exc
+
+    def _violation(self, tool_name: str, decision: EnforcementDecision) -> ThothPolicyViolation:
+        reason = decision.reason or decision.defer_reason or decision.decision_reason_code or "blocked by policy"
+        if decision.decision is DecisionType.DEFER and decision.defer_reason:
+            reason = decision.defer_reason
+        return ThothPolicyViolation(
+            tool_name, reason, decision.violation_id,
+            decision=decision.decision.value,
+            decision_reason_code=decision.decision_reason_code,
+            matched_rule_ids=decision.matched_rule_ids,
+            risk_score=decision.risk_score,
+            hold_token=decision.hold_token,
+            session_id=self.session.session_id,
+            agent_id=self.config.agent_id,
+            context=decision.model_dump(exclude_none=True, mode="json"),
+        )
+
+    # Events --------------------------------------------------------------------------------------
+    def _event(self, event_type: str, *, tool_name: str, content: str, metadata: dict[str, Any],
+               source_type: str = "agent_tool_call", session_tool_calls: list[str] | None = None,
+               violation_id: str | None = None) -> dict[str, Any]:
+        cfg = self.config
+        now = time.time()
+        iso = datetime.fromtimestamp(now, UTC).isoformat()
+        meta = {
+            "sdk_language": "python", "sdk_version": SDK_VERSION, "environment": cfg.environment,
+            "enforcement_trace_id": self.session.session_id, **metadata,
+        }
+        return {
+            "event_id": f"{cfg.tenant_id}:{uuid.uuid4()}",
+            "tenant_id": cfg.tenant_id, "agent_id": cfg.agent_id,
+            "session_id": self.session.session_id, "user_id": cfg.user_id,
+            "source_type": source_type, "event_type": event_type, "content": content,
+            "metadata": meta, "approved_scope": list(cfg.approved_scope),
+            "enforcement_mode": cfg.enforcement.value,
+            "session_tool_calls": session_tool_calls if session_tool_calls is not None
+            else list(self.session.tool_calls),
+            "tool_name": tool_name, "endpoint_id": _HOSTNAME, "hostname": _HOSTNAME,
+            "occurred_at": iso, "ingested_at": None, "ttl": int(now) + EVENT_TTL_SECONDS,
+            "violation_id": violation_id,
+            "chain_index": None, "hash": None, "previous_hash": None, "signature": None,
+        }
+
+    def _emit_pre(self, request: dict[str, Any], call_id: str | None) -> None:
+        name = request["tool_name"]
+        self.emitter.emit(self._event(
+            "TOOL_CALL_PRE", tool_name=name, content=f"tool call requested: {name}",
+            session_tool_calls=request["session_tool_calls"],
+            metadata={"event_phase": "pre", "call_id": call_id,
+                      "tool_call": {"name": name, "arguments": request["tool_args"]}},
+        ))
+
+    def _emit_block(self, request: dict[str, Any], call_id: str | None, decision: EnforcementDecision) -> None:
+        name = request["tool_name"]
+        self.emitter.emit(self._event(
+            "TOOL_CALL_BLOCK", tool_name=name,
+            content=f"tool call blocked: {name}: {decision.reason or decision.decision.value}",
+            session_tool_calls=request["session_tool_calls"], violation_id=decision.violation_id,
+            metadata={"event_phase": "block", "call_id": call_id,
+                      "tool_call": {"name": name, "arguments": request["tool_args"]},
+                      **_decision_meta(decision)},
+        ))
+
+    def _finish(self, call: GovernedCall, *, result: Any, error: BaseException | None) -> None:
+        self.session.record_tool_call(call.tool_name)
+        meta: dict[str, Any] = {
+            "event_phase": "post", "call_id": call.call_id,
+            "tool_call": {"name": call.tool_name, "arguments": call.tool_args},  # already JSON-safe
+            "duration_ms": round(call.duration_ms, 3),
+            **_decision_meta(call.decision),
+        }
+        if error is None:
+            meta["result_type"] = type(result).__name__
+            meta["result_size_bytes"] = _size(result)
+            content = f"tool call completed: {call.tool_name}"
+        else:
+            meta["error"] = True
+            meta["error_type"] = type(error).__name__
+            content = f"tool call raised {type(error).__name__}: {call.tool_name}"
+        event = self._event("TOOL_CALL_POST", tool_name=call.tool_name, content=content, metadata=meta)
+        observed = call._observed
+        if observed is None:
+            self.emitter.emit(event)
+            return
+
+        def with_verdict() -> list[dict[str, Any]]:
+            # Runs on the event thread after the observe enforce call (queue order).
+            verdict = observed()
+            event["metadata"]["observed_decision"] = _decision_meta(verdict) if verdict else None
+            if verdict is not None and verdict.violation_id:
+                event["violation_id"] = verdict.violation_id
+            return [event]
+
+        submit = getattr(self.emitter, "submit", None)
+        if submit is not None:
+            submit(with_verdict)
+        else:
+            for item in with_verdict():
+                self.emitter.emit(item)
+
+
+def _governed_callable(tracer: Tracer, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    if _is_async(fn):
+        @functools.wraps(fn)
+        async def governed_async(*args: Any, **kwargs: Any) -> Any:
+            return await tracer.arun(name, fn, args, kwargs)
+
+        wrapper: Any = governed_async
+    else:
+        @functools.wraps(fn)
+        def governed(*args: Any, **kwargs: Any) -> Any:
+            return tracer.run(name, fn, args, kwargs)
+
+        wrapper = governed
+    wrapper.__thoth_original__ = fn
+    wrapper.__thoth_tracer__ = tracer
+    if getattr(wrapper, "__name__", None) in (None, "<lambda>"):
+        wrapper.__name__ = name
+    return wrapper  # type: ignore[no-any-return]
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def _is_langchain_tool(obj: Any) -> bool:
+    """Duck-typed: a class named BaseTool from a langchain module (never import langchain here)."""
+    return any(
+        cls.__name__ == "BaseTool" and cls.__module__.startswith("langchain")
+        for cls in type(obj).__mro__
+    )
+
+
+def _decision_meta(decision: EnforcementDecision) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "decision": decision.decision.value,
+        "reason": decision.reason,
+        "decision_reason_code": decision.decision_reason_code,
+        "violation_id": decision.violation_id,
+        "risk_score": decision.risk_score,
+        "matched_rule_ids": decision.matched_rule_ids,
+    }
+    if decision.hold_token:
+        meta["hold_token"] = decision.hold_token
+    if decision.fail_mode:
+        meta["fail_mode"] = decision.fail_mode
+    if decision.modification_reason:
+        meta["modification_reason"] = decision.modification_reason
+    extra = decision.model_extra or {}
+    for key in ("would_decision", "policy_decision"):
+        if key in extra:
+            meta[key] = extra[key]
+    return meta
+
+
+def _decision_of(exc: ThothPolicyViolation) -> EnforcementDecision:
+    return EnforcementDecision(
+        decision=DecisionType.BLOCK, reason=exc.reason, violation_id=exc.violation_id,
+        decision_reason_code=exc.decision_reason_code, hold_token=exc.hold_token,
+    )
+
+
+def _size(result: Any) -> int:
+    if result is None:
+        return 0
+    if isinstance(result, bytes | bytearray):
+        return len(result)
+    if isinstance(result, str):
+        return len(result.encode("utf-8", errors="replace"))
+    try:
+        return len(repr(result).encode("utf-8", errors="replace"))
+    except Exception:  # noqa: BLE001
+        return 0

@@ -1,0 +1,50 @@
+"""Fixtures: a real wire-contract server on a free loopback port, and tracers pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from thoth.http import get_endpoint, release
+from thoth.instrumentor import build_tracer
+from thoth.tracer import Tracer
+
+from .wire_server import WireServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("THOTH_API_URL", "THOTH_API_KEY", "THOTH_FAIL_CLOSED"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server() -> Iterator[WireServer]:
+    wire = WireServer().start()
+    yield wire
+    if not wire.running:
+        wire.start()  # let what the test left queued drain, so no retries outlive the test
+    release(wire.url)
+    wire.stop()
+
+
+@pytest.fixture
+def make_tracer(server: WireServer) -> Callable[..., Tracer]:
+    def make(**settings: Any) -> Tracer:
+        options: dict[str, Any] = {
+            "agent_id": "test-agent", "approved_scope": ["read_file", "search"],
+            "tenant_id": server.tenant_id, "api_key": server.api_key, "api_url": server.url,
+            "enforcement": "block", "step_up_poll_interval_seconds": 0.05,
+        }
+        options.update(settings)
+        return build_tracer(**options)
+
+    return make
+
+
+def delivered(server: WireServer, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Flush the SDK's queue for this server and return the server's stored events."""
+    assert get_endpoint(server.url, server.api_key).transport.flush(timeout), "events not delivered in time"
+    return dict(server.events)
