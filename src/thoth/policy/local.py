@@ -208,32 +208,29 @@ def _outcome(decision: EnforcementDecision, approved: bool, why: str) -> Enforce
     })
 
 
-class LocalEventSink:
-    """The emitter interface of the SDK (`emit(event)`, `flush()`), writing JSON lines."""
+class _JsonlWriter:
+    """One buffered writer per file per process, shared by every LocalEventSink handle."""
 
     BATCH = 256
     MAX_DELAY_SECONDS = 1.0
 
-    def __init__(self, config: ThothConfig | None = None, path: str | os.PathLike[str] | None = None) -> None:
-        self.config = config
-        target = path or os.environ.get("THOTH_LOCAL_EVENTS") or thoth_home() / "events.jsonl"
-        self.path = Path(target)
-        self._buffer: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._last_write = time.monotonic()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buffer: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.last_write = time.monotonic()
         self.sent = 0
         self.dropped = 0
-        atexit.register(self.flush)
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._buffer.append(event)  # list.append is atomic under the GIL
-        if len(self._buffer) >= self.BATCH or time.monotonic() - self._last_write > self.MAX_DELAY_SECONDS:
+        self.buffer.append(event)  # list.append is atomic under the GIL
+        if len(self.buffer) >= self.BATCH or time.monotonic() - self.last_write > self.MAX_DELAY_SECONDS:
             self.flush()
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-            self._last_write = time.monotonic()
+    def flush(self) -> bool:
+        with self.lock:
+            batch, self.buffer = self.buffer, []
+            self.last_write = time.monotonic()
             if not batch:
                 return True
             try:
@@ -247,6 +244,54 @@ class LocalEventSink:
                 self.dropped += len(batch)
                 log.error("Thoth: could not write %d events to %s: %s", len(batch), self.path, exc)
                 return False
+
+
+_writers: dict[Path, _JsonlWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer(path: Path) -> _JsonlWriter:
+    with _writers_lock:
+        found = _writers.get(path)
+        if found is None:
+            found = _writers[path] = _JsonlWriter(path)
+        return found
+
+
+def flush_local_sinks(timeout: float = 5.0) -> bool:
+    """Write every buffered in-process event now (thoth.flush() should call this in local mode)."""
+    with _writers_lock:
+        writers = list(_writers.values())
+    return all([w.flush() for w in writers])
+
+
+atexit.register(flush_local_sinks)
+
+
+class LocalEventSink:
+    """The emitter interface of the SDK (`emit(event)`, `flush()`), writing JSON lines."""
+
+    BATCH = _JsonlWriter.BATCH
+
+    def __init__(self, config: ThothConfig | None = None, path: str | os.PathLike[str] | None = None) -> None:
+        self.config = config
+        target = path or os.environ.get("THOTH_LOCAL_EVENTS") or thoth_home() / "events.jsonl"
+        self.path = Path(target).absolute()
+        self._writer = _writer(self.path)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._writer.emit(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self._writer.flush()
+
+    @property
+    def sent(self) -> int:
+        return self._writer.sent
+
+    @property
+    def dropped(self) -> int:
+        return self._writer.dropped
 
     def read(self) -> list[dict[str, Any]]:
         """Every event written so far (for tests and `thoth` tooling)."""
