@@ -153,3 +153,15 @@ def test_event_sink_writes_jsonl_under_thoth_home(tmp_path: Path, monkeypatch: p
     for i in range(LocalEventSink.BATCH):  # a full batch is written without an explicit flush
         sink.emit({"i": i})
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 3 + LocalEventSink.BATCH
+
+
+@pytest.mark.parametrize("tool_args", [{}, {"amount": 500}, {"path": "/secrets/k"}])
+def test_fast_envelope_equals_a_validated_model(policy_file: Path, tool_args: dict) -> None:
+    enforcer = LocalEnforcer(policy_path=policy_file)
+    for tool in ("read_file", "pay", "delete_all"):
+        fast = enforcer.enforce(request(tool, tool_args=tool_args, enforcement_mode="observe"))
+        again = EnforcementDecision.model_validate(fast.model_dump())
+        assert fast == again and fast.model_dump() == again.model_dump()
+        assert fast.model_copy(update={"reason": "x"}).reason == "x"
+        fast = enforcer.enforce(request(tool, tool_args=tool_args))
+        assert fast == EnforcementDecision.model_validate(fast.model_dump())

@@ -39,35 +39,50 @@ class CallContext:
 
     @classmethod
     def from_request(cls, body: dict[str, Any], *, risk_score: float | None = None,
-                     now: float | None = None) -> CallContext:
-        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults."""
+                     now: float | None = None, client_history: bool = True) -> CallContext:
+        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults.
+        client_history=False skips the client's session_tool_calls (O(session length) to copy)
+        when the caller keeps its own SessionHistory."""
 
-        def pick(*names: str) -> Any:
-            for name in names:
-                if name in body:
-                    return body[name]
-            return None
-
-        def text(value: Any, default: str) -> str:
-            return value if isinstance(value, str) else default
-
-        args = pick("tool_args", "toolArgs")
-        scope = pick("approved_scope", "approvedScope")
-        history = pick("session_tool_calls", "sessionToolCalls")
+        get = body.get
+        tool = get("tool_name")
+        if tool is None:
+            tool = get("toolName")
+        args = get("tool_args")
+        if args is None:
+            args = get("toolArgs")
+        scope = get("approved_scope")
+        if scope is None:
+            scope = get("approvedScope")
+        mode = get("enforcement_mode") or get("enforcementMode")
+        env = get("environment")
+        intent = get("session_intent") or get("sessionIntent") or get("purpose")
+        history = None
+        if client_history:
+            history = get("session_tool_calls")
+            if history is None:
+                history = get("sessionToolCalls")
         return cls(
-            tool_name=text(pick("tool_name", "toolName"), ""),
-            agent_id=text(pick("agent_id", "agentId"), ""),
-            tenant_id=text(pick("tenant_id", "tenantId"), ""),
-            user_id=text(pick("user_id", "userId"), "system"),
+            tool_name=tool if isinstance(tool, str) else "",
+            agent_id=_text(body, "agent_id", "agentId", ""),
+            tenant_id=_text(body, "tenant_id", "tenantId", ""),
+            user_id=_text(body, "user_id", "userId", "system"),
             tool_args=args if isinstance(args, dict) else ({"args": args} if isinstance(args, list) else {}),
-            approved_scope=[s for s in scope if isinstance(s, str)] if isinstance(scope, list) else None,
-            enforcement_mode=text(pick("enforcement_mode", "enforcementMode"), "progressive").strip().lower(),
-            environment=text(pick("environment"), "prod").strip().lower(),
-            session_intent=text(pick("session_intent", "sessionIntent", "purpose"), "") or None,
+            approved_scope=[x for x in scope if isinstance(x, str)] if isinstance(scope, list) else None,
+            enforcement_mode=mode.strip().lower() if isinstance(mode, str) else "progressive",
+            environment=env.strip().lower() if isinstance(env, str) else "prod",
+            session_intent=intent if isinstance(intent, str) and intent else None,
             risk_score=risk_score,
             now=now or time.time(),
-            session_tool_calls=[s for s in history if isinstance(s, str)] if isinstance(history, list) else None,
+            session_tool_calls=[x for x in history if isinstance(x, str)] if isinstance(history, list) else None,
         )
+
+
+def _text(body: dict[str, Any], snake: str, camel: str, default: str) -> str:
+    value = body.get(snake)
+    if value is None:
+        value = body.get(camel)
+    return value if isinstance(value, str) else default
 
 
 class SessionHistory:
@@ -126,7 +141,7 @@ class SessionHistory:
             _append_time(self.all_times, ts)
         if len(self.calls) < self.MAX_KEPT:
             self.calls.append((tool_name, args, ts))
-        if decision is not None:
+        if decision is not None and (isinstance(decision, str) or decision.would_decision in _VIOLATIONS):
             self._count_violation(decision)
         if self._table is not None:
             self._table.update(self.markers, tool_name, args, index, ts)
