@@ -1,0 +1,95 @@
+"""Enforce throughput and latency of `thoth serve` (1 worker) next to a bare ASGI app, same run.
+
+usage: PYTHONPATH=src python bench/bench_enforce.py [--seconds 5] [--postgres URL]
+Goals (issue 4): >= 15,000 decisions/s and >= 0.6x bare at 64 connections, p99 <= 10 ms,
+p50 <= 0.2 ms at 1 connection. Server pinned to core 0, wrk to core 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import lua_escape, start_bare, start_thoth, stop, wrk  # noqa: E402
+
+from thoth.server import engine  # noqa: E402
+from thoth.server.db import Database  # noqa: E402
+from thoth.server.migrate import upgrade  # noqa: E402
+from thoth.server.store import Store  # noqa: E402
+
+POLICY_FILE = Path(__file__).with_name("policy_50_rules.yaml")
+
+
+def request_body() -> dict[str, object]:
+    # A realistic call: send_email with 5 earlier calls in the session (about 1.7 KB like the research corpus).
+    return {
+        "tenant_id": "bench", "agent_id": "agent-07", "user_id": "alice", "tool_name": "send_email",
+        "session_id": str(uuid.uuid4()), "enforcement_mode": "progressive", "environment": "prod",
+        "approved_scope": ["send_email", "read_file", "search", "query_db", "http_get", "write_file"],
+        "session_tool_calls": ["search", "read_file", "query_db", "search", "http_get", "send_email"],
+        "tool_args": {"to": "bob@acme.com", "cc": ["carol@acme.com"], "subject": "Quarterly numbers",
+                      "body": "Hi Bob, please find the summary below. " * 25},
+        "session_intent": "answer customer questions about invoices",
+        "metadata": {"sdk_language": "python", "framework": "langgraph"},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--postgres", default=None, help="postgresql://... (default: SQLite in a temp dir)")
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="thoth-bench-")
+    db_url = args.postgres or f"sqlite:///{home}/thoth.db"
+    upgrade(db_url)
+    store = Store(Database(db_url))
+    key = store.create_key("bench", "sdk")["key"]
+    policy_note = "default policy (scope check)"
+    if engine.HAVE_POLICY_ENGINE:
+        # The 50-rule policy of the research corpus when present; else the largest starter pack.
+        import thoth.policy
+
+        source = POLICY_FILE if POLICY_FILE.exists() else (
+            Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
+        store.add_policy_version("bench", source.read_text(), "bench")
+        policy_note = source.name
+    body = json.dumps({**request_body(), "session_id": "SESSION"})
+    # Requests rotate over 500 sessions (sessions of realistic length, not one endless session);
+    # the bodies are built once, before the run.
+    lua = (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+           f'wrk.headers["x-api-key"] = "{key}"\nlocal template = "{lua_escape(body)}"\n'
+           'local reqs = {}\nfor i = 1, 500 do\n'
+           '  local b = template:gsub("SESSION", "bench-" .. i)\n'
+           '  reqs[i] = wrk.format(nil, nil, nil, b)\nend\n'
+           'local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n % 500) + 1]\nend\n')
+    print(f"request {len(body)} bytes; policy: {policy_note}; database: {db_url.split('?')[0]}")
+    results = {}
+    runs = (("bare ASGI", "bare"), ("thoth /v1/enforce", "on"), ("thoth, analytics off", "off"))
+    for name, mode in runs:
+        proc, url = start_bare() if mode == "bare" else start_thoth(db_url, home, THOTH_ANALYTICS=mode)
+        target = url + "/v1/enforce"
+        try:
+            wrk(target, lua, 16, 2)  # warm-up
+            loaded = wrk(target, lua, 64, args.seconds)
+            single = wrk(target, lua, 1, max(2, args.seconds // 2))
+        finally:
+            stop(proc)
+        results[name] = (loaded, single)
+        print(f"{name:<20} c64: {loaded['rps']:>9,.0f} req/s  p50 {loaded['p50_ms']:.3f} ms  "
+              f"p99 {loaded['p99_ms']:.3f} ms  non2xx {loaded['non2xx']:.0f} | c1: {single['rps']:,.0f} req/s  "
+              f"p50 {single['p50_ms']:.3f} ms  p99 {single['p99_ms']:.3f} ms")
+    bare = results["bare ASGI"][0]["rps"]
+    recorded = store.db.connect().one("SELECT COUNT(*) FROM decisions")[0]
+    print(f"ratio to bare at 64 connections: thoth {results['thoth /v1/enforce'][0]['rps'] / bare:.2f}x, "
+          f"analytics off {results['thoth, analytics off'][0]['rps'] / bare:.2f}x; "
+          f"decisions recorded in the database: {recorded:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Per-call anomaly score: independent, explainable factors combined by noisy-OR.
+
+Each factor is a contribution in [0, 1] with the sentence that explains it. Rarity is judged
+against the agent's own history: "never seen" is surprising only if the agent rarely meets
+new values (Good-Turing: the share of values seen once), so a support bot that writes to a
+new customer's domain every day is not flagged for it, and a back-office agent that has sent
+to the same two domains a thousand times is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from thoth.analytics.features import CallFeatures
+from thoth.analytics.profile import MAX_SESSION_GAP, AgentProfile, Tally
+from thoth.analytics.session import SessionState
+
+COLD_CALLS = 20  # below this many observed calls an agent is in cold start
+RATE_MIN_GAPS = 20  # baseline gaps needed before "Nx the usual rate" is judged
+HOUR_MIN_CALLS = 100
+
+
+@dataclass(slots=True, frozen=True)
+class Factor:
+    code: str  # stable identifier, e.g. "new_tool"
+    contribution: float  # in [0, 1]
+    text: str  # the human-readable reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "contribution": round(self.contribution, 4), "text": self.text}
+
+
+@dataclass(slots=True, frozen=True)
+class AnomalyScore:
+    """The anomaly of one call: `score` in [0, 1] and the reasons, strongest first."""
+
+    score: float
+    reasons: tuple[str, ...] = ()
+    factors: tuple[Factor, ...] = ()
+    cold_start: bool = False
+    features: CallFeatures | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"score": round(self.score, 4), "reasons": list(self.reasons),
+                "factors": [f.to_dict() for f in self.factors], "cold_start": self.cold_start}
+
+
+def surprise(p: float) -> float:
+    """0 for an event at least 1-in-10 likely, rising to 1 at about 1-in-300."""
+    if p <= 0.0:
+        return 1.0
+    return min(1.0, max(0.0, (-math.log10(p) - 1.0) / 1.5))
+
+
+def _new_value(tally: Tally) -> float:
+    return surprise(tally.p_new())
+
+
+def _log_gap(gap: float) -> float:
+    return math.log(max(gap, 0.01))
+
+
+def factors(
+    prof: AgentProfile,
+    sess: SessionState | None,
+    f: CallFeatures,
+    ts: float,
+    population: Tally,
+) -> tuple[list[Factor], bool]:
+    """The factors raised by this call; also whether the agent is in cold start."""
+    out: list[Factor] = []
+    add = out.append
+    n = prof.calls
+    cold = n < COLD_CALLS
+    # In cold start the agent's own novelty signals fade in with its history; the tenant's
+    # other agents stand in for it on tool novelty.
+    conf = min(1.0, n / COLD_CALLS)
+
+    tool = f.tool
+    tc = prof.tools.count(tool)
+    if tc == 0:
+        c = 0.75 * _new_value(prof.tools) * conf
+        if c > 0.0:
+            add(Factor("new_tool", c, f"first call of {tool} by this agent"))
+        if cold and population.total >= COLD_CALLS and population.count(tool) == 0:
+            add(Factor("new_tool_tenant", 0.5 * _new_value(population),
+                       f"{tool} was never called by any agent of this tenant"))
+    else:
+        c = 0.35 * surprise(tc / (prof.tools.total + 1.0))
+        if c > 0.0:
+            add(Factor("rare_tool", c, f"{tool} is rare for this agent ({tc} of {prof.tools.total} calls)"))
+        if sess is not None:
+            prev = sess.last_tool or "^"
+            prev_n = prof.tools.count(prev) if prev != "^" else prof.transitions.count("^>" + tool) + 5
+            tr = prof.transitions.count(prev + ">" + tool)
+            if tr == 0 and prev_n >= 5:
+                c = 0.35 * surprise(0.5 / (prev_n + 1.0))
+                if c > 0.0:
+                    add(Factor("new_sequence", c, f"{tool} never followed {prev} before"))
+
+    if f.destinations:
+        new = [d for d in f.destinations if prof.destinations.count(d) == 0]
+        if new:
+            w = 0.8 if f.egress else 0.55
+            c = w * _new_value(prof.destinations) * conf
+            if c > 0.0:
+                add(Factor("new_destination", c, f"destination {new[0]} never seen for this agent"))
+    if f.recipients:
+        new = [r for r in f.recipients if prof.recipients.count(r) == 0]
+        if new:
+            c = 0.5 * _new_value(prof.recipients) * conf
+            if c > 0.0:
+                add(Factor("new_recipient", c, f"recipient {new[0]} never seen for this agent"))
+    if f.paths:
+        new = [p for p in f.paths if prof.paths.count(p) == 0]
+        if new:
+            c = 0.5 * _new_value(prof.paths) * conf
+            if c > 0.0:
+                add(Factor("new_path", c, f"path prefix {new[0]} never used by this agent"))
+
+    m = prof.sizes.get(tool)
+    if m is not None and m.n >= 8:
+        x = math.log2(f.size + 1.0)
+        z = (x - m.mean) / max(m.std, 0.5)
+        if z > 3.0:
+            ratio = 2.0 ** (x - m.mean)
+            add(Factor("large_arguments", min(0.6, 0.15 * (z - 2.0)),
+                       f"arguments {ratio:.0f}x the usual size for {tool}"))
+
+    if f.sensitive is not None:
+        c = 0.6 * surprise((prof.secret + 0.5) / (n + 1.0)) * conf
+        if cold:
+            c = max(c, 0.3)
+        if c > 0.0:
+            add(Factor("secret_access", c, f"touches a secret ({f.sensitive})"))
+
+    if sess is not None:
+        if f.egress and sess.secret is not None:
+            share = prof.egress_after_secret / (prof.egress + 3.0)
+            c = 0.8 * (1.0 - min(1.0, share))
+            add(Factor("egress_after_secret", c, f"{tool} sends data out after this session read a secret ({sess.secret})"))
+        if sess.flagged:
+            add(Factor("flagged_session", min(0.5, 0.2 * sess.flagged),
+                       f"{sess.flagged} earlier call(s) of this session were blocked or held"))
+        rate = _rate_factor(prof, sess, ts)
+        if rate is not None:
+            add(rate)
+
+    if n >= HOUR_MIN_CALLS:
+        h = int(ts // 3600) % 24
+        hc = prof.hours[h]
+        # Scaled so that an hour as busy as the average hour (1 in 24) is no surprise.
+        c = 0.3 * surprise(2.4 * (hc + 0.5) / (n + 1.0))
+        if c > 0.0:
+            what = "first call" if hc == 0 else f"{hc} of {n} calls"
+            add(Factor("unusual_hour", c, f"unusual hour for this agent: {h:02d}h UTC ({what})"))
+    return out, cold
+
+
+def _rate_factor(prof: AgentProfile, sess: SessionState, ts: float) -> Factor | None:
+    recent = sess.recent
+    if len(recent) < 5:
+        return None
+    span = ts - recent[0]
+    gaps = len(recent)  # the gaps from recent[0] up to this call
+    if span < 0:
+        return None
+    recent_log = sum(_log_gap(b - a) for a, b in zip(recent, list(recent)[1:] + [ts], strict=True)) / gaps
+    if prof.gaps.n >= RATE_MIN_GAPS:
+        ratio = math.exp(prof.gaps.mean - recent_log)
+        if ratio >= 3.0:
+            c = min(0.8, 0.3 * math.log2(ratio / 2.0))
+            return Factor("rate_burst", c, f"{ratio:.0f}x the usual call rate ({gaps + 1} calls in {span:.0f}s)")
+        return None
+    if span < 0.5 * gaps:
+        return Factor("rate_burst", 0.3, f"{gaps + 1} calls in {span:.1f}s")
+    return None
+
+
+def combine(found: list[Factor], cold: bool, features: CallFeatures | None) -> AnomalyScore:
+    found.sort(key=lambda x: x.contribution, reverse=True)
+    keep = 1.0
+    for x in found:
+        keep *= 1.0 - min(1.0, max(0.0, x.contribution))
+    return AnomalyScore(
+        score=1.0 - keep,
+        reasons=tuple(x.text for x in found if x.contribution >= 0.05),
+        factors=tuple(found),
+        cold_start=cold,
+        features=features,
+    )
+
+
+__all__ = ["MAX_SESSION_GAP", "AnomalyScore", "Factor", "combine", "factors", "surprise"]

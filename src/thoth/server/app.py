@@ -1,0 +1,108 @@
+"""`create_app(settings)`: one ASGI app serving the data plane, control plane, /docs and /metrics.
+
+The data-plane paths are dispatched to raw ASGI handlers before any framework code runs;
+everything else goes to the FastAPI control plane. `/` and the dashboard pages are left to
+`thoth.server.dashboard` (if present, its `register(app, core)` is called).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from thoth.server import dataplane
+from thoth.server.controlplane import build
+from thoth.server.core import Core
+from thoth.server.settings import Settings
+
+log = logging.getLogger("thoth.server")
+
+
+class ThothApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.core = Core(settings)
+        self.api = build(self.core)
+        self._started = False
+        try:
+            dashboard = importlib.import_module("thoth.server.dashboard")
+        except ModuleNotFoundError as exc:
+            if exc.name != "thoth.server.dashboard":
+                raise
+        else:
+            dashboard.register(self.api, self.core)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if not self._started:  # servers without lifespan support (tests with raw ASGI)
+                await self._startup()
+            if dataplane.is_data_plane(scope["path"]):
+                try:
+                    await dataplane.handle(self.core, scope, receive, send)
+                except Exception:
+                    log.exception("data-plane request failed")
+                    await dataplane.send_json(send, 500, dataplane.error_body("internal error; see server log"))
+                return
+            await self._control(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _control(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Enforce the body limit before FastAPI buffers anything.
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await dataplane.send_json(send, 413, dataplane.error_body(
+                        f"request body larger than {limit} bytes"))
+                    return
+        try:
+            body = await dataplane.read_body(receive, limit)
+        except dataplane.BodyTooLarge:
+            await dataplane.send_json(send, 413, dataplane.error_body(f"request body larger than {limit} bytes"))
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.api(scope, replay, send)
+        except Exception:
+            log.exception("control-plane request failed")
+
+    async def _startup(self) -> None:
+        if not self._started:
+            self._started = True
+            self.core.start()
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.core.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings | None = None) -> ThothApp:
+    return ThothApp(settings or Settings())

@@ -1,0 +1,215 @@
+"""`thoth serve`, `thoth demo`, `thoth keys`, `thoth approvals`, `thoth audit`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import socket
+import sys
+from typing import Any
+
+from thoth.server.db import Database, DatabaseUnavailable
+from thoth.server.settings import Settings, default_database_url
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="run the Thoth server (enforcer, ingest, approvals, API)")
+    _serve_args(serve)
+    serve.add_argument("--demo", action="store_true", help="seed a demo tenant, policy and sessions")
+    serve.set_defaults(handler=cmd_serve)
+
+    demo = subparsers.add_parser("demo", help="same as `thoth serve --demo`")
+    _serve_args(demo)
+    demo.set_defaults(handler=cmd_serve, demo=True)
+
+    keys = subparsers.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = ksub.add_parser("create", help="create a tenant (if needed) and an API key")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--role", required=True, choices=("sdk", "approver", "viewer", "admin", "ingest"))
+    create.add_argument("--name")
+    create.add_argument("--json", action="store_true", help="print the key as JSON")
+    _db_arg(create)
+    create.set_defaults(handler=cmd_keys_create)
+    klist = ksub.add_parser("list", help="list keys (never their secrets)")
+    klist.add_argument("--tenant")
+    klist.add_argument("--json", action="store_true")
+    _db_arg(klist)
+    klist.set_defaults(handler=cmd_keys_list)
+    revoke = ksub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--tenant")
+    _db_arg(revoke)
+    revoke.set_defaults(handler=cmd_keys_revoke)
+
+    approvals = subparsers.add_parser("approvals", help="list and resolve step-up approvals")
+    asub = approvals.add_subparsers(dest="approvals_command", metavar="ACTION", required=True)
+    alist = asub.add_parser("list", help="list approvals")
+    alist.add_argument("--tenant")
+    alist.add_argument("--status", choices=("pending", "approved", "denied", "expired"), default="pending")
+    alist.add_argument("--json", action="store_true")
+    _db_arg(alist)
+    alist.set_defaults(handler=cmd_approvals_list)
+    for action in ("approve", "deny"):
+        p = asub.add_parser(action, help=f"{action} a pending approval")
+        p.add_argument("approval_id")
+        p.add_argument("--reason")
+        p.add_argument("--tenant")
+        _db_arg(p)
+        p.set_defaults(handler=cmd_approvals_resolve, approve=(action == "approve"))
+
+    audit = subparsers.add_parser("audit", help="audit chain tools")
+    ausub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = ausub.add_parser("verify", help="verify a tenant's event hash chain (exit 1 when broken)")
+    verify.add_argument("--tenant", required=True)
+    _db_arg(verify)
+    verify.set_defaults(handler=cmd_audit_verify)
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=None,
+                   help="database URL (default: THOTH_DATABASE_URL or SQLite under THOTH_HOME)")
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    _db_arg(p)
+
+
+def _fail(message: str) -> int:
+    print(f"thoth: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from thoth.server import migrate
+    from thoth.server.audit import Signer
+    from thoth.server.store import Store
+
+    settings = Settings(database_url=args.database_url or default_database_url())
+    migrate.upgrade(settings.database_url)
+    signer = Signer(settings.key_path) if settings.key_path.exists() else None
+    return Store(Database(settings.database_url), signer)
+
+
+def _guard(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args) or 0)
+        except DatabaseUnavailable as exc:
+            return _fail(str(exc))
+    return run
+
+
+def port_free(host: str, port: int) -> str | None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+@_guard
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from thoth.server.app import create_app
+    from thoth.server.db import redact
+
+    problem = port_free(args.host, args.port)
+    if problem:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {problem} (is another server running? "
+                     "pick another port with --port)")
+    settings = Settings(database_url=args.database_url or default_database_url(), host=args.host,
+                        port=args.port, demo=bool(getattr(args, "demo", False)))
+    app = create_app(settings)
+    url = f"http://{args.host}:{args.port}"
+    print(f"Thoth server on {url}  (database: {redact(settings.database_url)})", flush=True)
+    print(f"  API docs {url}/docs   metrics {url}/metrics", flush=True)
+    if settings.demo:
+        from thoth.server.demo import start_demo
+
+        start_demo(app.core, url)
+    config = uvicorn.Config(app, host=args.host, port=args.port, loop="auto", http="auto", lifespan="on",
+                            log_level="warning", access_log=False)
+    try:
+        uvicorn.Server(config).run()
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc}")
+    return 0
+
+
+@_guard
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    key = _store(args).create_key(args.tenant, args.role, args.name)
+    if args.json:
+        print(json.dumps({"tenant_id": key["tenant_id"], "key": key["key"], "role": key["role"],
+                          "key_id": key["key_id"]}))
+    else:
+        print(f"Created {key['role']} key {key['key_id']} for tenant {key['tenant_id']}:")
+        print(f"  {key['key']}")
+        print("Store it now: it is shown only once.")
+    return 0
+
+
+@_guard
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = _store(args).list_keys(args.tenant)
+    if args.json:
+        print(json.dumps(keys))
+        return 0
+    if not keys:
+        print("no keys")
+    for k in keys:
+        state = "revoked" if k["revoked"] else "active"
+        print(f"{k['key_id']}  {k['tenant_id']:<20} {k['role']:<9} {state:<8} {k['prefix']}...  {k['created_at']}")
+    return 0
+
+
+@_guard
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if not _store(args).revoke_key(args.key_id, args.tenant):
+        return _fail(f"no active key {args.key_id}")
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+@_guard
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    items, _ = _store(args).list_approvals(args.tenant, args.status, limit=500)
+    if args.json:
+        print(json.dumps([{k: v for k, v in a.items() if not k.startswith("_")} for a in items]))
+        return 0
+    if not items:
+        print(f"no {args.status} approvals")
+    for a in items:
+        print(f"{a['approval_id']}  {a['tenant_id']:<16} {a['status']:<8} {a['agent_id']}  {a['tool_name']}"
+              f"  args={json.dumps(a['tool_args'])[:80]}  expires {a['expires_at']}")
+    return 0
+
+
+@_guard
+def cmd_approvals_resolve(args: argparse.Namespace) -> int:
+    outcome, approval = _store(args).resolve_approval(args.tenant, args.approval_id, args.approve,
+                                                      f"cli:{getpass.getuser()}", args.reason)
+    if outcome == "not_found" or approval is None:
+        return _fail(f"no approval {args.approval_id}")
+    if outcome == "not_pending":
+        return _fail(f"approval {args.approval_id} is already {approval['status']}")
+    print(f"{approval['approval_id']}: {approval['status']}")
+    return 0
+
+
+@_guard
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    result = _store(args).verify_chain(args.tenant)
+    print(json.dumps(result, indent=2))
+    if not result["verified"]:
+        print(f"audit chain of tenant {args.tenant} is BROKEN", file=sys.stderr)
+        return 1
+    print(f"audit chain of tenant {args.tenant} verified: {result['records_checked']} records", file=sys.stderr)
+    return 0

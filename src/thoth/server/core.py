@@ -1,0 +1,505 @@
+"""The server's working state and its decisions: enforce, holds, approvals, ingestion.
+
+HTTP glue lives in dataplane.py / controlplane.py; this module knows nothing about HTTP except
+the `ClientError` it raises for bad input (turned into a 4xx with a JSON `message`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from thoth.server import engine, migrate
+from thoth.server.audit import Signer
+from thoth.server.db import Database
+from thoth.server.metrics import Metrics
+from thoth.server.settings import Settings
+from thoth.server.store import (
+    DecisionRecord,
+    EventBatch,
+    KeyInfo,
+    Store,
+    iso,
+    new_id,
+)
+from thoth.server.writer import InlineWriter, Writer
+
+DATA_PLANE_ROLES = frozenset({"sdk", "approver", "admin"})
+INGEST_ROLES = DATA_PLANE_ROLES | {"ingest"}
+READ_ROLES = frozenset({"viewer", "approver", "admin"})
+RESOLVE_ROLES = frozenset({"approver", "admin"})
+MODES = frozenset({"observe", "step_up", "block", "progressive"})
+VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
+MAX_EVENTS_PER_BATCH = 1000
+MAX_HOLD_WAIT = 60.0
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_")
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+ENFORCE_FIELDS = (
+    "agent_id", "tenant_id", "user_id", "tool_name", "session_id", "session_tool_calls", "approved_scope",
+    "enforcement_mode", "environment", "enforcement_trace_id", "tool_args", "session_intent",
+    "action_attestation_id", "tool_call_id", "call_id", "hold_token", "identity_binding", "purpose",
+    "data_classification", "task_context", "metadata", "auth_context", "delegation_context",
+)
+EVENT_FIELDS = (
+    "event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type", "content",
+    "metadata", "approved_scope", "enforcement_mode", "session_tool_calls", "tool_name", "endpoint_id",
+    "hostname", "occurred_at", "ttl", "violation_id",
+)
+# Filled by the server whatever the client sends.
+EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature"})
+_CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
+
+
+def normalize_keys(body: dict[str, Any]) -> dict[str, Any]:
+    """camelCase spellings of known fields become snake_case (snake wins when both are present)."""
+    out = dict(body)
+    for key in body:
+        snake = _CAMEL_TO_SNAKE.get(key)
+        if snake is not None and snake != key:
+            value = out.pop(key)
+            out.setdefault(snake, value)
+    return out
+
+
+def _str(body: dict[str, Any], name: str, default: str | None = None, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ClientError(422, f"'{name}' is required")
+        return default
+    if not isinstance(value, str):
+        raise ClientError(422, f"'{name}' must be a string")
+    if required and not value:
+        raise ClientError(422, f"'{name}' must not be empty")
+    return value
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ClientError(422, f"'{name}' must be a list of strings")
+    return value
+
+
+def args_digest(tool_args: Any) -> str:
+    return hashlib.sha256(orjson.dumps(tool_args, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class Core:
+    """Everything one server process holds: store, writer, caches, metrics, hooks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        migrate.upgrade(settings.database_url)
+        self.db = Database(settings.database_url)
+        self.signer = Signer(settings.key_path)
+        self.store = Store(self.db, self.signer)
+        self.writer: Writer | InlineWriter = (
+            Writer(self.db, self.store) if self.db.postgres else InlineWriter(self.db, self.store))
+        self.metrics = Metrics()
+        self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._policies: dict[str, tuple[float, Any, int | None]] = {}
+        self._histories: _LRU = _LRU(20_000)
+        self._dedup: _LRU = _LRU(100_000)
+        self._hold_events: dict[str, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One analytics engine per tenant, in memory (per process; see docs/server.md).
+        self._analytics: dict[str, Any] = {}
+        # Hooks for notifications (Slack, webhooks): called with the approval dict.
+        self.hold_created_hooks: list[Callable[[dict[str, Any]], Any]] = []
+        self.hold_resolved_hooks: list[Callable[[dict[str, Any]], Any]] = []
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.writer.stop()
+        self.db.close()
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store read: inline on SQLite (microseconds), in a thread on PostgreSQL (a round trip)."""
+        if self.db.postgres:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    # ---- auth -------------------------------------------------------------------------
+
+    def authenticate(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
+        if not key:
+            raise ClientError(401, "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'")
+        ts = time.monotonic()
+        cached = self._keys.get(key)
+        if cached is None or cached[0] < ts:
+            info = self.store.lookup_key(key)
+            self._keys[key] = (ts + self.settings.cache_ttl, info)
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+        else:
+            info = cached[1]
+        if info is None or info.revoked:
+            raise ClientError(401, "invalid or revoked API key")
+        if info.role not in roles:
+            raise ClientError(403, f"a key with role '{info.role}' may not do this")
+        return info
+
+    def forget_key_cache(self) -> None:
+        self._keys.clear()
+
+    # ---- policy -----------------------------------------------------------------------
+
+    def policy_for(self, tenant_id: str) -> tuple[Any, int | None]:
+        ts = time.monotonic()
+        cached = self._policies.get(tenant_id)
+        if cached is not None and cached[0] >= ts:
+            return cached[1], cached[2]
+        active = self.store.active_policy(tenant_id)
+        if cached is not None and active is not None and cached[2] == active["version"]:
+            policy, version = cached[1], cached[2]
+        elif active is None:
+            policy, version = engine.default_policy(), None
+        else:
+            try:
+                policy, version = engine.compile_policy(active["document"]), active["version"]
+            except Exception:  # a stored document no longer compiles: fall back, never 500
+                policy, version = engine.default_policy(), None
+        self._policies[tenant_id] = (ts + self.settings.cache_ttl, policy, version)
+        return policy, version
+
+    def forget_policy(self, tenant_id: str) -> None:
+        self._policies.pop(tenant_id, None)
+
+    # ---- enforce ----------------------------------------------------------------------
+
+    async def enforce(self, key: KeyInfo, body: Any) -> bytes:
+        started = time.perf_counter()
+        if not isinstance(body, dict):
+            raise ClientError(422, "the request body must be a JSON object")
+        body = normalize_keys(body)
+        tenant_id = _str(body, "tenant_id") or key.tenant_id
+        if tenant_id != key.tenant_id:
+            raise ClientError(403, "tenant_id does not match the API key's tenant")
+        tool_name = _str(body, "tool_name", required=True)
+        agent_id = _str(body, "agent_id", required=True)
+        assert tool_name is not None and agent_id is not None
+        user_id = _str(body, "user_id", "system") or "system"
+        session_id = _str(body, "session_id") or str(uuid.uuid4())
+        mode = (_str(body, "enforcement_mode", "progressive") or "progressive").strip().lower()
+        if mode not in MODES:
+            mode = "progressive"
+        environment = (_str(body, "environment", "prod") or "prod").strip().lower()
+        intent = _str(body, "session_intent")
+        scope = _str_list(body, "approved_scope")
+        session_calls = _str_list(body, "session_tool_calls") or []
+        tool_args = body.get("tool_args")
+        if tool_args is None:
+            tool_args = {}
+        elif not isinstance(tool_args, dict):
+            if isinstance(tool_args, list):
+                tool_args = {"args": tool_args}
+            else:
+                raise ClientError(422, "'tool_args' must be an object")
+        dedup_key = None
+        for name in ("tool_call_id", "call_id", "action_attestation_id"):
+            value = body.get(name)
+            if isinstance(value, str) and value:
+                dedup_key = f"{name}:{value}"
+                break
+        if dedup_key is not None:
+            hit = self._dedup.get((tenant_id, session_id, dedup_key))
+            if hit is None:
+                hit = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
+            if hit is not None:
+                return hit
+
+        policy, policy_version = self.policy_for(tenant_id)
+        history = await self._history(tenant_id, session_id)
+        now = time.time()
+        risk, risk_reasons, anomaly = None, [], None
+        analytics = self.analytics(tenant_id)
+        if analytics is not None:
+            try:
+                anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
+                risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
+            except Exception:  # analytics is advisory: never fail a decision over it
+                anomaly = None
+        call = engine.CallContext(
+            tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
+            approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
+            risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
+        )
+        result = policy.evaluate(call, history)
+        decision = str(result.decision).upper()
+        would = str(getattr(result, "would_decision", None) or decision).upper()
+        risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
+        decision_id = new_id("dec")
+        violation_id = new_id("vio") if (decision in VIOLATION_DECISIONS or would in VIOLATION_DECISIONS) else None
+        envelope: dict[str, Any] = {
+            "decision": decision,
+            "authorization_decision": decision,
+            "reason": result.reason,
+            "decision_reason_code": result.reason_code,
+            "violation_id": violation_id if decision in VIOLATION_DECISIONS else None,
+            "hold_token": None,
+            "step_up_timeout_seconds": None,
+            "risk_score": risk_score,
+            "matched_rule_ids": list(result.matched_rule_ids or []),
+            "policy_references": list(getattr(result, "policy_references", None) or []),
+            "regulatory_regimes": [],
+            "matched_control_ids": [],
+            "model_signals": list(risk_reasons),
+            "decision_id": decision_id,
+            "session_id": session_id,
+            "enforcement_mode": mode,
+            "would_decision": would,
+            "policy_version": policy_version,
+            "rule_version": str(policy_version) if policy_version is not None else "default",
+        }
+        approval_row = None
+        if decision == "STEP_UP":
+            hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
+            timeout = self.settings.hold_timeout_seconds
+            envelope["hold_token"] = hold_token
+            envelope["step_up_timeout_seconds"] = timeout
+            approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
+                            orjson.dumps(tool_args, default=str).decode(), args_digest(tool_args), agent_id,
+                            session_id, result.reason, now, now + timeout, "pending")
+        elif decision == "MODIFY":
+            envelope["modified_tool_args"] = result.modified_args
+            envelope["modification_reason"] = result.reason
+        elif decision == "DEFER":
+            envelope["defer_reason"] = result.reason
+            envelope["defer_timeout_seconds"] = getattr(result, "defer_timeout_seconds", None) or 300
+        latency = time.perf_counter() - started
+        envelope["latency_ms"] = round(latency * 1000, 3)
+        response = orjson.dumps(envelope, default=str)
+        row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
+               orjson.dumps(tool_args, default=str).decode(), decision, would, result.reason, result.reason_code,
+               orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
+               envelope["hold_token"], mode, environment, dedup_key, now, response.decode())
+        history.record(tool_name, tool_args, now, decision)
+        record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
+                                dedup_key, approval_row)
+        stored = await self.writer.submit(record)
+        if not stored and dedup_key is not None:  # another request recorded this call first
+            earlier = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
+            if earlier is not None:
+                self._dedup.put((tenant_id, session_id, dedup_key), earlier)
+                return earlier
+        if dedup_key is not None:
+            self._dedup.put((tenant_id, session_id, dedup_key), response)
+        if analytics is not None:
+            with contextlib.suppress(Exception):
+                analytics.observe(agent_id, tool_name, tool_args, now, decision, session_id=session_id,
+                                  anomaly=anomaly)
+        self.metrics.observe_decision(decision, time.perf_counter() - started)
+        if approval_row is not None:
+            approval = await self.read(self.store.approval_by_token, tenant_id, approval_row[2])
+            if approval is not None:
+                self._fire(self.hold_created_hooks, approval)
+        return response
+
+    def analytics(self, tenant_id: str) -> Any:
+        if not self.settings.analytics or not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
+            return None
+        found = self._analytics.get(tenant_id)
+        if found is None:
+            found = self._analytics[tenant_id] = engine.AnalyticsEngine()
+        return found
+
+    async def _history(self, tenant_id: str, session_id: str) -> Any:
+        key = (tenant_id, session_id)
+        history = self._histories.get(key)
+        if history is None:
+            history = engine.SessionHistory()
+            for tool_name, tool_args, ts, decision in await self.read(
+                    self.store.session_history_rows, tenant_id, session_id):
+                history.record(tool_name, tool_args, ts, decision)
+            self._histories.put(key, history)
+        return history
+
+    # ---- holds and approvals -------------------------------------------------------------
+
+    @staticmethod
+    def hold_answer(approval: dict[str, Any]) -> dict[str, Any]:
+        status = approval["status"]
+        answer: dict[str, Any] = {
+            "hold_token": approval["hold_token"], "approval_id": approval["approval_id"], "status": status,
+            "violation_id": approval["violation_id"], "tool_name": approval["tool_name"],
+            "expires_at": approval["expires_at"],
+        }
+        if status == "pending":
+            answer.update(resolved=False, resolution=None, decision="STEP_UP", authorization_decision="STEP_UP",
+                          reason=approval["request_reason"])
+            return answer
+        resolution = "ALLOW" if status == "approved" else "BLOCK"
+        reason = approval["reason"] or {"approved": "approved", "denied": "denied by approver",
+                                        "expired": "approval timed out"}[status]
+        answer.update(resolved=True, resolution=resolution, decision=resolution, authorization_decision=resolution,
+                      reason=reason, resolved_by=approval["resolved_by"], resolved_at=approval["resolved_at"])
+        return answer
+
+    async def hold(self, key: KeyInfo, token: str, wait: float) -> dict[str, Any]:
+        deadline = time.monotonic() + min(max(wait, 0.0), MAX_HOLD_WAIT)
+        while True:
+            approval = await self.read(self.store.approval_by_token, key.tenant_id, token)
+            if approval is None:
+                raise ClientError(404, "unknown hold token")
+            if approval["status"] == "pending" and approval["_expires_ts"] <= time.time():
+                await self.read(self.store.expire_approvals, key.tenant_id)
+                continue
+            remaining = deadline - time.monotonic()
+            if approval["status"] != "pending" or remaining <= 0:
+                return self.hold_answer(approval)
+            # Woken at once by a resolution in this process; other processes are seen by re-reading.
+            event = self._hold_events.setdefault(token, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(self.settings.hold_poll_interval, remaining))
+            except TimeoutError:
+                pass
+            finally:
+                if event.is_set():
+                    self._hold_events.pop(token, None)
+
+    async def resolve_approval(self, tenant_id: str, approval_id: str, approve: bool, resolved_by: str,
+                               reason: str | None) -> dict[str, Any]:
+        """Resolve a pending approval (used by the API, the CLI and notification integrations)."""
+        outcome, approval = await asyncio.to_thread(
+            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason)
+        if outcome == "not_found" or approval is None:
+            raise ClientError(404, "unknown approval")
+        if outcome == "not_pending":
+            raise ClientError(409, f"approval is already {approval['status']}")
+        event = self._hold_events.pop(approval["hold_token"], None)
+        if event is not None:
+            event.set()
+        self._fire(self.hold_resolved_hooks, approval)
+        return approval
+
+    def on_hold_created(self, hook: Callable[[dict[str, Any]], Any]) -> None:
+        self.hold_created_hooks.append(hook)
+
+    def on_hold_resolved(self, hook: Callable[[dict[str, Any]], Any]) -> None:
+        self.hold_resolved_hooks.append(hook)
+
+    @staticmethod
+    def _fire(hooks: list[Callable[[dict[str, Any]], Any]], approval: dict[str, Any]) -> None:
+        for hook in hooks:
+            try:
+                result = hook(public_approval(approval))
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:  # a notifier must never break enforcement
+                pass
+
+    # ---- ingest -------------------------------------------------------------------------
+
+    async def ingest(self, key: KeyInfo, body: Any) -> dict[str, Any]:
+        if isinstance(body, dict) and "events" in body:
+            body = body["events"]
+        if not isinstance(body, list):
+            self.metrics.events_rejected += 1
+            raise ClientError(422, "the body must be a JSON array of events or {\"events\": [...]}")
+        if len(body) > MAX_EVENTS_PER_BATCH:
+            raise ClientError(413, f"at most {MAX_EVENTS_PER_BATCH} events per batch")
+        events = []
+        try:
+            for i, raw in enumerate(body):
+                events.append(self._event(key, i, raw))
+        except ClientError:
+            self.metrics.events_rejected += len(body)
+            raise
+        if not events:
+            return {"accepted": 0, "duplicates": 0, "status": "ok"}
+        result = await self.writer.submit(EventBatch(key.tenant_id, events))
+        self.metrics.events_ingested += result.accepted
+        self.metrics.events_duplicate += result.duplicates
+        return {"accepted": result.accepted, "duplicates": result.duplicates, "status": "ok"}
+
+    @staticmethod
+    def _event(key: KeyInfo, i: int, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise ClientError(422, f"event {i} must be a JSON object")
+        event = normalize_keys(raw)
+        for name in EVENT_SERVER_FIELDS:
+            event.pop(name, None)
+        try:
+            event_id = _str(event, "event_id", required=True)
+            tenant = _str(event, "tenant_id")
+            for name in ("agent_id", "session_id", "user_id", "source_type", "event_type", "tool_name",
+                         "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"):
+                _str(event, name)
+            _str_list(event, "approved_scope")
+            _str_list(event, "session_tool_calls")
+        except ClientError as exc:
+            raise ClientError(422, f"event {i}: {exc.message}") from None
+        if tenant is not None and tenant != key.tenant_id:
+            raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
+        if event.get("metadata") is not None and not isinstance(event["metadata"], dict):
+            raise ClientError(422, f"event {i}: 'metadata' must be an object")
+        ttl = event.get("ttl")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)):
+            raise ClientError(422, f"event {i}: 'ttl' must be a number")
+        if len(event_id or "") > 300:
+            raise ClientError(422, f"event {i}: 'event_id' is too long")
+        event["tenant_id"] = key.tenant_id
+        return event
+
+    # ---- audit ----------------------------------------------------------------------------
+
+    def verify(self, tenant_id: str) -> dict[str, Any]:
+        return self.store.verify_chain(tenant_id)
+
+
+def public_approval(approval: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in approval.items() if not k.startswith("_")}
+
+
+__all__ = ["Core", "ClientError", "iso", "public_approval"]

@@ -1,0 +1,113 @@
+"""The hot path as raw ASGI: POST /v1/enforce, GET /v1/enforce/hold/{token}, POST /v1/events/batch.
+
+Measured: raw ASGI + orjson serves ~1.6x Starlette and ~3x FastAPI on one core, so the three
+routes the SDKs call on every tool call skip the framework entirely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, ClientError, Core
+
+Scope = dict[str, Any]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+HOLD_PREFIX = "/v1/enforce/hold/"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Any, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_json(send: Any, status: int, payload: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"message": message})
+
+
+def api_key(scope: Any, ingest: bool = False) -> str | None:
+    bearer = None
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+        if name == b"authorization":
+            text = value.decode("latin-1").strip()
+            if text[:7].lower() == "bearer ":
+                bearer = text[7:].strip()
+        elif ingest and name == b"x-thoth-event-ingest-token":
+            bearer = bearer or value.decode("latin-1").strip()
+    return bearer
+
+
+def is_data_plane(path: str) -> bool:
+    return path in ("/v1/enforce", "/v1/events/batch") or path.startswith(HOLD_PREFIX)
+
+
+async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
+    path = scope["path"]
+    method = scope["method"]
+    try:
+        if path == "/v1/enforce":
+            if method != "POST":
+                raise ClientError(405, "use POST")
+            key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
+            body = await _json_body(core, receive)
+            await send_json(send, 200, await core.enforce(key, body))
+        elif path == "/v1/events/batch":
+            if method != "POST":
+                raise ClientError(405, "use POST")
+            key = core.authenticate(api_key(scope, ingest=True), INGEST_ROLES)
+            body = await _json_body(core, receive)
+            await send_json(send, 200, orjson.dumps(await core.ingest(key, body)))
+        else:
+            if method != "GET":
+                raise ClientError(405, "use GET")
+            key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
+            token = path[len(HOLD_PREFIX):]
+            wait = 0.0
+            if scope.get("query_string"):
+                values = parse_qs(scope["query_string"].decode("latin-1")).get("wait")
+                if values:
+                    try:
+                        wait = float(values[0])
+                    except ValueError:
+                        raise ClientError(422, "'wait' must be a number of seconds") from None
+                    if wait != wait:  # NaN
+                        raise ClientError(422, "'wait' must be a number of seconds")
+            await send_json(send, 200, orjson.dumps(await core.hold(key, token, wait)))
+    except ClientError as exc:
+        core.metrics.http_errors[exc.status] += 1
+        await send_json(send, exc.status, error_body(exc.message))
+    except BodyTooLarge:
+        await send_json(send, 413, error_body(f"request body larger than {core.settings.max_body_bytes} bytes"))
+
+
+async def _json_body(core: Core, receive: Any) -> Any:
+    raw = await read_body(receive, core.settings.max_body_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ClientError(400, "malformed JSON body") from None

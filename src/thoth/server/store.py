@@ -1,0 +1,579 @@
+"""All SQL of the server, on SQLite and PostgreSQL.
+
+Reads used by the control plane and the dashboard are plain methods returning dicts (the
+dashboard builds on them). Writes on the hot paths (decisions, events) go through
+`thoth.server.writer.Writer`, which calls `write_batch` here inside one group-commit transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from thoth.server import audit
+from thoth.server.db import Connection, Database
+
+ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
+APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# Ids: a random per-process part plus a counter. Unique across processes and restarts, and
+# much cheaper than uuid4 per id (os.urandom costs ~10 us on this VM, twice per decision).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _load(text: str | None) -> Any:
+    return orjson.loads(text) if text else None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    tenant_id: str
+    role: str
+    revoked: bool
+
+
+@dataclass
+class DecisionRecord:
+    """One enforce decision to persist (plus the approval when it is a STEP_UP)."""
+
+    row: tuple[Any, ...]  # matches DECISION_COLUMNS
+    tenant_id: str
+    session_id: str
+    agent_id: str
+    user_id: str
+    decision: str
+    risk_score: float
+    decided_at: float
+    dedup_key: str | None
+    approval: tuple[Any, ...] | None = None  # matches APPROVAL_COLUMNS
+
+
+@dataclass
+class EventBatch:
+    tenant_id: str
+    events: list[dict[str, Any]]
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+
+
+DECISION_COLUMNS = (
+    "decision_id", "tenant_id", "session_id", "agent_id", "user_id", "tool_name", "tool_args", "decision",
+    "would_decision", "reason", "reason_code", "matched_rule_ids", "risk_score", "violation_id", "hold_token",
+    "enforcement_mode", "environment", "dedup_key", "decided_at", "response",
+)
+APPROVAL_COLUMNS = (
+    "approval_id", "tenant_id", "hold_token", "violation_id", "decision_id", "tool_name", "tool_args",
+    "args_digest", "agent_id", "session_id", "reason", "requested_at", "expires_at", "status",
+)
+EVENT_COLUMNS = (
+    "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
+    "occurred_at", "ingested_at", "previous_hash", "hash", "body",
+)
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
+)
+_INSERT_DECISION_DEDUP = _INSERT_DECISION + " ON CONFLICT (tenant_id, session_id, dedup_key) DO NOTHING"
+_INSERT_APPROVAL = (
+    f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) VALUES ({', '.join('?' * len(APPROVAL_COLUMNS))})"
+)
+_INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+_UPSERT_SESSION = (
+    "INSERT INTO sessions (tenant_id, session_id, agent_id, user_id, started_at, last_event_at, tool_calls,"
+    " blocked, stepped_up, risk_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant_id, session_id) DO UPDATE SET"
+    " last_event_at = CASE WHEN excluded.last_event_at > sessions.last_event_at"
+    "   THEN excluded.last_event_at ELSE sessions.last_event_at END,"
+    " tool_calls = sessions.tool_calls + excluded.tool_calls,"
+    " blocked = sessions.blocked + excluded.blocked,"
+    " stepped_up = sessions.stepped_up + excluded.stepped_up,"
+    " risk_score = CASE WHEN excluded.risk_score > sessions.risk_score"
+    "   THEN excluded.risk_score ELSE sessions.risk_score END"
+)
+
+
+@dataclass
+class _WriteContext:
+    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
+    dirty_heads: set[str] = field(default_factory=set)
+
+
+class Store:
+    def __init__(self, db: Database, signer: audit.Signer | None = None) -> None:
+        self.db = db
+        self.signer = signer
+
+    # ---- tenants and keys -------------------------------------------------------------
+
+    def ensure_tenant(self, conn: Connection, tenant_id: str) -> None:
+        conn.execute("INSERT INTO tenants (tenant_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                     (tenant_id, now()))
+
+    def create_key(self, tenant_id: str, role: str, name: str | None = None) -> dict[str, Any]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        key_id = secrets.token_hex(6)
+        key = f"thk_{key_id}_{secrets.token_urlsafe(24)}"
+        created = now()
+        with self.db.transaction() as conn:
+            self.ensure_tenant(conn, tenant_id)
+            conn.execute(
+                "INSERT INTO api_keys (key_id, tenant_id, role, key_hash, prefix, name, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, tenant_id, role, hash_key(key), key[:16], name, created),
+            )
+        return {"tenant_id": tenant_id, "key": key, "role": role, "key_id": key_id, "name": name,
+                "created_at": iso(created)}
+
+    def list_keys(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT key_id, tenant_id, role, prefix, name, created_at, revoked_at FROM api_keys"
+        params: tuple[Any, ...] = ()
+        if tenant_id is not None:
+            sql += " WHERE tenant_id = ?"
+            params = (tenant_id,)
+        with self.db.read() as conn:
+            rows = conn.all(sql + " ORDER BY created_at", params)
+        return [
+            {"key_id": r[0], "tenant_id": r[1], "role": r[2], "prefix": r[3], "name": r[4],
+             "created_at": iso(r[5]), "revoked_at": iso(r[6]) if r[6] else None, "revoked": r[6] is not None}
+            for r in rows
+        ]
+
+    def revoke_key(self, key_id: str, tenant_id: str | None = None) -> bool:
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+        params: tuple[Any, ...] = (now(), key_id)
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params += (tenant_id,)
+        with self.db.transaction() as conn:
+            return bool(conn.execute(sql, params).rowcount)
+
+    def lookup_key(self, key: str) -> KeyInfo | None:
+        with self.db.read() as conn:
+            row = conn.one("SELECT key_id, tenant_id, role, revoked_at FROM api_keys WHERE key_hash = ?",
+                           (hash_key(key),))
+        if row is None:
+            return None
+        return KeyInfo(row[0], row[1], row[2], row[3] is not None)
+
+    def tenants(self) -> list[str]:
+        with self.db.read() as conn:
+            return [r[0] for r in conn.all("SELECT tenant_id FROM tenants ORDER BY tenant_id")]
+
+    # ---- policies ---------------------------------------------------------------------
+
+    def active_policy(self, tenant_id: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.one(
+                "SELECT version, document, created_at, created_by, comment FROM policies"
+                " WHERE tenant_id = ? AND active = ?", (tenant_id, True))
+        if row is None:
+            return None
+        return {"version": row[0], "document": row[1], "created_at": iso(row[2]), "created_by": row[3],
+                "comment": row[4]}
+
+    def add_policy_version(self, tenant_id: str, document: str, created_by: str | None,
+                           comment: str | None = None) -> int:
+        with self.db.transaction() as conn:
+            self.ensure_tenant(conn, tenant_id)
+            if conn.postgres:  # serialise version numbers per tenant across processes
+                conn.execute("SELECT tenant_id FROM tenants WHERE tenant_id = ? FOR UPDATE", (tenant_id,))
+            row = conn.one("SELECT COALESCE(MAX(version), 0) FROM policies WHERE tenant_id = ?", (tenant_id,))
+            version = int(row[0]) + 1
+            conn.execute("UPDATE policies SET active = ? WHERE tenant_id = ? AND active = ?",
+                         (False, tenant_id, True))
+            conn.execute(
+                "INSERT INTO policies (tenant_id, version, document, created_at, created_by, comment, active)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant_id, version, document, now(), created_by, comment, True))
+        return version
+
+    def policy_versions(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT version, created_at, created_by, comment, active FROM policies"
+                            " WHERE tenant_id = ? ORDER BY version DESC", (tenant_id,))
+        return [{"version": r[0], "created_at": iso(r[1]), "created_by": r[2], "comment": r[3],
+                 "active": bool(r[4])} for r in rows]
+
+    def policy_version(self, tenant_id: str, version: int) -> str | None:
+        with self.db.read() as conn:
+            row = conn.one("SELECT document FROM policies WHERE tenant_id = ? AND version = ?",
+                           (tenant_id, version))
+        return row[0] if row else None
+
+    # ---- decisions, sessions, violations ------------------------------------------------
+
+    def session_decisions(self, tenant_id: str, session_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.all(
+                "SELECT tool_name, decision, would_decision, reason, reason_code, matched_rule_ids, risk_score,"
+                " violation_id, hold_token, decided_at, decision_id, tool_args, enforcement_mode, agent_id"
+                " FROM decisions WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at LIMIT ?",
+                (tenant_id, session_id, limit))
+        return [
+            {"tool_name": r[0], "decision": r[1], "would_decision": r[2], "reason": r[3], "reason_code": r[4],
+             "matched_rule_ids": _load(r[5]) or [], "risk_score": r[6], "violation_id": r[7],
+             "hold_token": r[8], "decided_at": iso(r[9]), "decision_id": r[10], "tool_args": _load(r[11]),
+             "enforcement_mode": r[12], "agent_id": r[13]}
+            for r in rows
+        ]
+
+    def list_sessions(self, tenant_id: str, agent_id: str | None, limit: int,
+                      cursor: float | None) -> tuple[list[dict[str, Any]], str | None]:
+        sql = ("SELECT session_id, agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up,"
+               " risk_score FROM sessions WHERE tenant_id = ?")
+        params: list[Any] = [tenant_id]
+        if agent_id:
+            sql += " AND agent_id = ?"
+            params.append(agent_id)
+        if cursor is not None:
+            sql += " AND last_event_at < ?"
+            params.append(cursor)
+        sql += " ORDER BY last_event_at DESC LIMIT ?"
+        params.append(limit + 1)
+        with self.db.read() as conn:
+            rows = conn.all(sql, params)
+        items = [self._session(r) for r in rows[:limit]]
+        next_cursor = repr(rows[limit - 1][4]) if len(rows) > limit else None
+        return items, next_cursor
+
+    @staticmethod
+    def _session(r: Any) -> dict[str, Any]:
+        return {"session_id": r[0], "agent_id": r[1], "user_id": r[2], "started_at": iso(r[3]),
+                "last_event_at": iso(r[4]), "tool_calls": r[5], "blocked": r[6], "stepped_up": r[7],
+                "risk_score": r[8]}
+
+    def get_session(self, tenant_id: str, session_id: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.one(
+                "SELECT session_id, agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up,"
+                " risk_score FROM sessions WHERE tenant_id = ? AND session_id = ?", (tenant_id, session_id))
+        events = self.session_events(tenant_id, session_id)
+        if row is None and not events:
+            return None
+        if row is None:
+            session = {"session_id": session_id, "agent_id": events[0].get("agent_id"),
+                       "user_id": events[0].get("user_id"), "started_at": events[0].get("ingested_at"),
+                       "last_event_at": events[-1].get("ingested_at"), "tool_calls": 0, "blocked": 0,
+                       "stepped_up": 0, "risk_score": 0.0}
+        else:
+            session = self._session(row)
+        return {"session": session, "events": events, "decisions": self.session_decisions(tenant_id, session_id)}
+
+    def session_events(self, tenant_id: str, session_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT body, hash FROM events WHERE tenant_id = ? AND session_id = ?"
+                            " ORDER BY chain_index", (tenant_id, session_id))
+        out = []
+        for body, h in rows:
+            event = orjson.loads(body)
+            event["hash"] = h
+            out.append(event)
+        return out
+
+    def list_violations(self, tenant_id: str, agent_id: str | None, limit: int,
+                        cursor: float | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        sql = ("SELECT violation_id, decision, would_decision, reason, reason_code, matched_rule_ids, risk_score,"
+               " tool_name, tool_args, agent_id, user_id, session_id, hold_token, enforcement_mode, environment,"
+               " decided_at FROM decisions WHERE tenant_id = ? AND violation_id IS NOT NULL")
+        params: list[Any] = [tenant_id]
+        if agent_id:
+            sql += " AND agent_id = ?"
+            params.append(agent_id)
+        if cursor is not None:
+            sql += " AND decided_at < ?"
+            params.append(cursor)
+        sql += " ORDER BY decided_at DESC LIMIT ?"
+        params.append(limit + 1)
+        with self.db.read() as conn:
+            rows = conn.all(sql, params)
+        items = [
+            {"violation_id": r[0], "decision": r[1], "would_decision": r[2], "reason": r[3], "reason_code": r[4],
+             "matched_rule_ids": _load(r[5]) or [], "risk_score": r[6], "tool_name": r[7],
+             "tool_args": _load(r[8]), "agent_id": r[9], "user_id": r[10], "session_id": r[11],
+             "hold_token": r[12], "enforcement_mode": r[13], "environment": r[14], "decided_at": iso(r[15])}
+            for r in rows[:limit]
+        ]
+        return items, (repr(rows[limit - 1][15]) if len(rows) > limit else None)
+
+    def session_history_rows(self, tenant_id: str, session_id: str) -> list[tuple[str, Any, float, str]]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT tool_name, tool_args, decided_at, decision FROM decisions"
+                            " WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at", (tenant_id, session_id))
+        return [(r[0], _load(r[1]) or {}, r[2], r[3]) for r in rows]
+
+    def decision_by_dedup(self, tenant_id: str, session_id: str, dedup_key: str) -> bytes | None:
+        with self.db.read() as conn:
+            row = conn.one("SELECT response FROM decisions WHERE tenant_id = ? AND session_id = ? AND dedup_key = ?",
+                           (tenant_id, session_id, dedup_key))
+        return row[0].encode() if row else None
+
+    def agent_risk_series(self, tenant_id: str, agent_id: str, bucket_seconds: int = 3600) -> list[dict[str, Any]]:
+        """Per-hour call count, violations and mean/max risk of one agent (latest 10,000 decisions)."""
+        with self.db.read() as conn:
+            rows = conn.all("SELECT decided_at, risk_score, decision, would_decision FROM decisions"
+                            " WHERE tenant_id = ? AND agent_id = ? ORDER BY decided_at DESC LIMIT 10000",
+                            (tenant_id, agent_id))
+        buckets: dict[int, list[Any]] = {}
+        for ts, risk, decision, would in rows:
+            b = buckets.setdefault(int(ts // bucket_seconds), [0, 0, 0.0, 0.0])
+            b[0] += 1
+            b[1] += 1 if (would or decision) in ("BLOCK", "STEP_UP") else 0
+            b[2] += risk or 0.0
+            b[3] = max(b[3], risk or 0.0)
+        return [{"bucket_start": iso(k * bucket_seconds), "tool_calls": v[0], "violations": v[1],
+                 "mean_risk": round(v[2] / v[0], 4), "max_risk": v[3]} for k, v in sorted(buckets.items())]
+
+    # ---- approvals ----------------------------------------------------------------------
+
+    _APPROVAL_SELECT = (
+        "SELECT approval_id, tenant_id, hold_token, violation_id, decision_id, tool_name, tool_args, args_digest,"
+        " agent_id, session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
+        " resolved_at FROM approvals"
+    )
+
+    @staticmethod
+    def _approval(r: Any) -> dict[str, Any]:
+        return {"approval_id": r[0], "tenant_id": r[1], "hold_token": r[2], "violation_id": r[3],
+                "decision_id": r[4], "tool_name": r[5], "tool_args": _load(r[6]), "args_digest": r[7],
+                "agent_id": r[8], "session_id": r[9], "request_reason": r[10], "requested_at": iso(r[11]),
+                "expires_at": iso(r[12]), "status": r[13], "resolved_by": r[14], "reason": r[15],
+                "resolved_at": iso(r[16]) if r[16] else None, "_expires_ts": r[12]}
+
+    def expire_approvals(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """Resolve every overdue pending approval to `expired` (the hold answers BLOCK)."""
+        ts = now()
+        sql = "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'system:timeout'," \
+              " resolution_reason = 'approval timed out' WHERE status = 'pending' AND expires_at <= ?"
+        params: tuple[Any, ...] = (ts, ts)
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params += (tenant_id,)
+        with self.db.transaction() as conn:
+            conn.execute(sql, params)
+        return []
+
+    def approval_by_token(self, tenant_id: str, hold_token: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.one(self._APPROVAL_SELECT + " WHERE hold_token = ? AND tenant_id = ?",
+                           (hold_token, tenant_id))
+        return self._approval(row) if row else None
+
+    def approval(self, tenant_id: str, approval_id: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.one(self._APPROVAL_SELECT + " WHERE approval_id = ? AND tenant_id = ?",
+                           (approval_id, tenant_id))
+        return self._approval(row) if row else None
+
+    def list_approvals(self, tenant_id: str | None, status: str | None, limit: int = 100,
+                       cursor: float | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        self.expire_approvals(tenant_id)
+        sql = self._APPROVAL_SELECT + " WHERE 1 = 1"
+        params: list[Any] = []
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params.append(tenant_id)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if cursor is not None:
+            sql += " AND requested_at < ?"
+            params.append(cursor)
+        sql += " ORDER BY requested_at DESC LIMIT ?"
+        params.append(limit + 1)
+        with self.db.read() as conn:
+            rows = conn.all(sql, params)
+        items = [self._approval(r) for r in rows[:limit]]
+        return items, (repr(rows[limit - 1][11]) if len(rows) > limit else None)
+
+    def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
+                         reason: str | None) -> tuple[str, dict[str, Any] | None]:
+        """-> ("ok" | "not_found" | "not_pending", approval). Only a pending, unexpired approval resolves."""
+        self.expire_approvals(tenant_id)
+        status = "approved" if approve else "denied"
+        sql = ("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
+               " WHERE approval_id = ? AND status = 'pending'")
+        params: tuple[Any, ...] = (status, resolved_by, reason, now(), approval_id)
+        if tenant_id is not None:
+            sql += " AND tenant_id = ?"
+            params += (tenant_id,)
+        with self.db.transaction() as conn:
+            changed = conn.execute(sql, params).rowcount
+            where = " WHERE approval_id = ?" + (" AND tenant_id = ?" if tenant_id is not None else "")
+            row = conn.one(self._APPROVAL_SELECT + where,
+                           (approval_id,) if tenant_id is None else (approval_id, tenant_id))
+        if row is None:
+            return "not_found", None
+        return ("ok" if changed else "not_pending"), self._approval(row)
+
+    def pending_holds(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.one("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?",
+                                (now(),))[0])
+
+    # ---- audit --------------------------------------------------------------------------
+
+    def verify_chain(self, tenant_id: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT chain_index, previous_hash, hash, body FROM events WHERE tenant_id = ?"
+                            " ORDER BY chain_index", (tenant_id,))
+            head = conn.one("SELECT chain_index, hash, signature, public_key FROM chain_heads WHERE tenant_id = ?",
+                            (tenant_id,))
+        trusted = self.signer.public_key_hex if self.signer else None
+        if head is not None and head[0] < 0:
+            head = None
+        return audit.verify_chain(tenant_id, [tuple(r) for r in rows], tuple(head) if head else None, trusted)
+
+    # ---- group-commit writes (called by the writer thread) --------------------------------
+
+    def write_batch(self, conn: Connection, jobs: list[Any]) -> list[Any]:
+        ctx = _WriteContext()
+        results: list[Any] = [None] * len(jobs)
+        # Plain decisions (no dedup key) go in with one executemany; sessions get one upsert each.
+        plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
+        if plain:
+            conn.executemany(_INSERT_DECISION, [jobs[i].row for i in plain])
+            approvals = [jobs[i].approval for i in plain if jobs[i].approval is not None]
+            if approvals:
+                conn.executemany(_INSERT_APPROVAL, approvals)
+            for i in plain:
+                results[i] = True
+        sessions: dict[tuple[str, str], list[Any]] = {}
+        event_jobs: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if isinstance(job, DecisionRecord):
+                if job.dedup_key is not None:
+                    results[i] = self._write_decision(conn, job)
+                if results[i]:
+                    self._count_session(sessions, job)
+            elif isinstance(job, EventBatch):
+                event_jobs.setdefault(job.tenant_id, []).append(i)
+            else:
+                raise TypeError(f"unknown job {job!r}")
+        for tenant, indexes in event_jobs.items():
+            # All batches of one tenant in this transaction: one duplicate check, one insert.
+            for i, result in zip(indexes, self._write_events(conn, ctx, tenant, [jobs[i] for i in indexes]),
+                                 strict=True):
+                results[i] = result
+        if sessions:
+            conn.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
+        self._sign_heads(conn, ctx)
+        return results
+
+    @staticmethod
+    def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRecord) -> None:
+        # agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up, risk_score
+        s = sessions.get((rec.tenant_id, rec.session_id))
+        if s is None:
+            s = sessions[(rec.tenant_id, rec.session_id)] = [rec.agent_id, rec.user_id, rec.decided_at,
+                                                             rec.decided_at, 0, 0, 0, 0.0]
+        s[3] = max(s[3], rec.decided_at)
+        s[4] += 1
+        s[5] += rec.decision == "BLOCK"
+        s[6] += rec.decision == "STEP_UP"
+        s[7] = max(s[7], rec.risk_score)
+
+    def _write_decision(self, conn: Connection, rec: DecisionRecord) -> bool:
+        if rec.dedup_key is not None:
+            if conn.execute(_INSERT_DECISION_DEDUP, rec.row).rowcount == 0:
+                return False  # the same call was already recorded (possibly by another process)
+        else:
+            conn.execute(_INSERT_DECISION, rec.row)
+        if rec.approval is not None:
+            conn.execute(_INSERT_APPROVAL, rec.approval)
+        return True
+
+    def _head(self, conn: Connection, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
+        if tenant_id in ctx.heads:
+            return ctx.heads[tenant_id]
+        conn.execute("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     (tenant_id, -1, audit.GENESIS))
+        lock = " FOR UPDATE" if conn.postgres else ""
+        row = conn.one("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant_id,))
+        ctx.heads[tenant_id] = (int(row[0]), row[1])
+        return ctx.heads[tenant_id]
+
+    def _write_events(self, conn: Connection, ctx: _WriteContext, tenant: str,
+                      batches: list[EventBatch]) -> list[BatchResult]:
+        index, prev = self._head(conn, ctx, tenant)
+        ids = list({e["event_id"] for batch in batches for e in batch.events})
+        if conn.postgres:  # one array parameter: one prepared statement whatever the batch size
+            found = conn.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)", [tenant, ids])
+        else:
+            marks = ", ".join("?" * len(ids))
+            found = conn.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
+                             [tenant, *ids])
+        existing = {r[0] for r in found}
+        ingested_at = iso(now())
+        rows = []
+        results = []
+        for batch in batches:
+            result = BatchResult()
+            results.append(result)
+            for event in batch.events:
+                if event["event_id"] in existing:
+                    result.duplicates += 1
+                    continue
+                existing.add(event["event_id"])
+                index += 1
+                record = dict(event)
+                record.update(tenant_id=tenant, ingested_at=ingested_at, chain_index=index, previous_hash=prev)
+                body = audit.canonical(record)
+                h = audit.digest(body)
+                rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
+                             event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
+                             prev, h, body.decode()))
+                prev = h
+                result.accepted += 1
+        if rows:
+            if conn.postgres:
+                with conn.raw.cursor() as cur, cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r)
+            else:
+                conn.executemany(_INSERT_EVENT, rows)
+            ctx.heads[tenant] = (index, prev)
+            ctx.dirty_heads.add(tenant)
+        return results
+
+    def _sign_heads(self, conn: Connection, ctx: _WriteContext) -> None:
+        for tenant in ctx.dirty_heads:
+            index, h = ctx.heads[tenant]
+            sig = self.signer.sign(tenant, index, h) if self.signer else None
+            pub = self.signer.public_key_hex if self.signer else None
+            conn.execute("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
+                         " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))

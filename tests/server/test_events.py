@@ -1,0 +1,96 @@
+"""POST /v1/events/batch and the audit chain (API and `thoth audit verify`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from .conftest import SRC, Server, tenant
+
+
+def event(t: str, session: str = "s1", **extra: Any) -> dict[str, Any]:
+    return {"event_id": f"{t}:{uuid.uuid4()}", "tenant_id": t, "agent_id": "a1", "session_id": session,
+            "user_id": "u", "source_type": "agent_tool_call", "event_type": "TOOL_CALL_PRE", "tool_name": "search",
+            "content": "search(q)", "metadata": {"tool_call": {"name": "search", "arguments": {"q": 1}}},
+            "occurred_at": "2026-11-26T08:00:00Z", "chain_index": None, "hash": "", "previous_hash": "",
+            "signature": "", **extra}
+
+
+def cli_verify(server: Server, t: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC, "THOTH_HOME": str(server.home)}
+    return subprocess.run([sys.executable, "-m", "thoth", "audit", "verify", "--tenant", t,
+                           "--database-url", server.db_url], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_both_shapes_camel_case_and_idempotency(server: Server) -> None:
+    t = tenant()
+    batch = [event(t) for _ in range(10)]
+    with server.client(server.key(t)) as c:
+        r = c.post("/v1/events/batch", json=batch)
+        assert r.status_code == 200 and r.json()["accepted"] == 10
+        r = c.post("/v1/events/batch", json=batch)
+        assert r.json() == {"accepted": 0, "duplicates": 10, "status": "ok"}
+        camel = {"eventId": f"{t}:{uuid.uuid4()}", "tenantId": t, "agentId": "a1", "sessionId": "s1",
+                 "eventType": "TOOL_CALL_POST", "toolName": "search", "metadata": {"duration_ms": 3}}
+        r = c.post("/v1/events/batch", json={"events": [camel, camel]})
+        assert r.json()["accepted"] == 1 and r.json()["duplicates"] == 1
+    with server.client(server.key(t, "viewer")) as v:
+        events = v.get("/v1/sessions/s1").json()["events"]
+        assert [e["chain_index"] for e in events] == list(range(11))
+        assert events[-1]["event_type"] == "TOOL_CALL_POST" and events[-1]["tool_name"] == "search"
+        assert all(e["ingested_at"] and e["hash"] and e["previous_hash"] for e in events)
+        assert events[1]["previous_hash"] == events[0]["hash"]
+        result = v.get("/v1/audit/verify").json()
+        assert result["verified"] is True and result["records_checked"] == 11 and result["breach"] is None
+
+
+def test_ingest_token_header_and_rejections(server: Server) -> None:
+    t = tenant()
+    key = server.key(t, "ingest")
+    with server.client() as c:
+        r = c.post("/v1/events/batch", json=[event(t)], headers={"X-Thoth-Event-Ingest-Token": key})
+        assert r.status_code == 200 and r.json()["accepted"] == 1
+        # an ingest-only key cannot enforce
+        assert c.post("/v1/enforce", json={}, headers={"x-api-key": key}).status_code == 403
+    with server.client(server.key(t)) as c:
+        assert c.post("/v1/events/batch", content=b"[{", headers={"content-type": "application/json"}).status_code == 400
+        assert c.post("/v1/events/batch", json={"nope": 1}).status_code == 422
+        assert c.post("/v1/events/batch", json=[{"tenant_id": t}]).status_code == 422  # no event_id
+        assert c.post("/v1/events/batch", json=[event(t, metadata="x")]).status_code == 422
+        assert c.post("/v1/events/batch", json=[event(t, ttl="soon")]).status_code == 422
+        r = c.post("/v1/events/batch", json=[event(t), event(tenant())])
+        assert r.status_code == 403 and r.json()["message"]
+        assert c.post("/v1/events/batch", json=[]).json()["accepted"] == 0
+        metrics = c.get("/metrics").text
+        assert "thoth_events_rejected_total" in metrics and "thoth_holds_pending" in metrics
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder", "truncate"])
+def test_audit_detects_tampering(server: Server, tamper: str) -> None:
+    t = tenant()
+    with server.client(server.key(t)) as c:
+        assert c.post("/v1/events/batch", json=[event(t) for _ in range(6)]).json()["accepted"] == 6
+    assert cli_verify(server, t).returncode == 0
+    with server.store.db.transaction() as conn:
+        if tamper == "edit":
+            body = conn.one("SELECT body FROM events WHERE tenant_id = ? AND chain_index = 2", (t,))[0]
+            conn.execute("UPDATE events SET body = ? WHERE tenant_id = ? AND chain_index = 2",
+                         (body.replace("search(q)", "nothing"), t))
+        elif tamper == "delete":
+            conn.execute("DELETE FROM events WHERE tenant_id = ? AND chain_index = 3", (t,))
+        elif tamper == "reorder":
+            conn.execute("UPDATE events SET chain_index = 100 WHERE tenant_id = ? AND chain_index = 1", (t,))
+            conn.execute("UPDATE events SET chain_index = 1 WHERE tenant_id = ? AND chain_index = 4", (t,))
+            conn.execute("UPDATE events SET chain_index = 4 WHERE tenant_id = ? AND chain_index = 100", (t,))
+        else:
+            conn.execute("DELETE FROM events WHERE tenant_id = ? AND chain_index = 5", (t,))
+    with server.client(server.key(t, "viewer")) as v:
+        result = v.get("/v1/audit/verify").json()
+    assert result["verified"] is False and result["breach"]["type"]
+    proc = cli_verify(server, t)
+    assert proc.returncode == 1 and "BROKEN" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,59 @@
+"""Three `thoth serve` processes on one PostgreSQL database behave as one server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from thoth.server.migrate import upgrade
+
+from .conftest import start_server, stop_server
+
+
+@pytest.mark.postgres
+def test_hold_created_resolved_and_seen_on_three_processes(pg_schema_url: str, tmp_path: Path) -> None:
+    upgrade(pg_schema_url)
+    home = tmp_path / "home"  # shared THOTH_HOME: one signing key for the cluster
+    servers = [start_server(pg_schema_url, home) for _ in range(3)]
+    try:
+        a, b, c = servers
+        sdk = a.key("multi", "sdk")
+        approver = a.key("multi", "approver")
+        hold = httpx.post(a.url + "/v1/enforce", headers={"x-api-key": sdk}, json={
+            "tenant_id": "multi", "agent_id": "ag", "tool_name": "drop_table", "approved_scope": ["select"],
+            "enforcement_mode": "step_up", "tool_args": {"table": "users"}}).json()
+        assert hold["decision"] == "STEP_UP"
+        approvals = httpx.get(b.url + "/v1/approvals", headers={"x-api-key": approver}).json()["items"]
+        (approval,) = approvals
+        seen: dict[str, object] = {}
+
+        def poll() -> None:
+            seen["answer"] = httpx.get(f"{c.url}/v1/enforce/hold/{hold['hold_token']}", params={"wait": 10},
+                                       headers={"Authorization": f"Bearer {sdk}"}, timeout=20).json()
+            seen["at"] = time.monotonic()
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.5)
+        resolved_at = time.monotonic()
+        r = httpx.post(f"{b.url}/v1/approvals/{approval['approval_id']}/resolve", headers={"x-api-key": approver},
+                       json={"decision": "approve", "reason": "ok from b"})
+        assert r.status_code == 200
+        poller.join()
+        answer = seen["answer"]
+        assert isinstance(answer, dict) and answer["resolution"] == "ALLOW" and answer["reason"] == "ok from b"
+        assert float(seen["at"]) - resolved_at < 1.0  # type: ignore[arg-type]
+        # events through all three processes form one valid chain
+        for i, srv in enumerate(servers):
+            httpx.post(srv.url + "/v1/events/batch", headers={"x-api-key": sdk},
+                       json=[{"event_id": f"multi:{i}-{j}", "tenant_id": "multi", "event_type": "TOOL_CALL_PRE"}
+                             for j in range(5)])
+        verify = httpx.get(a.url + "/v1/audit/verify", headers={"x-api-key": approver}).json()
+        assert verify["verified"] is True and verify["records_checked"] == 15
+    finally:
+        for srv in servers:
+            stop_server(srv)
