@@ -97,3 +97,14 @@ def test_simulate_reports_a_missing_endpoint_clearly(server: tuple[str, dict[str
         assert "evaluated" in out.stdout
     else:
         assert out.returncode == 2 and "/v1/policies/simulate" in out.stderr
+
+
+def test_the_servers_progressive_ladder_uses_the_engine(server: tuple[str, dict[str, str]]) -> None:
+    url, keys = server
+    body = {"tenant_id": "acme", "agent_id": "b", "tool_name": "delete_repo", "session_id": "ladder",
+            "approved_scope": ["read_file"], "enforcement_mode": "progressive", "tool_args": {}}
+    with httpx.Client(headers={"x-api-key": keys["sdk"]}, timeout=30) as c:
+        first = c.post(f"{url}/v1/enforce", json=body).json()
+        second = c.post(f"{url}/v1/enforce", json=body).json()
+    assert first["decision"] == "STEP_UP" and first["decision_reason_code"] == "policy_scope_violation"
+    assert second["decision"] == "BLOCK"

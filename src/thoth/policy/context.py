@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from thoth.policy.markers import MarkerTable
 
 _VIOLATIONS = frozenset({"BLOCK", "STEP_UP", "DEFER"})
+_KINDS_BY_CODE = {"policy_scope_violation": ("scope",), "intent_violation": ("intent",),
+                  "intent_unknown": ("intent",)}
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ class SessionHistory:
     MAX_KEPT = 10_000
 
     __slots__ = ("n", "counts", "last_index", "times", "all_times", "violations", "scope_violations",
-                 "intent_violations", "calls", "markers", "_table")
+                 "intent_violations", "calls", "markers", "_table", "pending")
 
     def __init__(self) -> None:
         self.n = 0
@@ -113,6 +115,9 @@ class SessionHistory:
         # marker key -> [count, last_index, times]
         self.markers: dict[str, list[Any]] = {}
         self._table: MarkerTable | None = None
+        # Set by evaluate(): (tool, decision) of the call just decided, so that record() called
+        # with only a verdict string still knows which checks it violated (scope, intent).
+        self.pending: tuple[str, Any] | None = None
 
     @classmethod
     def from_tool_names(cls, names: list[str] | None, current: str | None = None) -> SessionHistory:
@@ -129,8 +134,12 @@ class SessionHistory:
         return self.n
 
     def record(self, tool_name: str, tool_args: dict[str, Any] | None = None, ts: float | None = None,
-               decision: str | PolicyDecision | None = None) -> None:
-        """Add one call (after it was decided). O(1) amortised."""
+               decision: str | PolicyDecision | None = None, *, reason_code: str | None = None) -> None:
+        """Add one call (after it was decided). O(1) amortised.
+
+        `decision` is the PolicyDecision, or its verdict string. With a string, the violated
+        checks come from the evaluate() that just decided this tool, or from `reason_code`
+        (policy_scope_violation, intent_violation) when replaying stored decisions."""
         args = tool_args if isinstance(tool_args, dict) else {}
         index = self.n
         self.n += 1
@@ -141,14 +150,19 @@ class SessionHistory:
             _append_time(self.all_times, ts)
         if len(self.calls) < self.MAX_KEPT:
             self.calls.append((tool_name, args, ts))
+        pending, self.pending = self.pending, None
+        if isinstance(decision, str) and pending is not None and pending[0] == tool_name:
+            decision = pending[1]  # the PolicyDecision evaluate() just made for this call
         if decision is not None and (isinstance(decision, str) or decision.would_decision in _VIOLATIONS):
-            self._count_violation(decision)
+            self._count_violation(decision, reason_code)
         if self._table is not None:
             self._table.update(self.markers, tool_name, args, index, ts)
 
-    def _count_violation(self, decision: Any) -> None:
+    def _count_violation(self, decision: Any, reason_code: str | None = None) -> None:
         verdict = decision if isinstance(decision, str) else getattr(decision, "decision", None)
-        kinds = getattr(decision, "violations", ())
+        kinds = getattr(decision, "violations", None)
+        if kinds is None:
+            kinds = _KINDS_BY_CODE.get(reason_code or "", ())
         # Observe mode allows everything; what counts is what the policy would have done.
         would = getattr(decision, "would_decision", None)
         if str(verdict) in _VIOLATIONS or str(would) in _VIOLATIONS:

@@ -206,7 +206,9 @@ class CompiledPolicy:
         self._risk_check(call, proposals, trace)
         if self.cedar is not None:
             self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(tool), proposals, trace)
-        return self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
+        decision = self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
+        h.pending = (tool, decision)
+        return decision
 
     def _scope_check(self, call: CallContext, h: SessionHistory, out: list[Any],
                      trace: list[str] | None) -> bool:
