@@ -160,9 +160,8 @@ class SessionHistory:
 
     def _count_violation(self, decision: Any, reason_code: str | None = None) -> None:
         verdict = decision if isinstance(decision, str) else getattr(decision, "decision", None)
-        kinds = getattr(decision, "violations", None)
-        if kinds is None:
-            kinds = _KINDS_BY_CODE.get(reason_code or "", ())
+        found = getattr(decision, "violations", None)
+        kinds: tuple[str, ...] | list[str] = found if found is not None else _KINDS_BY_CODE.get(reason_code or "", ())
         # Observe mode allows everything; what counts is what the policy would have done.
         would = getattr(decision, "would_decision", None)
         if str(verdict) in _VIOLATIONS or str(would) in _VIOLATIONS:
