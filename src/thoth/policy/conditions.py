@@ -682,22 +682,25 @@ def _any_leaf(value: Any, pred: ValuePred, depth: int) -> bool:
 
 
 def _any_leaf_str(value: Any, str_test: Callable[[str], bool], pred: ValuePred, depth: int) -> bool:
+    """_any_leaf with strings tested directly (the common leaves), one call per container."""
     kind = type(value)
     if kind is str:
         return str_test(value) if len(value) <= MAX_TEXT else pred(value)
-    if kind is dict:
-        if depth < 6:
-            for item in value.values():
-                if _any_leaf_str(item, str_test, pred, depth + 1):
-                    return True
+    if kind is not dict and kind is not list:
+        return pred(value)
+    if depth >= 6:
         return False
-    if kind is list:
-        if depth < 6:
-            for item in value[:1000]:
-                if _any_leaf_str(item, str_test, pred, depth + 1):
-                    return True
-        return False
-    return pred(value)
+    for item in (value.values() if kind is dict else value[:1000]):
+        t = type(item)
+        if t is str:
+            if str_test(item) if len(item) <= MAX_TEXT else pred(item):
+                return True
+        elif t is dict or t is list:
+            if _any_leaf_str(item, str_test, pred, depth + 1):
+                return True
+        elif pred(item):
+            return True
+    return False
 
 
 def build_function(source: str, namespace: dict[str, Any], name: str) -> Any:
