@@ -44,6 +44,7 @@ TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "ag
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
 _SOFT = frozenset({"flag", "allow", "modify"})
+_UNKNOWN: Any = object()
 
 
 @dataclass(slots=True)
@@ -118,6 +119,7 @@ class CompiledPolicy:
     cedar: Any = None
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
+    _tier_proposals: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # One generated function per tool named by some rule, plus one for every other tool:
@@ -144,6 +146,11 @@ class CompiledPolicy:
                 built[key] = build_function("\n".join(lines) + "\n", namespace, "_rules")
             return built[key]
 
+        # The tier default of each catalogued tool is a constant proposal (None for allow).
+        for tool in self.catalogue:
+            found: list[Any] = []
+            self._tier_default(tool, False, found, None)
+            self._tier_proposals[tool] = found[0] if found else None
         self._generic = function_for([r for r in self.rules if r.constraint is None])
         self._by_tool = {t: function_for([r for r in self.rules if r.constraint is None or t in r.constraint])
                          for t in tools}
@@ -202,8 +209,17 @@ class CompiledPolicy:
                     else:
                         modifiers.append(rule)
 
-        self._tier_default(tool, allow_rule, proposals, trace)
-        self._risk_check(call, proposals, trace)
+        if trace is not None:
+            self._tier_default(tool, allow_rule, proposals, trace)
+        elif not allow_rule:
+            tier = self._tier_proposals.get(tool, _UNKNOWN)
+            if tier is _UNKNOWN:
+                if self.unknown_tool is not ALLOW:
+                    self._tier_default(tool, False, proposals, None)
+            elif tier is not None:
+                proposals.append(tier)
+        if call.risk_score is not None:
+            self._risk_check(call, proposals, trace)
         if self.cedar is not None:
             self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(tool), proposals, trace)
         decision = self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
