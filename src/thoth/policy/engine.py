@@ -180,7 +180,7 @@ class CompiledPolicy:
         trace: list[str] | None = [] if explain else None
 
         in_scope = self._scope_check(call, h, proposals, trace)
-        in_intent = self._intent_check(call, h, proposals, trace)
+        in_intent = self._intent_check(call, h, proposals, trace) if call.session_intent else True
         ev = Eval(call, h, in_scope, in_intent)
 
         hits: list[Rule] = []
