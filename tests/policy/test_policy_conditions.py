@@ -219,3 +219,10 @@ def test_document_text_never_becomes_generated_code() -> None:
     assert "import" not in rule.source and "pwned" not in rule.source
     assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: nasty + "!", "n": 2})).flags == ["r"]
     assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: "y", "n": 2})).flags == []
+
+
+def test_a_history_predicate_that_cannot_judge_a_call_counts_it() -> None:
+    p = policy_with({"history": {"tool": "pay", "args": {"amount": {"gt": 100}}}})
+    h = p.new_history()
+    h.record("pay", {"amount": float("nan")}, NOW, "ALLOW")
+    assert p.evaluate(call("send"), h).matched_rule_ids == ["r"]
