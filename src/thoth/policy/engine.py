@@ -438,7 +438,7 @@ def compile_policy(source: str | bytes | dict[str, Any], *, version: str | None 
         return _compile(data, marks, version)
     except PolicyValidationError:
         raise
-    except (RecursionError, MemoryError):
+    except (RecursionError, MemoryError, SyntaxError):  # SyntaxError: Python's nesting limit
         raise PolicyValidationError([PolicyIssue("", "policy is nested too deeply")]) from None
     except Exception as exc:  # a bug of ours must still not crash the caller with a traceback
         raise PolicyValidationError([PolicyIssue("", f"policy could not be compiled: {exc!r}")]) from None
