@@ -43,19 +43,28 @@ class Eval:
     in_scope: bool
     in_intent: bool
 
-    def __init__(self, c: CallContext, h: SessionHistory, in_scope: bool, in_intent: bool) -> None:
+    def __init__(self, c: CallContext, h: SessionHistory, in_scope: bool, in_intent: bool,
+                 args: dict[str, Any] | None = None) -> None:
         self.c = c
         self.h = h
-        args = c.tool_args if isinstance(c.tool_args, dict) else {}
-        kwargs = args.get("kwargs") if "kwargs" in args else None
-        if isinstance(kwargs, dict):  # the wire's {"args": [...], "kwargs": {...}}: names from kwargs
-            args = {**kwargs, **args}
-        self.args = args
+        self.args = normalize_args(c.tool_args) if args is None else args
         self.in_scope = in_scope
         self.in_intent = in_intent
 
 
+def normalize_args(args: Any) -> dict[str, Any]:
+    """The arguments as a dict; for the wire's {"args": [...], "kwargs": {...}}, kwargs' names too."""
+    if type(args) is not dict:
+        return args if isinstance(args, dict) else {}
+    if "kwargs" in args:
+        kwargs = args["kwargs"]
+        if isinstance(kwargs, dict):
+            return {**kwargs, **args}
+    return args
+
+
 Cond = Callable[[Eval], bool]
+Check = Callable[[CallContext, dict[str, Any], SessionHistory], bool]  # closures called from generated code
 ArgsPred = Callable[[dict[str, Any]], bool]
 ValuePred = Callable[[Any], bool]
 
@@ -116,7 +125,7 @@ class Compiler:
 
     # -- conditions, compiled to Python source --------------------------------------------------
     # A condition compiles to a Python *expression* over the locals `ev` (Eval), `c` (CallContext),
-    # `a` (the arguments dict) and `h` (SessionHistory). Every value taken from the policy
+    # `a` (the arguments dict), `h` (SessionHistory), `in_scope` and `in_intent`. Every value taken from the policy
     # document is bound to a generated name (`_k12`) in the namespace, never written into the
     # source, so no document text can become code. Kinds without an inline form are closures
     # called from the expression.
@@ -142,9 +151,10 @@ class Compiler:
             gen = getattr(self, f"_g_{key}", None)
             if gen is not None:
                 src = gen(value, sub)
-            else:
+            else:  # a closure: expressions take the whole Eval, the others (c, a, h)
                 fn = getattr(self, f"_k_{key}")(value, sub)
-                src = None if fn is None else f"{self.const(fn)}(ev)"
+                params = "(ev)" if key == "expr" else "(c, a, h)"
+                src = None if fn is None else f"{self.const(fn)}{params}"
             if src is None:
                 ok = False
             else:
@@ -158,7 +168,8 @@ class Compiler:
         src = self.code(node, path)
         if src is None:
             return None
-        text = f"def _cond(ev):\n    c = ev.c\n    a = ev.args\n    h = ev.h\n    return bool({src})\n"
+        text = (f"def _cond(ev):\n    c = ev.c\n    a = ev.args\n    h = ev.h\n    in_scope = ev.in_scope\n"
+                f"    in_intent = ev.in_intent\n    return bool({src})\n")
         fn: Cond = build_function(text, self.consts, "_cond")
         return fn
 
@@ -247,13 +258,13 @@ class Compiler:
         if not isinstance(value, bool):
             self.err(path, "in_scope takes true or false")
             return None
-        return "ev.in_scope" if value else "(not ev.in_scope)"
+        return "in_scope" if value else "(not in_scope)"
 
     def _g_in_intent(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, bool):
             self.err(path, "in_intent takes true or false")
             return None
-        return "ev.in_intent" if value else "(not ev.in_intent)"
+        return "in_intent" if value else "(not in_intent)"
 
     def _g_args(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, dict) or not value:
@@ -336,7 +347,7 @@ class Compiler:
         tests = " and ".join(f"c.risk_score {SYMBOLS[op]} {self.const(limit)}" for op, limit in value.items())
         return f"(c.risk_score is not None and {tests})"
 
-    def _k_any_arg(self, value: Any, path: Path) -> Cond | None:
+    def _k_any_arg(self, value: Any, path: Path) -> Check | None:
         pred = self.value_pred(value, path)
         if pred is None:
             return None
@@ -356,9 +367,9 @@ class Compiler:
             elif op == "contains" and all(isinstance(w, str) for w in words):
                 fast = lambda text: any(w in text for w in words)  # noqa: E731
         if fast is None:
-            return lambda ev: _any_leaf(ev.args, pred, 0)
+            return lambda c, a, h: _any_leaf(a, pred, 0)
         str_test = fast
-        return lambda ev: _any_leaf_str(ev.args, str_test, pred, 0)
+        return lambda c, a, h: _any_leaf_str(a, str_test, pred, 0)
 
     def args_block(self, value: Any, path: Path) -> ArgsPred | None:
         if not isinstance(value, dict) or not value:
@@ -554,7 +565,7 @@ class Compiler:
         key = repr((sorted(names), _canonical(args)))
         return self.markers.add(Marker(key, exact, name_matcher(names), pred))
 
-    def _k_history(self, value: Any, path: Path) -> Cond | None:
+    def _k_history(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict) or "tool" not in value:
             self.err(path, "history takes {tool: NAME, args: {...}?, within_last: N?, at_least: K?}")
             return None
@@ -573,15 +584,15 @@ class Compiler:
             return None
         key = marker.key
 
-        def cond(ev: Eval) -> bool:
-            entry = ev.h.markers.get(key)
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            entry = h.markers.get(key)
             if entry is None or entry[0] < at_least:
                 return False
-            return within is None or entry[1] >= ev.h.n - within
+            return within is None or entry[1] >= h.n - within
 
         return cond
 
-    def _k_rate(self, value: Any, path: Path) -> Cond | None:
+    def _k_rate(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict):
             self.err(path, "rate takes {tool: NAME?, more_than: N, seconds: T, args: {...}?}")
             return None
@@ -602,10 +613,10 @@ class Compiler:
         key = marker.key
         window = float(seconds)
 
-        def cond(ev: Eval) -> bool:
-            entry = ev.h.markers.get(key)
-            earlier = ev.h.count_since(entry[2], ev.c.now - window) if entry is not None else 0
-            this = 1 if marker.matches(ev.c.tool_name, ev.args) else 0
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            entry = h.markers.get(key)
+            earlier = h.count_since(entry[2], c.now - window) if entry is not None else 0
+            this = 1 if marker.matches(c.tool_name, a) else 0
             return earlier + this > more_than
 
         return cond
@@ -616,7 +627,7 @@ class Compiler:
             return None
         return self.value_pred(value, path)
 
-    def _k_time(self, value: Any, path: Path) -> Cond | None:
+    def _k_time(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict) or not ({"between", "days"} & set(value)):
             self.err(path, "time takes {between: ['22:00', '06:00']?, days: [sat, sun]?, tz: 'UTC'?}")
             return None
@@ -647,8 +658,8 @@ class Compiler:
                 return None
             days = frozenset(DAYS.index(d) for d in lowered)
 
-        def cond(ev: Eval) -> bool:
-            moment = datetime.fromtimestamp(ev.c.now, zone)
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            moment = datetime.fromtimestamp(c.now, zone)
             if days is not None and moment.weekday() not in days:
                 return False
             if span is None:
@@ -705,7 +716,7 @@ def _any_leaf_str(value: Any, str_test: Callable[[str], bool], pred: ValuePred, 
 
 def build_function(source: str, namespace: dict[str, Any], name: str) -> Any:
     """Compile generated source (identifiers and generated names only) in `namespace`."""
-    scope = {**namespace, "MISS": MISSING, "get_arg": get_arg, "__builtins__": {"bool": bool, "type": type,
+    scope = {**namespace, "MISS": MISSING, "get_arg": get_arg, "Eval": Eval, "__builtins__": {"bool": bool, "type": type,
              "str": str, "int": int, "len": len, "Exception": Exception}}
     exec(compile(source, "<thoth-policy>", "exec"), scope)  # noqa: S102 - no document text in `source`
     return scope[name]

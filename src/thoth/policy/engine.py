@@ -22,9 +22,9 @@ from thoth.policy.conditions import (
     CLASSIFICATIONS,
     TIERS,
     Compiler,
-    Eval,
     arg_path,
     build_function,
+    normalize_args,
     tool_constraint,
 )
 from thoth.policy.context import CallContext, SessionHistory
@@ -137,7 +137,9 @@ class CompiledPolicy:
         def function_for(rules: list[Rule]) -> Any:
             key = tuple(index[id(r)] for r in rules)
             if key not in built:
-                lines = ["def _rules(ev, c, a, h, hit, err):"]
+                lines = ["def _rules(c, a, h, in_scope, in_intent, hit, err):"]
+                if any("(ev)" in self.rules[i].source for i in key):  # closures take the Eval
+                    lines.append("    ev = Eval(c, h, in_scope, in_intent, a)")
                 for i in key:
                     lines += ["    try:", f"        if {self.rules[i].source}:", f"            hit(_r{i})",
                               "    except Exception as _e:", f"        err((_r{i}, _e))"]
@@ -181,11 +183,10 @@ class CompiledPolicy:
 
         in_scope = self._scope_check(call, h, proposals, trace)
         in_intent = self._intent_check(call, h, proposals, trace) if call.session_intent else True
-        ev = Eval(call, h, in_scope, in_intent)
-
         hits: list[Rule] = []
         failures: list[tuple[Rule, Exception]] = []
-        self._by_tool.get(tool, self._generic)(ev, call, ev.args, h, hits.append, failures.append)
+        self._by_tool.get(tool, self._generic)(call, normalize_args(call.tool_args), h, in_scope, in_intent,
+                                               hits.append, failures.append)
         allow_rule = False
         modifiers: list[Rule] = []
         for rule, exc in failures:  # a value a rule cannot judge: fail closed
