@@ -194,14 +194,34 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_approvals_resolve(args: argparse.Namespace) -> int:
-    outcome, approval = _store(args).resolve_approval(args.tenant, args.approval_id, args.approve,
+    store = _store(args)
+    outcome, approval = store.resolve_approval(args.tenant, args.approval_id, args.approve,
                                                       f"cli:{getpass.getuser()}", args.reason)
     if outcome == "not_found" or approval is None:
         return _fail(f"no approval {args.approval_id}")
     if outcome == "not_pending":
         return _fail(f"approval {args.approval_id} is already {approval['status']}")
+    if args.approve:
+        _learn_approved(store, approval)
     print(f"{approval['approval_id']}: {approval['status']}")
     return 0
+
+
+def _learn_approved(store: Any, approval: dict[str, Any]) -> None:
+    """The approved call joins its agent's analytics baseline, as when the server resolves it."""
+    import time
+
+    from thoth.server.analytics_state import stored_engine
+
+    analytics = stored_engine(store.db, approval["tenant_id"])
+    if analytics is None:
+        return
+    try:
+        analytics.observe(approval["agent_id"], approval["tool_name"], approval["tool_args"] or {}, time.time(),
+                          "ALLOW", session_id=approval["session_id"])
+        analytics.flush()
+    except Exception as exc:  # advisory: the approval itself has been recorded
+        print(f"thoth: warning: analytics not updated: {exc}", file=sys.stderr)
 
 
 @_guard

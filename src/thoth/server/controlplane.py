@@ -200,9 +200,11 @@ def build(core: Core) -> FastAPI:
     # ---- analytics, audit -----------------------------------------------------------------
 
     @app.get("/v1/analytics/agents/{agent_id}", tags=["analytics"])
-    def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
-        series = core.store.agent_risk_series(key.tenant_id, agent_id)
+    async def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
+        series = await core.read(core.store.agent_risk_series, key.tenant_id, agent_id)
         report = None
+        # On the event loop: the tenant's analytics state is not thread-safe. agent_report re-reads
+        # the stored baseline first, so it includes what other processes (and past runs) learnt.
         analytics = core.analytics(key.tenant_id)
         if analytics is not None:
             try:
@@ -210,7 +212,7 @@ def build(core: Core) -> FastAPI:
             except Exception:  # advisory data: an analytics failure must not fail the route
                 report = None
         return {"agent_id": agent_id, "series": series, "analytics": report,
-                "analytics_engine": engine.HAVE_ANALYTICS}
+                "drift": (report or {}).get("drift"), "analytics_engine": engine.HAVE_ANALYTICS}
 
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(key: Reader) -> dict[str, Any]:
