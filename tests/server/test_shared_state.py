@@ -13,6 +13,8 @@ import httpx
 from thoth.server.migrate import upgrade
 
 from .conftest import start_server, start_servers, stop_server
+from .test_metrics import held as metrics_held
+from .test_metrics import scrape
 
 POLICY = """
 version: 1
@@ -66,11 +68,13 @@ def test_history_and_baselines_across_processes_and_restarts(backend: str, tmp_p
 
         held = enforce(a.url, sdk, t, f"s-{uuid.uuid4().hex[:6]}", "export", [])
         assert held["decision"] == "STEP_UP"
+        assert metrics_held(scrape(b.url), t) == 1  # a hold made by a, counted by b
         (approval,) = httpx.get(b.url + "/v1/approvals", params={"status": "pending"},
                                 headers={"x-api-key": admin}).json()["items"]
         assert httpx.post(f"{b.url}/v1/approvals/{approval['approval_id']}/resolve", json={"decision": "approve"},
                           headers={"x-api-key": admin}).status_code == 200
 
+        assert metrics_held(scrape(a.url), t) == 0  # resolved by b, no longer counted by a
         # Both processes' calls reach one baseline (each flushes every 2 s); the approved export is learnt.
         deadline = time.monotonic() + 15
         while True:

@@ -543,6 +543,7 @@ class Core:
             self.metrics.events_rejected += 1
             raise ClientError(422, "the body must be a JSON array of events or {\"events\": [...]}")
         if len(body) > MAX_EVENTS_PER_BATCH:
+            self.metrics.events_rejected += len(body)
             raise ClientError(413, f"at most {MAX_EVENTS_PER_BATCH} events per batch")
         events = []
         try:

@@ -445,6 +445,13 @@ class Store:
             return int(conn.one("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?",
                                 (now(),))[0])
 
+    def pending_holds_by_tenant(self) -> dict[str, int]:
+        """Open holds per tenant, read at scrape time: right whichever process created or resolved them."""
+        with self.db.read() as conn:
+            rows = conn.all("SELECT tenant_id, COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?"
+                            " GROUP BY tenant_id", (now(),))
+        return {r[0]: int(r[1]) for r in rows}
+
     def approval_for_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
                           digest: str) -> dict[str, Any] | None:
         """The newest approval of this exact call (same session, agent, tool and arguments) that is
