@@ -40,7 +40,10 @@ def test_sessions_and_timeline(server: Server, populated: dict[str, str]) -> Non
         detail = v.get(f"/v1/sessions/{populated['session']}").json()
         assert [d["tool_name"] for d in detail["decisions"]] == ["search", "wire_money", "delete_repo"]
         assert [d["decision"] for d in detail["decisions"]] == ["ALLOW", "BLOCK", "STEP_UP"]
-        assert len(detail["events"]) == 3 and detail["events"][0]["event_type"] == "TOOL_CALL_PRE"
+        sdk_events = [e for e in detail["events"] if e.get("source_type") != "thoth_approval"]
+        assert len(sdk_events) == 3 and sdk_events[0]["event_type"] == "TOOL_CALL_PRE"
+        # the held call's approval request is in the timeline (and the audit chain) too
+        assert [e["event_type"] for e in detail["events"] if e not in sdk_events] == ["APPROVAL_REQUESTED"]
         assert v.get("/v1/sessions", params={"agent_id": "nobody"}).json()["items"] == []
         assert v.get("/v1/sessions/unknown").status_code == 404
         assert v.get("/v1/sessions", params={"limit": "many"}).status_code == 422

@@ -32,6 +32,9 @@ class ThothApp:
                 raise
         else:
             dashboard.register(self.api, self.core)
+        from thoth.server import notify  # approval notifications: Slack, webhooks, e-mail
+
+        self.notifier = notify.register(self.api, self.core)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -87,6 +90,7 @@ class ThothApp:
         if not self._started:
             self._started = True
             self.core.start()
+            self.notifier.start()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -99,6 +103,7 @@ class ThothApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.notifier.stop()
                 self.core.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

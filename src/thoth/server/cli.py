@@ -126,7 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      "pick another port with --port)")
     settings = Settings(database_url=args.database_url or default_database_url(), host=args.host,
                         port=args.port, demo=bool(getattr(args, "demo", False)))
-    app = create_app(settings)
+    from thoth.server.notify.config import NotifyConfigError
+
+    try:
+        app = create_app(settings)
+    except NotifyConfigError as exc:
+        return _fail(f"invalid notification config: {exc}")
     url = f"http://{args.host}:{args.port}"
     print(f"Thoth server on {url}  (database: {redact(settings.database_url)})", flush=True)
     print(f"  API docs {url}/docs   metrics {url}/metrics", flush=True)
@@ -194,13 +199,21 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_approvals_resolve(args: argparse.Namespace) -> int:
+    from thoth.server.core import resolution_problem
+
+    resolver = f"cli:{getpass.getuser()}"
     store = _store(args)
-    outcome, approval = store.resolve_approval(args.tenant, args.approval_id, args.approve,
-                                                      f"cli:{getpass.getuser()}", args.reason)
+    outcome, approval = store.resolve_approval(args.tenant, args.approval_id, args.approve, resolver,
+                                               args.reason, "cli")
     if outcome == "not_found" or approval is None:
         return _fail(f"no approval {args.approval_id}")
-    if outcome == "not_pending":
-        return _fail(f"approval {args.approval_id} is already {approval['status']}")
+    problem = resolution_problem(outcome, approval, resolver)
+    if problem is not None:
+        return _fail(f"approval {args.approval_id}: {problem[1]}")
+    if outcome == "partial":
+        print(f"{approval['approval_id']}: approved by {len(approval['approvals'])} of "
+              f"{approval['required_approvals']}; still pending")
+        return 0
     if args.approve:
         _learn_approved(store, approval)
     print(f"{approval['approval_id']}: {approval['status']}")

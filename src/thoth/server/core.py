@@ -156,6 +156,8 @@ class Core:
         # Hooks for notifications (Slack, webhooks): called with the approval dict.
         self.hold_created_hooks: list[Callable[[dict[str, Any]], Any]] = []
         self.hold_resolved_hooks: list[Callable[[dict[str, Any]], Any]] = []
+        # (tenant_id, tool_name) -> approvals a hold needs; thoth.server.notify sets the two-person rule.
+        self.required_approvals: Callable[[str, str], int] = lambda tenant_id, tool_name: 1
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -331,7 +333,8 @@ class Core:
             envelope["step_up_timeout_seconds"] = timeout
             approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
                             orjson.dumps(tool_args, default=str).decode(), digest, agent_id,
-                            session_id, result.reason, now, now + timeout, "pending")
+                            session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
+                            self.required_approvals(tenant_id, tool_name))
         elif decision == "MODIFY":
             envelope["modified_tool_args"] = result.modified_args
             envelope["modification_reason"] = result.reason
@@ -493,15 +496,21 @@ class Core:
                 if event.is_set():
                     self._hold_events.pop(token, None)
 
-    async def resolve_approval(self, tenant_id: str, approval_id: str, approve: bool, resolved_by: str,
-                               reason: str | None) -> dict[str, Any]:
-        """Resolve a pending approval (used by the API, the CLI and notification integrations)."""
+    async def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
+                               reason: str | None, via: str = "api") -> dict[str, Any]:
+        """Resolve a pending approval (used by the API, the dashboard and notification integrations).
+
+        A two-person approval answers with status still "pending" after its first approver.
+        """
         outcome, approval = await asyncio.to_thread(
-            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason)
+            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason, via)
         if outcome == "not_found" or approval is None:
             raise ClientError(404, "unknown approval")
-        if outcome == "not_pending":
-            raise ClientError(409, f"approval is already {approval['status']}")
+        problem = resolution_problem(outcome, approval, resolved_by)
+        if problem is not None:
+            raise ClientError(*problem)
+        if outcome == "partial":
+            return approval
         event = self._hold_events.pop(approval["hold_token"], None)
         if event is not None:
             event.set()
@@ -592,6 +601,17 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) -> tuple[int, str] | None:
+    """The (status, message) a refused resolution answers, or None when it was accepted."""
+    if outcome == "not_pending":
+        return 409, f"approval is already {approval['status']}"
+    if outcome == "self_approval":
+        return 403, f"{resolver} requested this call and cannot approve it"
+    if outcome == "already_reviewed":
+        return 409, f"{resolver} has already approved; this tool needs a second, different approver"
+    return None
 
 
 def public_approval(approval: dict[str, Any]) -> dict[str, Any]:

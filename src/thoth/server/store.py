@@ -20,6 +20,7 @@ import orjson
 
 from thoth.server import audit
 from thoth.server.db import Connection, Database
+from thoth.server.notify import rules
 
 ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
@@ -99,6 +100,7 @@ DECISION_COLUMNS = (
 APPROVAL_COLUMNS = (
     "approval_id", "tenant_id", "hold_token", "violation_id", "decision_id", "tool_name", "tool_args",
     "args_digest", "agent_id", "session_id", "reason", "requested_at", "expires_at", "status",
+    "user_id", "requested_by", "required_approvals",
 )
 EVENT_COLUMNS = (
     "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
@@ -363,7 +365,7 @@ class Store:
     _APPROVAL_SELECT = (
         "SELECT approval_id, tenant_id, hold_token, violation_id, decision_id, tool_name, tool_args, args_digest,"
         " agent_id, session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
-        " resolved_at FROM approvals"
+        " resolved_at, user_id, requested_by, required_approvals FROM approvals"
     )
 
     @staticmethod
@@ -372,20 +374,30 @@ class Store:
                 "decision_id": r[4], "tool_name": r[5], "tool_args": _load(r[6]), "args_digest": r[7],
                 "agent_id": r[8], "session_id": r[9], "request_reason": r[10], "requested_at": iso(r[11]),
                 "expires_at": iso(r[12]), "status": r[13], "resolved_by": r[14], "reason": r[15],
-                "resolved_at": iso(r[16]) if r[16] else None, "_expires_ts": r[12]}
+                "resolved_at": iso(r[16]) if r[16] else None, "user_id": r[17], "requested_by": r[18],
+                "required_approvals": r[19] or 1, "_expires_ts": r[12]}
 
     def expire_approvals(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        """Resolve every overdue pending approval to `expired` (the hold answers BLOCK)."""
+        """Resolve every overdue pending approval to `expired` (the hold answers BLOCK); returns them."""
         ts = now()
-        sql = "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'system:timeout'," \
-              " resolution_reason = 'approval timed out' WHERE status = 'pending' AND expires_at <= ?"
-        params: tuple[Any, ...] = (ts, ts)
+        where = " WHERE status = 'pending' AND expires_at <= ?"
+        params: tuple[Any, ...] = (ts,)
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            where += " AND tenant_id = ?"
             params += (tenant_id,)
+        with self.db.read() as conn:  # the common case: nothing overdue, no write lock taken
+            if conn.one("SELECT approval_id FROM approvals" + where + " LIMIT 1", params) is None:
+                return []
         with self.db.transaction() as conn:
-            conn.execute(sql, params)
-        return []
+            overdue = [self._approval(r) for r in conn.all(self._APPROVAL_SELECT + where, params)]
+            conn.execute("UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'system:timeout',"
+                         " resolution_reason = 'approval timed out'" + where, (ts, *params))
+            for a in overdue:
+                a.update(status="expired", resolved_by="system:timeout", reason="approval timed out",
+                         resolved_at=iso(ts))
+                self.append_events(conn, a["tenant_id"], [rules.approval_event(
+                    "APPROVAL_RESOLVED", a, ts, status="expired", resolved_by="system:timeout", via="timeout")])
+        return overdue
 
     def approval_by_token(self, tenant_id: str, hold_token: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
@@ -421,24 +433,65 @@ class Store:
         return items, (repr(rows[limit - 1][11]) if len(rows) > limit else None)
 
     def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
-                         reason: str | None) -> tuple[str, dict[str, Any] | None]:
-        """-> ("ok" | "not_found" | "not_pending", approval). Only a pending, unexpired approval resolves."""
+                         reason: str | None, via: str = "api") -> tuple[str, dict[str, Any] | None]:
+        """-> (outcome, approval). Only a pending, unexpired approval resolves; nothing changes otherwise.
+
+        outcome: "ok"; "partial" (a two-person approval got its first approver and stays pending);
+        "not_found"; "not_pending"; "self_approval" (the requester tried to approve their own call);
+        "already_reviewed" (the same person approved twice).
+        """
         self.expire_approvals(tenant_id)
-        status = "approved" if approve else "denied"
-        sql = ("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
-               " WHERE approval_id = ? AND status = 'pending'")
-        params: tuple[Any, ...] = (status, resolved_by, reason, now(), approval_id)
-        if tenant_id is not None:
-            sql += " AND tenant_id = ?"
-            params += (tenant_id,)
+        where = " WHERE approval_id = ?" + (" AND tenant_id = ?" if tenant_id is not None else "")
+        key = (approval_id,) if tenant_id is None else (approval_id, tenant_id)
+        ts = now()
         with self.db.transaction() as conn:
-            changed = conn.execute(sql, params).rowcount
-            where = " WHERE approval_id = ?" + (" AND tenant_id = ?" if tenant_id is not None else "")
-            row = conn.one(self._APPROVAL_SELECT + where,
-                           (approval_id,) if tenant_id is None else (approval_id, tenant_id))
-        if row is None:
-            return "not_found", None
-        return ("ok" if changed else "not_pending"), self._approval(row)
+            lock = " FOR UPDATE" if conn.postgres else ""
+            row = conn.one(self._APPROVAL_SELECT + where + lock, key)
+            if row is None:
+                return "not_found", None
+            approval = self._approval(row)
+            if approval["status"] != "pending":
+                return "not_pending", approval
+            if approve and rules.is_self_approval(approval, resolved_by):
+                return "self_approval", approval
+            needed = approval["required_approvals"]
+            if approve and needed > 1:
+                reviewers = [r[0] for r in conn.all(
+                    "SELECT reviewer FROM approval_reviews WHERE approval_id = ? AND decision = 'approve'",
+                    (approval_id,))]
+                if resolved_by in reviewers:
+                    return "already_reviewed", approval
+                conn.execute("INSERT INTO approval_reviews (approval_id, reviewer, tenant_id, decision, reason, via,"
+                             " reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (approval_id, resolved_by, approval["tenant_id"], "approve", reason, via, ts))
+                reviewers.append(resolved_by)
+                approval["approvals"] = reviewers
+                if len(reviewers) < needed:
+                    self.append_events(conn, approval["tenant_id"], [rules.approval_event(
+                        "APPROVAL_REVIEWED", approval, ts, reviewer=resolved_by, via=via, reason=reason,
+                        approvals_received=len(reviewers), approvals_required=needed)])
+                    return "partial", approval
+                resolved_by = ", ".join(reviewers)
+            status = "approved" if approve else "denied"
+            conn.execute("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
+                         + where, (status, resolved_by, reason, ts, *key))
+            approval.update(status=status, resolved_by=resolved_by, reason=reason, resolved_at=iso(ts))
+            self.append_events(conn, approval["tenant_id"], [rules.approval_event(
+                "APPROVAL_RESOLVED", approval, ts, status=status, resolved_by=resolved_by, via=via, reason=reason)])
+        return "ok", approval
+
+    def approval_reviews(self, approval_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT reviewer, decision, reason, via, reviewed_at FROM approval_reviews"
+                            " WHERE approval_id = ? ORDER BY reviewed_at", (approval_id,))
+        return [{"reviewer": r[0], "decision": r[1], "reason": r[2], "via": r[3], "reviewed_at": iso(r[4])}
+                for r in rows]
+
+    def append_events(self, conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
+        """Chain server-made events (approval loop records) inside the caller's write transaction."""
+        ctx = _WriteContext()
+        self._write_events(conn, ctx, tenant_id, [EventBatch(tenant_id, events)])
+        self._sign_heads(conn, ctx)
 
     def pending_holds(self) -> int:
         with self.db.read() as conn:
@@ -502,15 +555,30 @@ class Store:
                 event_jobs.setdefault(job.tenant_id, []).append(i)
             else:
                 raise TypeError(f"unknown job {job!r}")
-        for tenant, indexes in event_jobs.items():
+        requested = self._approval_requests(jobs, results)
+        for tenant in [*event_jobs, *(t for t in requested if t not in event_jobs)]:
             # All batches of one tenant in this transaction: one duplicate check, one insert.
-            for i, result in zip(indexes, self._write_events(conn, ctx, tenant, [jobs[i] for i in indexes]),
-                                 strict=True):
+            indexes = event_jobs.get(tenant, [])
+            batches = [jobs[i] for i in indexes] + ([requested[tenant]] if tenant in requested else [])
+            written = self._write_events(conn, ctx, tenant, batches)
+            for i, result in zip(indexes, written[:len(indexes)], strict=True):
                 results[i] = result
         if sessions:
             conn.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
         self._sign_heads(conn, ctx)
         return results
+
+    @staticmethod
+    def _approval_requests(jobs: list[Any], results: list[Any]) -> dict[str, EventBatch]:
+        """APPROVAL_REQUESTED audit events of the holds stored in this transaction, per tenant."""
+        out: dict[str, EventBatch] = {}
+        for job, stored in zip(jobs, results, strict=True):
+            if isinstance(job, DecisionRecord) and job.approval is not None and stored:
+                approval = dict(zip(APPROVAL_COLUMNS, job.approval, strict=True))
+                out.setdefault(job.tenant_id, EventBatch(job.tenant_id, [])).events.append(rules.approval_event(
+                    "APPROVAL_REQUESTED", approval, job.decided_at, expires_at=iso(approval["expires_at"]),
+                    required_approvals=approval["required_approvals"], reason=approval["reason"]))
+        return out
 
     @staticmethod
     def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRecord) -> None:
