@@ -292,8 +292,8 @@ class Core:
             hold_token_in = None
         digest = args_digest(tool_args)
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
-        if decision == "STEP_UP" or (decision == "BLOCK" and result.reason_code == "repeated_violation") \
-                or hold_token_in:
+        ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
+        if decision == "STEP_UP" or ladder_block or hold_token_in:
             held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
         would = str(getattr(result, "would_decision", None) or decision).upper()
         risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
@@ -323,7 +323,7 @@ class Core:
         }
         approval_row = None
         if held is not None and decision in VIOLATION_DECISIONS:
-            decision = self._apply_approval(envelope, held, decision, result.reason_code)
+            decision = self._apply_approval(envelope, held, decision, ladder_block)
             violation_id = envelope["violation_id"]
         if decision == "STEP_UP" and envelope["hold_token"] is None:
             hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
@@ -393,12 +393,13 @@ class Core:
         return approval if approval["status"] in ("pending", "approved") else None
 
     @staticmethod
-    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str, code: str) -> str:
+    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str,
+                        ladder_block: bool) -> str:
         """An approved hold allows its call; a pending one answers with the same hold, not a new one.
 
         Only a step-up (or the progressive ladder's block of that very re-check) is lifted; a
         block the policy would give anyway is not something the approver was asked about."""
-        if decision == "BLOCK" and code != "repeated_violation":
+        if decision == "BLOCK" and not ladder_block:
             return decision
         if approval["status"] == "approved":
             envelope.update(decision="ALLOW", authorization_decision="ALLOW", violation_id=None,
@@ -445,8 +446,8 @@ class Core:
         earlier = len(session_calls) - (1 if session_calls and session_calls[-1] == tool_name else 0)
         if entry is None or earlier > entry[1][0]:
             history = engine.SessionHistory()
-            for name, args, ts, decision in await self.read(self.store.session_history_rows, tenant_id, session_id):
-                history.record(name, args, ts, decision)
+            for row in await self.read(self.store.session_history_rows, tenant_id, session_id):
+                engine.replay_decision(history, *row)
             # Calls the client made that no process recorded (e.g. decided locally) are not
             # looked for again and again.
             entry = (history, [max(len(history), earlier)])
@@ -601,6 +602,17 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def _ladder_block(result: Any, mode: str) -> bool:
+    """A BLOCK that only the session's earlier violations caused (the progressive ladder): what
+    the re-check of a held call gets, since the hold itself counted as the first violation."""
+    code = result.reason_code
+    if code == "repeated_violation":
+        return True
+    kinds = set(getattr(result, "violations", None) or ())
+    return mode == "progressive" and code in ("policy_scope_violation", "intent_violation") \
+        and bool(kinds) and kinds <= {"scope", "intent"}
 
 
 def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) -> tuple[int, str] | None:
