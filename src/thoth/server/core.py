@@ -401,6 +401,11 @@ class Core:
         block the policy would give anyway is not something the approver was asked about."""
         if decision == "BLOCK" and not ladder_block:
             return decision
+        # The scope/intent ladder's block of the very call an approver allowed is lifted; while
+        # the hold is pending, the same out-of-scope call again is a repeat and stays blocked.
+        if decision == "BLOCK" and envelope["decision_reason_code"] != "repeated_violation" \
+                and approval["status"] != "approved":
+            return decision
         if approval["status"] == "approved":
             envelope.update(decision="ALLOW", authorization_decision="ALLOW", violation_id=None,
                             decision_reason_code="step_up_approved", approval_id=approval["approval_id"],
