@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from thoth.server.dashboard import auth, policy_tools, queries, users
+from thoth.server.dashboard import auth, engine_series, policy_tools, queries, users
 from thoth.server.dashboard.auth import Principal
 from thoth.server.dashboard.render import SECURITY_HEADERS, page
 from thoth.server.dashboard.rollups import Rollups
@@ -319,9 +319,25 @@ class Dashboard:
     async def analytics(self, request: Request, me: Principal) -> Response:
         rng = _choice(request.query_params.get("range"), queries.RANGES, "7d")
         data = await run_in_threadpool(queries.agent_series, self.rollups, me.tenant_id, rng)
+        data = engine_series.apply(data, self._engine_reports(me.tenant_id, list(data["agents"])))
         agent = request.query_params.get("agent") or ""
         return self.render(request, me, "analytics.html", data=data, range=rng, ranges=list(queries.RANGES),
                            agent=agent, nav="analytics")
+
+    def _engine_reports(self, tenant_id: str, agents: list[str]) -> dict[str, dict[str, Any]]:
+        """The analytics engine's report per agent (GET /v1/analytics/agents/{id}'s body). On the
+        event loop: the tenant's engine is not thread-safe; each report re-reads the stored
+        baseline, so it includes what other processes learnt."""
+        analytics = self.core.analytics(tenant_id) if self.core is not None else None
+        if analytics is None:
+            return {}
+        now, out = time.time(), {}
+        for agent in agents:
+            try:
+                out[agent] = analytics.agent_report(agent, now)
+            except Exception:  # advisory data: the page falls back to the decisions' risk
+                continue
+        return out
 
     # ---- settings -------------------------------------------------------------------------
 
