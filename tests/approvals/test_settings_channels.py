@@ -18,7 +18,7 @@ import httpx
 import pytest
 from tests.approvals.conftest import slack_headers, slack_payload
 from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver, wait_for
-from tests.dashboard.conftest import Server, csrf_of, start, stop
+from tests.dashboard.conftest import Server, csrf_of, database_url, start, stop
 
 HOOK_SECRET = "settings-hook-secret-0123456789"
 FILE_SECRET = "file-hook-secret-0123456789abcd"
@@ -46,8 +46,11 @@ class Rig:
         return str(r.json()["status"])
 
 
+__all__ = ["database_url"]  # the fixture: SQLite and PostgreSQL
+
+
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> Iterator[Rig]:
     hook, file_hook = WebhookReceiver(HOOK_SECRET), WebhookReceiver(FILE_SECRET)
     smtp, slack = SmtpSink(), SlackStub()
     home = Path(tmp_path_factory.mktemp("settings-channels"))
@@ -62,7 +65,7 @@ routes:
   - channels: [filehook]
 """)
     server = start(home, {"THOTH_HOLD_TIMEOUT_SECONDS": "120", "TENANT_SLACK_TOKEN": "xoxb-test-token",
-                          "TENANT_SLACK_SIGNING": SLACK_SIGNING})
+                          "TENANT_SLACK_SIGNING": SLACK_SIGNING}, database_url)
     yield Rig(server, hook, file_hook, smtp, slack)
     stop(server)
     for s in (hook, file_hook, smtp, slack):
