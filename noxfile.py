@@ -35,8 +35,8 @@ FRAMEWORKS: dict[str, tuple[list[str], str, list[str]]] = {
     "anthropic": (["anthropic>=0.70"], "anthropic", ["examples/anthropic_example.py"]),
     "autogen": (["autogen[openai]>=0.9,<1"], "autogen", ["examples/autogen_example.py"]),
     # crewai is the heavy one (~940 MB, chromadb/onnxruntime/lancedb); it pins openai<3.
-    "crewai": (["crewai>=1.0,<2"], "crewai", ["examples/crewai_example.py"]),
-    "openai_agents": (["openai-agents>=0.20"], "openai_agents", ["examples/openai_agents_example.py"]),
+    "crewai": (["crewai>=1.15,<2"], "crewai", ["examples/crewai_example.py"]),
+    "openai_agents": (["openai-agents>=0.24"], "openai_agents", ["examples/openai_agents_example.py"]),
     # autogen-core 0.7 pins protobuf 5: it cannot share an env with most of the others.
     "autogen_agentchat": (["autogen-agentchat>=0.7,<0.8", "autogen-ext>=0.7,<0.8"], "autogen_agentchat",
                           ["examples/autogen_agentchat_example.py"]),

@@ -111,10 +111,11 @@ def hooks(tracer: Tracer, *, on_block: OnBlock = "return") -> tuple[dict[str, li
 
     governor = ClaudeGovernor(tracer, on_block=on_block)
     timeout = max(60.0, tracer.config.step_up_timeout_minutes * 60 + 30)  # outlast a step-up wait
-    return {
-        "PreToolUse": [HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout, on_failure="block")],
-        "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])],
-    }, governor
+    try:
+        pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout, on_failure="block")
+    except TypeError:  # releases before on_failure: the hook's own try/except still denies
+        pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout)
+    return {"PreToolUse": [pre], "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])]}, governor
 
 
 def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "return") -> ClaudeGovernor:
