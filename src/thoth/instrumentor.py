@@ -187,6 +187,12 @@ _MISSING: Any = object()
 
 def flush(timeout: float = 5.0) -> bool:
     """Send every queued audit event now; True if all were delivered (or dropped) in time."""
+    import sys
+
     from thoth.http import flush_all
 
-    return flush_all(timeout)
+    delivered = flush_all(timeout)
+    local = sys.modules.get("thoth.policy.local")  # only loaded when an agent runs in local mode
+    if local is not None:
+        delivered = local.flush_local_sinks(timeout) and delivered
+    return delivered

@@ -202,8 +202,9 @@ def cmd_approvals_resolve(args: argparse.Namespace) -> int:
     from thoth.server.core import resolution_problem
 
     resolver = f"cli:{getpass.getuser()}"
-    outcome, approval = _store(args).resolve_approval(args.tenant, args.approval_id, args.approve, resolver,
-                                                      args.reason, "cli")
+    store = _store(args)
+    outcome, approval = store.resolve_approval(args.tenant, args.approval_id, args.approve, resolver,
+                                               args.reason, "cli")
     if outcome == "not_found" or approval is None:
         return _fail(f"no approval {args.approval_id}")
     problem = resolution_problem(outcome, approval, resolver)
@@ -213,8 +214,27 @@ def cmd_approvals_resolve(args: argparse.Namespace) -> int:
         print(f"{approval['approval_id']}: approved by {len(approval['approvals'])} of "
               f"{approval['required_approvals']}; still pending")
         return 0
+    if args.approve:
+        _learn_approved(store, approval)
     print(f"{approval['approval_id']}: {approval['status']}")
     return 0
+
+
+def _learn_approved(store: Any, approval: dict[str, Any]) -> None:
+    """The approved call joins its agent's analytics baseline, as when the server resolves it."""
+    import time
+
+    from thoth.server.analytics_state import stored_engine
+
+    analytics = stored_engine(store.db, approval["tenant_id"])
+    if analytics is None:
+        return
+    try:
+        analytics.observe(approval["agent_id"], approval["tool_name"], approval["tool_args"] or {}, time.time(),
+                          "ALLOW", session_id=approval["session_id"])
+        analytics.flush()
+    except Exception as exc:  # advisory: the approval itself has been recorded
+        print(f"thoth: warning: analytics not updated: {exc}", file=sys.stderr)
 
 
 @_guard

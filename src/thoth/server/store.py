@@ -452,6 +452,10 @@ class Store:
             approval = self._approval(row)
             if approval["status"] != "pending":
                 return "not_pending", approval
+            if approval["_expires_ts"] is not None and approval["_expires_ts"] <= ts:
+                # It expired between the sweep above and this locked read: expiry wins.
+                approval["status"] = "expired"
+                return "not_pending", approval
             if approve and rules.is_self_approval(approval, resolved_by):
                 return "self_approval", approval
             needed = approval["required_approvals"]
@@ -497,6 +501,24 @@ class Store:
         with self.db.read() as conn:
             return int(conn.one("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?",
                                 (now(),))[0])
+
+    def pending_holds_by_tenant(self) -> dict[str, int]:
+        """Open holds per tenant, read at scrape time: right whichever process created or resolved them."""
+        with self.db.read() as conn:
+            rows = conn.all("SELECT tenant_id, COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?"
+                            " GROUP BY tenant_id", (now(),))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def approval_for_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
+                          digest: str) -> dict[str, Any] | None:
+        """The newest approval of this exact call (same session, agent, tool and arguments) that is
+        still pending or was approved; None when there is none (a different call needs its own)."""
+        with self.db.read() as conn:
+            row = conn.one(self._APPROVAL_SELECT + " WHERE tenant_id = ? AND session_id = ? AND args_digest = ?"
+                           " AND agent_id = ? AND tool_name = ? AND status IN ('pending', 'approved')"
+                           " ORDER BY requested_at DESC LIMIT 1",
+                           (tenant_id, session_id, digest, agent_id, tool_name))
+        return self._approval(row) if row else None
 
     # ---- audit --------------------------------------------------------------------------
 

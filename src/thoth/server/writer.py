@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sys
 import threading
+import time
 from typing import Any
 
 from thoth.server.db import Connection, Database
@@ -21,6 +23,11 @@ from thoth.server.store import Store
 log = logging.getLogger("thoth.server.writer")
 _STOP = object()
 _MAX_BATCH = 512
+_RECONNECT_DELAYS = (0.1, 0.5, 1.0)
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot be written now; the request answers 503 (the client may retry)."""
 
 
 class Writer:
@@ -32,7 +39,7 @@ class Writer:
         self._conn: Connection | None = None
 
     def start(self) -> None:
-        self._conn = self.db.connect()
+        self._conn = self._connect()
         # Each PostgreSQL round trip releases the GIL; getting it back waits for the event loop's
         # switch interval (5 ms by default), which turns a transaction of 20 round trips into
         # ~100 ms. A short interval keeps the writer's transactions near network speed.
@@ -75,14 +82,51 @@ class Writer:
             if stop:
                 return
 
-    def _write(self, batch: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
-        assert self._conn is not None
-        conn = self._conn
+    def _connect(self) -> Connection:
+        # Named after the process, so an operator (or a test) can find this connection.
+        return self.db.connect(application_name=f"thoth-writer-{os.getpid()}")
+
+    def _connection(self) -> Connection | None:
+        """The writer's connection, reopened if it was lost (a restarted or failed-over database,
+        an administrator terminating the backend). None when the database stays unreachable."""
+        if self._conn is not None and not self._conn.broken:
+            return self._conn
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        for delay in _RECONNECT_DELAYS:
+            try:
+                self._conn = self._connect()
+                log.warning("writer reconnected to the database")
+                return self._conn
+            except Exception as exc:
+                log.warning("writer cannot reconnect: %s", exc)
+                time.sleep(delay)
+        return None
+
+    def _write(self, batch: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]],
+               retry: bool = True) -> None:
+        conn = self._connection()
+        if conn is None:
+            for item in batch:
+                _settle(item, None, StorageUnavailable("the database is unreachable; retry later"))
+            return
         try:
             conn.begin_write()
             results = self.store.write_batch(conn, [job for job, _, _ in batch])
             conn.commit()
         except Exception:
+            if conn.broken:
+                # The same batch again on a new connection. Had the commit gone through with only its
+                # answer lost, the retry stores nothing twice: decision ids are unique and events are
+                # deduplicated on event_id.
+                if retry:
+                    self._write(batch, retry=False)
+                else:
+                    for item in batch:
+                        _settle(item, None, StorageUnavailable("lost the database connection; retry later"))
+                return
             conn.rollback()
             if len(batch) == 1:
                 log.exception("write failed")
