@@ -34,11 +34,15 @@ FRAMEWORKS: dict[str, tuple[list[str], str, list[str]]] = {
     "openai": (["openai>=2.0"], "openai", ["examples/openai_example.py"]),
     "anthropic": (["anthropic>=0.70"], "anthropic", ["examples/anthropic_example.py"]),
     "autogen": (["autogen[openai]>=0.9,<1"], "autogen", ["examples/autogen_example.py"]),
+    # crewai is the heavy one (~940 MB, chromadb/onnxruntime/lancedb); it pins openai<3.
+    "crewai": (["crewai>=1.15,<2"], "crewai", ["examples/crewai_example.py"]),
+    "openai_agents": (["openai-agents>=0.24"], "openai_agents", ["examples/openai_agents_example.py"]),
+    # autogen-core 0.7 pins protobuf 5: it cannot share an env with most of the others.
+    "autogen_agentchat": (["autogen-agentchat>=0.7,<0.8", "autogen-ext>=0.7,<0.8"], "autogen_agentchat",
+                          ["examples/autogen_agentchat_example.py"]),
+    # ~430 MB: the wheel bundles the Claude Code CLI, which the tests run against the Anthropic stub.
+    "claude_agent_sdk": (["claude-agent-sdk>=0.2"], "claude_agent_sdk", ["examples/claude_agent_sdk_example.py"]),
 }
-
-# Not yet covered by tests here (adapters exist only where a test proves them): openai-agents,
-# claude-agent-sdk, crewai; autogen-agentchat has an adapter (thoth.integrations.autogen) but no
-# test session yet.
 
 QUIET_ENV = {
     # Frameworks that phone home by default: keep CI offline and quiet.

@@ -1,4 +1,6 @@
-"""Fixtures for the framework tests: a governance server and a tracer talking HTTP to it.
+"""Fixtures for the framework tests: a real `thoth serve` (one per test run, a fresh agent id
+per test), a reviewer resolving step-ups through the approvals API, and a tracer talking HTTP
+to the server.
 
 Each framework folder runs only where that framework is installed (its nox session); in the
 core test environment the folders are skipped, never imported.
@@ -16,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from .governance_server import GovernanceServer
-from .support import APPROVED, BLOCKED, DENIED, Ran, make_tracer
+from .support import REVIEWER_ANSWERS, Governance, Ran, make_tracer
+from .thoth_server import Reviewer, ThothServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -48,14 +50,19 @@ def _installed(dist: str) -> bool:
 collect_ignore = [folder for folder, dist in _NEEDS.items() if not _installed(dist)]
 
 
-@pytest.fixture
-def governance() -> Iterator[GovernanceServer]:
-    with GovernanceServer(block={BLOCKED}, step_up={APPROVED: "ALLOW", DENIED: "BLOCK"}) as server:
-        yield server
+@pytest.fixture(scope="session")
+def thoth_server() -> Iterator[tuple[ThothServer, Reviewer]]:
+    with ThothServer() as server, Reviewer(server, REVIEWER_ANSWERS, interval=0.05) as reviewer:
+        yield server, reviewer
 
 
 @pytest.fixture
-def tracer(governance: GovernanceServer) -> Any:
+def governance(thoth_server: tuple[ThothServer, Reviewer]) -> Governance:
+    return Governance(*thoth_server)
+
+
+@pytest.fixture
+def tracer(governance: Governance) -> Any:
     return make_tracer(governance)
 
 

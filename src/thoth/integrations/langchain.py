@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+import typing
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -54,7 +56,6 @@ def govern_tool_in_place(tracer: Tracer, tool: Any, *, name: str | None = None, 
     policy_name = name or tool.name
     inner_run, inner_arun = tool._run, tool._arun
 
-    @functools.wraps(inner_run)  # run() inspects _run's signature for run_manager / config
     def _run(*args: Any, **kwargs: Any) -> Any:
         if _governing.get() == policy_name:
             return inner_run(*args, **kwargs)
@@ -78,7 +79,6 @@ def govern_tool_in_place(tracer: Tracer, tool: Any, *, name: str | None = None, 
         governed.done(result)
         return result
 
-    @functools.wraps(inner_arun)
     async def _arun(*args: Any, **kwargs: Any) -> Any:
         if _governing.get() == policy_name:
             return await inner_arun(*args, **kwargs)
@@ -102,12 +102,30 @@ def govern_tool_in_place(tracer: Tracer, tool: Any, *, name: str | None = None, 
         governed.done(result)
         return result
 
+    _mirror(_run, inner_run)
+    _mirror(_arun, inner_arun)
     setattr(_run, _MARK, tracer)
     setattr(_arun, _MARK, tracer)
     # Underscore names are not pydantic fields: assignment goes to the instance.
     tool._run = _run
     tool._arun = _arun
     return tool
+
+
+def _mirror(wrapper: Any, inner: Any) -> None:
+    """Give `wrapper` the calling surface LangChain inspects on every call: `run()` reads the
+    signature of `_run` (does it take run_manager?) and its type hints (a RunnableConfig
+    parameter?). Both are computed once here, resolved: no `__wrapped__` to walk, and no
+    string annotations to compile per call, which is what `functools.wraps` cost (~20 µs)."""
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        with contextlib.suppress(AttributeError):
+            setattr(wrapper, name, getattr(inner, name))
+    with contextlib.suppress(TypeError, ValueError):
+        wrapper.__signature__ = inspect.signature(inner)
+    try:
+        wrapper.__annotations__ = typing.get_type_hints(inner)
+    except Exception:  # unresolvable names: LangChain would fail to resolve them too
+        wrapper.__annotations__ = dict(getattr(inner, "__annotations__", {}))
 
 
 def _policy_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def upgrade(url: str) -> None:
                 conn.commit()
             try:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "heads")  # several branches of migrations may merge
+                command.upgrade(cfg, "head")
                 conn.commit()
             finally:
                 if is_postgres(url):

@@ -455,6 +455,10 @@ class Store:
             approval = self._approval(row)
             if approval["status"] != "pending":
                 return "not_pending", approval
+            if approval["_expires_ts"] is not None and approval["_expires_ts"] <= ts:
+                # It expired between the sweep above and this locked read: expiry wins.
+                approval["status"] = "expired"
+                return "not_pending", approval
             if approve and rules.is_self_approval(approval, resolved_by):
                 return "self_approval", approval
             needed = approval["required_approvals"]

@@ -53,7 +53,7 @@ def test_seed_instrument_anthropic_loop(governance, ran):
                         result = f"[blocked: {e.reason}]"
                     tool_results.append({"type": "tool_result", "tool_use_id": block.id, "content": str(result)})
             messages += [{"role": "assistant", "content": response.content}, {"role": "user", "content": tool_results}]
-        assert "[blocked: delete_file is not allowed here]" in [r["content"] for r in sent_results(stub)]
+        assert "[blocked: not allowed here]" in [r["content"] for r in sent_results(stub)]
     assert ran.names == ["get_weather", "transfer_money"]
     assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 1, "transfer_money": 1}
 

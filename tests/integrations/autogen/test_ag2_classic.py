@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import autogen
+import pytest
 from llm_stub import LLMStub
 
 import thoth
@@ -71,3 +72,60 @@ def test_instrument_user_proxy_real_chat_against_stub(governance, ran):
     assert any("blocked by Thoth" in m["content"] for m in sent)
     assert ran.names == ["get_weather"]
     assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 1}
+
+
+def test_raise_mode_propagates_from_generate_reply_sync_async_and_async_tool(governance, tracer, ran):
+    from thoth import ThothPolicyViolation
+    from thoth.integrations.autogen import instrument_agent
+
+    fns = functions(ran)
+    proxy = autogen.UserProxyAgent("user_proxy", human_input_mode="NEVER", code_execution_config=False,
+                                   function_map=fns)
+    instrument_agent(proxy, tracer, on_block="raise")
+    assistant = autogen.AssistantAgent("assistant", llm_config=False)
+    reply = proxy.generate_reply(messages=[tool_call_message(("get_weather", {"city": "Oslo"}))], sender=assistant)
+    assert reply["tool_responses"][0]["content"] == "get_weather ok"
+    with pytest.raises(ThothPolicyViolation) as info:
+        proxy.generate_reply(messages=[tool_call_message(("delete_file", {"path": "/"}))], sender=assistant)
+    assert info.value.tool_name == "delete_file"
+    # wire_funds is an async tool: on AG2's sync path it runs in a helper thread, yet the
+    # reviewer's denial still arrives as ThothPolicyViolation (not KeyError('value')).
+    with pytest.raises(ThothPolicyViolation) as info:
+        proxy.generate_reply(messages=[tool_call_message(("wire_funds", {"amount": "5"}))], sender=assistant)
+    assert "denied by reviewer" in info.value.reason
+    with pytest.raises(ThothPolicyViolation):
+        asyncio.run(proxy.a_generate_reply(messages=[tool_call_message(("delete_file", {"path": "/x"}))],
+                                           sender=assistant))
+    reply = asyncio.run(proxy.a_generate_reply(
+        messages=[tool_call_message(("transfer_money", {"amount": "1"}))], sender=assistant))
+    assert reply["tool_responses"][0]["content"] == "transfer_money ok"
+    assert ran.names == ["get_weather", "transfer_money"]
+    assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 2, "wire_funds": 1, "transfer_money": 1}
+
+
+def test_raise_mode_stops_initiate_chat_and_usage_recorded(governance, ran):
+    from thoth import ThothPolicyViolation
+    from thoth.instrumentor import build_tracer
+    from thoth.integrations.autogen import instrument_agent, track_usage
+
+    from ..support import instrument_settings as settings_for
+
+    tracer = build_tracer(**settings_for(governance))
+    with LLMStub([[("get_weather", {"city": "Rome"})], [("delete_file", {"path": "/"})]]) as stub:
+        config = {"config_list": [{"model": "stub", "api_key": "x", "base_url": stub.openai_url}], "cache_seed": None}
+        fns = functions(ran)
+        assistant = autogen.AssistantAgent("assistant", llm_config=config)
+        for name in ("get_weather", "delete_file"):
+            assistant.register_for_llm(name=name, description=name)(fns[name])
+        proxy = autogen.UserProxyAgent("user_proxy", human_input_mode="NEVER", code_execution_config=False,
+                                       function_map={"get_weather": fns["get_weather"], "delete_file": fns["delete_file"]})
+        instrument_agent(proxy, tracer, on_block="raise")
+        track_usage(assistant, tracer)
+        with pytest.raises(ThothPolicyViolation) as info:
+            proxy.initiate_chat(assistant, message="weather, then cleanup", max_turns=4, silent=True)
+        model_turns = len(stub.requests)
+    assert info.value.tool_name == "delete_file"
+    assert model_turns == 2  # the chat stopped at the block
+    assert ran.names == ["get_weather"]
+    assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 1}
+    assert tracer.session.token_spend == 2 * 18  # the stub reports 11 + 7 tokens per model turn

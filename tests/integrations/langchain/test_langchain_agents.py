@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 
 import thoth
 from thoth import ThothPolicyViolation
@@ -64,7 +68,7 @@ def test_step_up_approve_and_deny_end_to_end(governance, tracer, ran, asynchrono
     result = asyncio.run(agent.ainvoke(inputs)) if asynchronous else agent.invoke(inputs)
     assert ran.names == ["transfer_money"]  # approved ran, denied did not
     assert governance.enforce_counts() == {"transfer_money": 1, "wire_funds": 1}
-    assert sum(governance.polls.values()) >= 4  # each hold was polled until the reviewer answered
+    assert governance.approvals() == {"transfer_money": "approved", "wire_funds": "denied"}  # via the API
     messages = tool_messages(result)
     assert messages["transfer_money"].content == "transfer_money ok"
     assert "denied by reviewer" in messages["wire_funds"].content
@@ -116,3 +120,33 @@ def test_classic_executor_async_sync_tool_checked_once_and_error_observation(gov
     observations = {action.tool: obs for action, obs in result["intermediate_steps"]}
     assert "not allowed" in observations["delete_file"]
     assert observations["get_weather"] == "get_weather ok"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_governed_tool_still_receives_config_and_callbacks(governance, tracer, asynchronous):
+    """The governed _run/_arun keep the signature and type hints LangChain inspects per call."""
+    seen: dict = {}
+
+    @tool
+    def get_weather(city: str, config: RunnableConfig) -> str:
+        """Weather for a city."""
+        seen["tags"] = config.get("tags")
+        return f"sunny in {city}"
+
+    class Starts(BaseCallbackHandler):
+        starts = 0
+
+        def on_tool_start(self, *args, **kwargs):
+            Starts.starts += 1
+
+    governed = wrap_tool(tracer, "get_weather", get_weather)
+    for name in ("_run", "_arun"):  # run() passes run_manager / config only if these say so
+        assert inspect.signature(getattr(governed, name)) == inspect.signature(getattr(get_weather, name))
+    config = {"tags": ["t1"], "callbacks": [Starts()]}
+    if asynchronous:
+        out = asyncio.run(governed.ainvoke({"city": "Oslo"}, config=config))
+    else:
+        out = governed.invoke({"city": "Oslo"}, config=config)
+    assert out == "sunny in Oslo"
+    assert seen["tags"] == ["t1"] and Starts.starts == 1
+    assert governance.enforce_counts() == {"get_weather": 1}

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_hardening"
-down_revision = "0001"
+down_revision = "0002_approval_loop"
 branch_labels = ("hardening",)
 depends_on = None
 
