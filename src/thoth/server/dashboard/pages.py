@@ -74,6 +74,9 @@ class Dashboard:
         if len(body) > MAX_FORM_BYTES:
             raise FormError(413, "form too large")
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        if any("\x00" in k or "\x00" in v[0] for k, v in fields.items()):
+            # PostgreSQL cannot store NUL in text; no field has a use for it on either backend.
+            raise FormError(422, "form fields must not contain NUL characters")
         return {k: v[0] for k, v in fields.items()}
 
     def render(self, request: Request, me: Principal, template: str, status: int = 200, **ctx: Any) -> Response:
