@@ -142,6 +142,7 @@ def test_sync_runner_and_app_side_approval_still_waits_for_thoth(governance, tra
 def test_thoth_instrument_detects_an_openai_agents_agent(governance, ran):
     """The seed's three lines work for openai-agents too: thoth.instrument(agent, ...)."""
     import thoth
+
     from ..support import instrument_settings
 
     async def main() -> dict[str, str]:
