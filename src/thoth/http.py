@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 if TYPE_CHECKING:
+    from thoth.async_http import AsyncPool
     from thoth.emitter import EventTransport
 
 USER_AGENT = "aten-thoth-python"
@@ -75,6 +76,9 @@ class Endpoint:
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncPool] = (
+            weakref.WeakKeyDictionary()
+        )
         self._transport: EventTransport | None = None
         self._local = threading.local()  # one keep-alive connection per thread for post_fast
         parts = urlsplit(url)
@@ -112,6 +116,34 @@ class Endpoint:
                 client = httpx.AsyncClient(limits=_LIMITS, timeout=10.0)
                 self._async_clients[loop] = client
         return client
+
+    def async_pool(self) -> AsyncPool:
+        """The asyncio-streams keep-alive pool of the running event loop (see thoth.async_http)."""
+        loop = asyncio.get_running_loop()
+        pool = self._async_pools.get(loop)
+        if pool is None:
+            from thoth.async_http import AsyncPool
+
+            with self._lock:
+                pool = self._async_pools.get(loop)
+                if pool is None:
+                    default = 443 if self._scheme == "https" else 80
+                    pool = AsyncPool(self._host, self._port or default, tls=self._scheme == "https")
+                    self._async_pools[loop] = pool
+        return pool
+
+    async def arequest_fast(self, method: str, path: str, payload: Any = None, *, timeout: float,
+                            bearer: bool = False) -> FastResponse:
+        """The async twin of post_fast: one request on the loop's keep-alive pool, never blocking it.
+
+        Raises TransportFault when no answer arrived.
+        """
+        headers = self.headers(bearer=bearer)
+        body = b""
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            headers["content-type"] = "application/json"
+        return await self.async_pool().request(method, self._base_path + path, headers, body, timeout)
 
     def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
         """POST JSON on this thread's keep-alive connection (stdlib http.client).
@@ -191,6 +223,7 @@ class Endpoint:
             client, self._client = self._client, None
             async_clients = list(self._async_clients.values())
             self._async_clients = weakref.WeakKeyDictionary()
+            self._async_pools = weakref.WeakKeyDictionary()  # their loops own the sockets; dropped with them
         if client is not None:
             client.close()
         for aclient in async_clients:
