@@ -125,10 +125,10 @@ class AsyncPool:
     """
 
     def __init__(self, host: str, port: int, *, tls: bool, max_connections: int = 100, max_idle: int = 16,
-                 idle_expiry: float = 30.0) -> None:
+                 idle_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
-        self._ssl = ssl.create_default_context() if tls else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if tls else None
         self._host_header = host if ":" not in host else f"[{host}]"
         default_port = 443 if tls else 80
         if port != default_port:
