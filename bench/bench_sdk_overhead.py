@@ -8,7 +8,8 @@
   ingested meanwhile, on the same 2 cores.
 --server minimal: a bare uvicorn app answering a fixed ALLOW: the SDK's own cost plus one round trip.
 
-The server process is pinned to core 0 when `taskset` exists. Goal: overhead p50 <= 1 ms and
+The server process is pinned to core 0 when `taskset` exists; the variants run in alternating
+rounds so that each sees the same load of the shared machine. Goal: overhead p50 <= 1 ms and
 p99 <= 3 ms, sync and async. Also printed: the bare round trip of the same request with no SDK
 around it (http.client for sync; raw asyncio streams, the floor of any asyncio client, and
 httpx.AsyncClient for async), and governed / bare.
@@ -89,7 +90,12 @@ def start_server(kind: str, home: str) -> tuple[subprocess.Popen[bytes], str, st
     return proc, url, sdk_key
 
 
+ROUNDS = 10  # variants alternate in rounds, so each sees the same (shared, noisy) machine
+
+
 def run(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
+    import http.client
+
     from thoth.instrumentor import build_tracer
 
     tracer = build_tracer(agent_id="bench", approved_scope=["tool"], tenant_id=TENANT, api_key=api_key,
@@ -108,28 +114,7 @@ def run(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
             tracer.session.tool_calls.clear()
         return await async_tool(query)  # type: ignore[no-any-return]
 
-    out: dict[str, list[float]] = {}
-    measure_sync(governed, 200)  # warm up: connections, server caches
-    out["sync ungoverned"] = measure_sync(tool, calls)
-    out["sync governed"] = measure_sync(governed, calls)
-
-    async def run_async() -> None:
-        await measure_async(agoverned, 200)
-        out["async ungoverned"] = await measure_async(atool, calls)
-        out["async governed"] = await measure_async(agoverned, calls)
-
-    asyncio.run(run_async())
-    out.update(bare_round_trips(url, api_key, calls))
-    assert tracer.flush(60), "events were not delivered"
-    print(f"events delivered: {tracer.emitter.sent}, dropped: {tracer.emitter.dropped}, "
-          f"fail-opens: {tracer.enforcer.endpoint.fail_open_total if tracer.enforcer.endpoint else 0}")
-    return out
-
-
-def bare_round_trips(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
-    """The round trip the SDK cannot avoid: the same kind of enforce POST, no SDK around it."""
-    import http.client
-
+    # The round trip the SDK cannot avoid: the same kind of enforce POST with no SDK around it.
     session = str(uuid.uuid4())
     payload = json.dumps({
         "tenant_id": TENANT, "agent_id": "bench", "user_id": "system", "tool_name": "tool", "session_id": session,
@@ -145,41 +130,53 @@ def bare_round_trips(url: str, api_key: str, calls: int) -> dict[str, list[float
         conn.request("POST", "/v1/enforce", body=payload, headers=headers)
         json.loads(conn.getresponse().read())
 
+    out: dict[str, list[float]] = {}
+    sync_variants = {"sync ungoverned": tool, "sync governed": governed, "sync bare (http.client)": bare_sync}
+    for fn in sync_variants.values():
+        measure_sync(fn, 200)  # warm up: connections, server caches
+    for _ in range(ROUNDS):
+        for name, fn in sync_variants.items():
+            out.setdefault(name, []).extend(measure_sync(fn, calls // ROUNDS))
+    asyncio.run(_run_async(out, agoverned, url, host, int(port), payload, headers, calls))
+    assert tracer.flush(60), "events were not delivered"
+    print(f"events delivered: {tracer.emitter.sent}, dropped: {tracer.emitter.dropped}, "
+          f"fail-opens: {tracer.enforcer.endpoint.fail_open_total if tracer.enforcer.endpoint else 0}")
+    return out
+
+
+async def _run_async(out: dict[str, list[float]], agoverned: Any, url: str, host: str, port: int, payload: bytes,
+                     headers: dict[str, str], calls: int) -> None:
     request = (f"POST /v1/enforce HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
-               f"x-api-key: {api_key}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+               f"x-api-key: {headers['x-api-key']}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+    reader, writer = await asyncio.open_connection(host, port)
 
-    async def bare_async() -> tuple[list[float], list[float]]:
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async def streams(_: str) -> None:
+        """The floor of any asyncio client: one write, one read, on an open connection."""
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")]
+        if lengths:
+            body = await reader.readexactly(lengths[0])
+        else:  # chunked (the minimal app sends no length)
+            body = b""
+            while size := int(await reader.readuntil(b"\r\n"), 16):
+                body += (await reader.readexactly(size + 2))[:-2]
+            await reader.readexactly(2)
+        json.loads(body)
 
-        async def streams(_: str) -> None:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")]
-            if lengths:
-                body = await reader.readexactly(lengths[0])
-            else:  # chunked (the minimal app sends no length)
-                body = b""
-                while size := int(await reader.readuntil(b"\r\n"), 16):
-                    body += (await reader.readexactly(size + 2))[:-2]
-                await reader.readexactly(2)
-            json.loads(body)
+    async with httpx.AsyncClient() as client:
+        async def via_httpx(_: str) -> None:
+            (await client.post(f"{url}/v1/enforce", content=payload, headers=headers)).json()
 
-        await measure_async(streams, 200)
-        raw = await measure_async(streams, calls)
-        writer.close()
-        async with httpx.AsyncClient() as client:
-            async def via_httpx(_: str) -> None:
-                (await client.post(f"{url}/v1/enforce", content=payload, headers=headers)).json()
-
-            await measure_async(via_httpx, 200)
-            return raw, await measure_async(via_httpx, calls)
-
-    measure_sync(bare_sync, 200)
-    sync = measure_sync(bare_sync, calls)
-    streams, via_httpx = asyncio.run(bare_async())
-    return {"sync bare (http.client)": sync, "async bare (asyncio streams)": streams,
-            "async bare (httpx.AsyncClient)": via_httpx}
+        variants = {"async ungoverned": atool, "async governed": agoverned,
+                    "async bare (asyncio streams)": streams, "async bare (httpx.AsyncClient)": via_httpx}
+        for fn in variants.values():
+            await measure_async(fn, 200)
+        for _ in range(ROUNDS):
+            for name, fn in variants.items():
+                out.setdefault(name, []).extend(await measure_async(fn, calls // ROUNDS))
+    writer.close()
 
 
 def report(kind: str, calls: int, out: dict[str, list[float]]) -> None:
