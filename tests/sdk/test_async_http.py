@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from thoth.async_http import AsyncPool
-from thoth.http import TransportFault, release
+from thoth.http import Endpoint, TransportFault, release
 from thoth.instrumentor import build_tracer
 
 from .raw_http_server import RawHttpServer, chunked_answer, json_answer
@@ -298,3 +298,40 @@ def test_pools_are_per_event_loop(servers: list[RawHttpServer]) -> None:
     for t in threads:
         t.join()
     assert len({id(p) for p in pools}) == 3 and all(p.connects == 1 for p in pools)
+
+
+async def test_uvicorn_closing_idle_keep_alive_connections() -> None:
+    """uvicorn (what `thoth serve` runs on) closes idle connections after its keep-alive timeout."""
+    import socket
+
+    import uvicorn
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": ALLOW})
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=1, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        pool = AsyncPool("127.0.0.1", sock.getsockname()[1], tls=False)
+        assert (await post(pool))[0] == 200
+        assert (await post(pool))[0] == 200
+        assert pool.connects == 1
+        sync = Endpoint(f"http://127.0.0.1:{sock.getsockname()[1]}", None)  # the sync path, likewise
+        assert sync.post_fast("/v1/enforce", {}, 2.0).json()["decision"] == "ALLOW"
+        await asyncio.sleep(1.5)  # uvicorn has closed both idle connections by now
+        assert (await post(pool))[0] == 200
+        assert pool.connects == 2
+        assert sync.post_fast("/v1/enforce", {}, 2.0).json()["decision"] == "ALLOW"  # reconnected, no fault
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
