@@ -204,7 +204,9 @@ def test_server_restart_loses_nothing_and_duplicates_nothing(fresh_server: list[
     tool = tracer.wrap_tool("search", lambda q: f"result {q}")
     results = [tool(f"before-{i}") for i in range(5)]
     server = fresh_server[0]
-    server.proc.terminate()  # stop; the agent goes on, failing open, while events queue and retry
+    # Killed, not asked to stop: a batch it stored but never acknowledged is sent again and must
+    # still be stored once. The agent goes on, failing open, while its events queue and retry.
+    server.proc.kill()
     server.proc.wait(10)
     results += [tool(f"down-{i}") for i in range(15)]
     fresh_server[0] = restart(server, pause=1.0)
