@@ -69,6 +69,10 @@ class Endpoint:
     """Shared state for one (url, api_key)."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
+        if api_key and (not api_key.isprintable() or not api_key.isascii()):
+            # Would fail inside every request (or be a header injection): say so once, up front.
+            raise ValueError("the Thoth API key (api_key= or THOTH_API_KEY) contains characters an HTTP "
+                             "header cannot carry (a line break or non-ASCII text); copy the key again")
         self.url = url
         self.api_key = api_key
         self._lock = threading.Lock()

@@ -335,3 +335,13 @@ async def test_uvicorn_closing_idle_keep_alive_connections() -> None:
         server.should_exit = True
         thread.join(5)
         sock.close()
+
+
+async def test_a_header_that_cannot_be_sent_is_a_fault(servers: list[RawHttpServer]) -> None:
+    server = serve(servers, lambda head: (json_answer(ALLOW), False, 0.0))
+    pool = pool_for(server)
+    with pytest.raises(TransportFault, match="line break"):
+        await pool.request("GET", "/", {"x-api-key": "k\r\nx-injected: 1"})
+    with pytest.raises(TransportFault, match="UnicodeEncodeError"):
+        await pool.request("GET", "/", {"x-api-key": "clé-ü€"})
+    assert server.requests == []  # nothing was sent
