@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,68 @@ def test_server_restart_loses_nothing_and_duplicates_nothing(fresh_server: list[
     assert tracer.emitter.dropped == 0
     assert sum(e["metadata"].get("sdk_fail_open_count", 0) for e in events) == 15
     assert len(real.session(tracer.session.session_id)["decisions"]) == 10  # the 15 fail-opens never reached it
+
+
+async def test_concurrent_agents_keep_their_sessions_apart(real: Tenant) -> None:
+    """Eight agents in concurrent tasks; the server's record of each session holds only its own calls."""
+
+    async def one_agent(i: int) -> str:
+        async def lookup(step: int) -> int:
+            await asyncio.sleep(0.005)  # let the other agents interleave
+            return step
+
+        agent = type("Agent", (), {})()
+        agent.tools = [lookup]
+        thoth.instrument(agent, agent_id=f"agent-{i}", approved_scope=["lookup"], tenant_id=real.tenant_id,
+                         api_key=real.sdk_key, api_url=real.url, enforcement="block")
+        session = thoth.get_current_session()
+        assert session is not None
+        for step in range(3):
+            assert await agent.tools[0](step) == step
+        return session.session_id
+
+    session_ids = await asyncio.gather(*(one_agent(i) for i in range(8)))
+    assert len(set(session_ids)) == 8
+    flushed(real)
+    for i, session_id in enumerate(session_ids):
+        record = real.session(session_id)
+        assert record["session"]["agent_id"] == f"agent-{i}"
+        assert [d["decision"] for d in record["decisions"]] == ["ALLOW"] * 3
+        assert {e["agent_id"] for e in record["events"]} == {f"agent-{i}"}
+        posts = [e for e in record["events"] if e["event_type"] == "TOOL_CALL_POST"]
+        assert [e["session_tool_calls"] for e in posts] == [["lookup"], ["lookup"] * 2, ["lookup"] * 3]
+
+
+def test_manual_tool_loops_and_every_event_kind(real: Tenant) -> None:
+    """instrument_openai / instrument_anthropic dicts, a failing tool and LLM usage, as the server stores them."""
+    def search_docs(query: str) -> str:
+        return f"docs about {query}"
+
+    def send_email(to: str, body: str) -> str:
+        raise AssertionError("out of scope: must not run")
+
+    def flaky(q: str) -> str:
+        raise KeyError(q)
+
+    session_id = str(uuid.uuid4())  # both dicts continue one session
+    for instrument in (thoth.instrument_openai, thoth.instrument_anthropic):
+        governed = instrument({"search_docs": search_docs, "send_email": send_email, "flaky": flaky},
+                              agent_id="llm-agent", approved_scope=["search_docs", "flaky"],
+                              tenant_id=real.tenant_id, api_key=real.sdk_key, api_url=real.url,
+                              enforcement="block", session_id=session_id)
+        assert governed["search_docs"]({"query": "access"}) == "docs about access"
+        with pytest.raises(ThothPolicyViolation) as info:
+            governed["send_email"]({"to": "x@evil", "body": "secrets"})
+        assert info.value.violation_id and info.value.decision_reason_code == "policy_scope_violation"
+        with pytest.raises(KeyError):
+            governed["flaky"]({"q": "x"})
+    real.tracer(session_id=session_id).record_llm_usage(model="gpt-x", input_tokens=10, output_tokens=5,
+                                                        provider="openai")
+    events = stored_events(real, session_id)
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("LLM_INVOCATION") == 1 and kinds.count("TOOL_CALL_BLOCK") == 2
+    assert [d["decision"] for d in real.session(session_id)["decisions"]] == ["ALLOW", "BLOCK", "ALLOW"] * 2
+    failed = [e for e in events if e["event_type"] == "TOOL_CALL_POST" and e["tool_name"] == "flaky"]
+    assert [e["metadata"]["error_type"] for e in failed] == ["KeyError", "KeyError"]
+    blocked = {v["violation_id"] for v in real.violations()}
+    assert info.value.violation_id in blocked and len(blocked) == 2
