@@ -20,14 +20,19 @@ import ssl
 import time
 from collections import deque
 
-from thoth.http import FastResponse, TransportFault
-
-MAX_BODY_BYTES = 16 * 1024 * 1024  # an enforce verdict is a few hundred bytes; refuse absurd answers
-_HEAD_END = b"\r\n\r\n"
-
-
-class _StaleConnection(Exception):
-    """A kept-alive connection was closed by the server before it answered anything."""
+from thoth.http1 import (
+    HEAD_END,
+    MAX_BODY_BYTES,
+    FastResponse,
+    StaleConnection,
+    TransportFault,
+    chunk_size,
+    encode_request,
+    framing,
+    host_header,
+    keeps_alive,
+    parse_head,
+)
 
 
 class _Connection:
@@ -53,29 +58,24 @@ class _Connection:
         try:
             self.writer.write(request)
             await self.writer.drain()
-            head = await self.reader.readuntil(_HEAD_END)
+            head = await self.reader.readuntil(HEAD_END)
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
-                raise _StaleConnection from exc
+                raise StaleConnection from exc
             raise
         except (ConnectionResetError, BrokenPipeError) as exc:
-            raise _StaleConnection from exc
-        status, headers = _parse_head(head)
+            raise StaleConnection from exc
+        status, headers = parse_head(head)
         while 100 <= status < 200:  # interim answers (100 Continue, 103 Early Hints) precede the real one
-            status, headers = _parse_head(await self.reader.readuntil(_HEAD_END))
-        keep = headers.get("connection", "").lower() != "close"
-        if head_only or status in (204, 304):
-            return FastResponse(status, b""), keep
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return FastResponse(status, await self._read_chunked()), keep
-        length = headers.get("content-length")
-        if length is not None:
-            size = int(length)
-            if size < 0 or size > MAX_BODY_BYTES:
-                raise ValueError(f"bad Content-Length {length!r}")
-            return FastResponse(status, await self.reader.readexactly(size)), keep
-        # No framing: the body runs until the server closes the connection.
-        body = await self.reader.read(MAX_BODY_BYTES + 1)
+            status, headers = parse_head(await self.reader.readuntil(HEAD_END))
+        kind, size = framing(status, headers, head_only)
+        if kind == "none":
+            return FastResponse(status, b""), keeps_alive(headers)
+        if kind == "length":
+            return FastResponse(status, await self.reader.readexactly(size)), keeps_alive(headers)
+        if kind == "chunked":
+            return FastResponse(status, await self._read_chunked()), keeps_alive(headers)
+        body = await self.reader.read(MAX_BODY_BYTES + 1)  # no framing: the body runs until the close
         while body and len(body) <= MAX_BODY_BYTES:
             more = await self.reader.read(MAX_BODY_BYTES + 1 - len(body))
             if not more:
@@ -88,33 +88,16 @@ class _Connection:
     async def _read_chunked(self) -> bytes:
         parts: list[bytes] = []
         total = 0
-        while True:
-            line = await self.reader.readuntil(b"\r\n")
-            size = int(line.split(b";", 1)[0].strip(), 16)  # chunk extensions are ignored
-            if size == 0:
-                while await self.reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to a blank line
-                    pass
-                return b"".join(parts)
+        while size := chunk_size(await self.reader.readuntil(b"\r\n")):
             total += size
             if total > MAX_BODY_BYTES:
                 raise ValueError("response body too large")
             parts.append(await self.reader.readexactly(size))
             if await self.reader.readexactly(2) != b"\r\n":
                 raise ValueError("malformed chunk")
-
-
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-    status = int(rest[:3])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return status, headers
+        while await self.reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to a blank line
+            pass
+        return b"".join(parts)
 
 
 class AsyncPool:
@@ -129,10 +112,7 @@ class AsyncPool:
         self.host = host
         self.port = port
         self._ssl = (ssl_context or ssl.create_default_context()) if tls else None
-        self._host_header = host if ":" not in host else f"[{host}]"
-        default_port = 443 if tls else 80
-        if port != default_port:
-            self._host_header += f":{port}"
+        self._host_header = host_header(host, port, tls)
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
@@ -143,13 +123,13 @@ class AsyncPool:
                       timeout: float = 10.0) -> FastResponse:
         """One request; raises TransportFault when no complete answer arrived within `timeout` s."""
         try:
-            message = self._encode(method, target, headers, body)
+            message = encode_request(method, target, self._host_header, headers, body)
             async with asyncio.timeout(timeout), self._slots:
                 for attempt in (1, 2):
                     conn, reused = await self._acquire()
                     try:
                         response, keep = await conn.exchange(message, method == "HEAD")
-                    except _StaleConnection as exc:
+                    except StaleConnection as exc:
                         conn.close()
                         if reused and attempt == 1:
                             continue  # the server dropped an idle keep-alive connection: reconnect once
@@ -167,16 +147,6 @@ class AsyncPool:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
         raise TransportFault("unreachable")  # pragma: no cover (the loop returns or raises)
-
-    def _encode(self, method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise TransportFault(f"header {name!r} contains a line break")
-            lines.append(f"{name}: {value}")
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def _acquire(self) -> tuple[_Connection, bool]:
         now = time.monotonic()

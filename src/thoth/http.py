@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import http.client
 import json
 import ssl
 import threading
@@ -19,6 +18,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from thoth.http1 import FastResponse, StaleConnection, TransportFault, encode_request, host_header
+from thoth.sync_http import SyncConnection
+
+__all__ = ["Endpoint", "FastResponse", "TransportFault", "error_message", "get_endpoint"]
 
 if TYPE_CHECKING:
     from thoth.async_http import AsyncPool
@@ -40,29 +44,6 @@ def error_message(response: Any) -> str:
                 return str(body[key])[:500]
     text = response.text.strip()
     return text[:200] if text else response.reason_phrase
-
-
-class TransportFault(Exception):
-    """No HTTP answer at all (refused, reset, timed out): an infrastructure fault."""
-
-
-class FastResponse:
-    """The little of an HTTP answer the enforce path needs."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status_code = status
-        self.content = body
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-    @property
-    def reason_phrase(self) -> str:
-        return http.client.responses.get(self.status_code, "")
 
 
 class Endpoint:
@@ -88,6 +69,8 @@ class Endpoint:
         parts = urlsplit(url)
         self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
         self._base_path = parts.path.rstrip("/")
+        self._host_header = host_header(self._host, self._port or (443 if self._scheme == "https" else 80),
+                                        self._scheme == "https")
         # The stdlib fast path knows no proxies: behind one, the enforce call goes through httpx.
         self.fast_path = not _proxied(url)
         self.fail_open_total = 0
@@ -160,45 +143,39 @@ class Endpoint:
     def post_bytes(self, path: str, body: bytes, timeout: float) -> FastResponse:
         """post_fast with a body already encoded as JSON (the event thread's batches)."""
         headers = {**self.headers(), "content-type": "application/json"}
+        try:
+            request = encode_request("POST", self._base_path + path, self._host_header, headers, body)
+        except ValueError as exc:
+            raise TransportFault(str(exc)) from exc
         for attempt in (1, 2):
-            conn = self._connection(timeout)
-            reused = getattr(self._local, "used", False)
+            reused = getattr(self._local, "conn", None) is not None
             try:
-                conn.request("POST", self._base_path + path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                self._local.used = True
-                if response.will_close:
-                    self._drop_connection()
-                return FastResponse(response.status, data)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                conn = self._connection(timeout)
+                response, keep = conn.exchange(request, timeout)
+            except StaleConnection as exc:
                 self._drop_connection()
                 if reused and attempt == 1:
                     continue  # the server closed an idle keep-alive connection: reconnect once
-                raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
-            except (OSError, http.client.HTTPException) as exc:
+                raise TransportFault(f"connection closed by the server: {exc.__cause__!r}") from exc
+            except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS, a garbled answer
                 self._drop_connection()
                 raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
-        raise TransportFault("unreachable")
+            if not keep:
+                self._drop_connection()
+            return response
+        raise TransportFault("unreachable")  # pragma: no cover (the loop returns or raises)
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self, timeout: float) -> SyncConnection:
+        conn: SyncConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._scheme == "https":
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                                   context=ssl.create_default_context())
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            self._local.conn, self._local.used = conn, False
-        elif conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        conn.timeout = timeout
+            context = ssl.create_default_context() if self._scheme == "https" else None
+            conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), timeout,
+                                                     context)
         return conn
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        self._local.used = False
         if conn is not None:
             conn.close()
 

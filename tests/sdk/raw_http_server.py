@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -32,8 +33,9 @@ def chunked_answer(body: bytes, pieces: int = 3) -> bytes:
 
 
 class RawHttpServer:
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, ssl_context: ssl.SSLContext | None = None) -> None:
         self.responder = responder
+        self.ssl_context = ssl_context
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.connections = 0
@@ -46,7 +48,7 @@ class RawHttpServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while not self._closing:
@@ -58,6 +60,12 @@ class RawHttpServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.ssl_context is not None:
+            try:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):  # e.g. the client refused our certificate
+                conn.close()
+                return
         with self._lock:
             self.open_now += 1
             self.most_open = max(self.most_open, self.open_now)

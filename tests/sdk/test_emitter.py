@@ -99,11 +99,12 @@ def test_observe_with_the_server_down(server: WireServer, make_tracer: Any) -> N
 @pytest.mark.parametrize("count", [1, 1000])
 def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> None:
     import gc
-    import http.client
 
     import httpx
 
     import thoth
+    from thoth.async_http import AsyncPool
+    from thoth.sync_http import SyncConnection
 
     class Agent:
         def __init__(self) -> None:
@@ -119,11 +120,12 @@ def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> 
         return sum("process_request" not in t.name for t in threading.enumerate())
 
     def pools() -> int:
-        return sum(isinstance(o, httpx.Client | httpx.AsyncClient | http.client.HTTPConnection)
+        return sum(isinstance(o, httpx.Client | httpx.AsyncClient | SyncConnection | AsyncPool)
                    for o in gc.get_objects())
 
     gc.collect()
     threads, clients = sdk_threads(), pools()
+    assert clients >= 2  # the agent's connection and the event thread's
     agents = [instrument_once() for _ in range(count)]
     for agent in agents[:20]:
         agent.tools[0]("x")

@@ -1,7 +1,8 @@
-"""The asyncio-streams HTTP client of the async hot path, against real sockets.
+"""The SDK's own HTTP/1.1 clients of the hot path, sync (thoth.sync_http) and async
+(thoth.async_http), against real sockets.
 
 Framing (Content-Length, chunked, read-until-close), keep-alive reuse and reconnects, deadlines,
-the pool bound, TLS, and what the enforcer makes of its faults (fail-open).
+the async pool's bound, TLS, and what the enforcer makes of their faults (fail-open).
 """
 
 from __future__ import annotations
@@ -51,88 +52,108 @@ async def post(pool: AsyncPool, body: bytes = b"{}", timeout: float = 2.0) -> An
     return response.status_code, response.json()
 
 
-async def test_content_length_answers_reuse_one_connection(servers: list[RawHttpServer]) -> None:
+class Client:
+    """One of the two clients, pointed at a test server: `post()` is the enforce call's exchange."""
+
+    def __init__(self, kind: str, server: RawHttpServer) -> None:
+        self.kind = kind
+        self.pool = pool_for(server)
+        self.endpoint = Endpoint(server.url, None)  # its post_bytes runs on the sync client
+
+    async def post(self, timeout: float = 2.0) -> Any:
+        if self.kind == "async":
+            return await post(self.pool, timeout=timeout)
+        response = self.endpoint.post_bytes("/v1/enforce", b"{}", timeout)  # blocks this loop: fine in a test
+        return response.status_code, response.json()
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_content_length_answers_reuse_one_connection(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (json_answer(ALLOW), False, 0.0))
-    pool = pool_for(server)
+    client = Client(kind, server)
     for _ in range(5):
-        assert await post(pool) == (200, {"decision": "ALLOW", "reason": "ok"})
-    assert server.connections == 1 and pool.connects == 1
+        assert await client.post() == (200, {"decision": "ALLOW", "reason": "ok"})
+    assert server.connections == 1
     assert server.requests[0].startswith(b"POST /v1/enforce HTTP/1.1\r\n")
     assert b"Host: 127.0.0.1:" in server.requests[0] and b"Content-Length: 2" in server.requests[0]
 
 
-async def test_chunked_answers_with_extensions_and_trailers(servers: list[RawHttpServer]) -> None:
+async def test_chunked_answers_with_extensions_and_trailers(servers: list[RawHttpServer], kind: str) -> None:
     body = json.dumps({"decision": "BLOCK", "reason": "x" * 100}).encode()
     server = serve(servers, lambda head: (chunked_answer(body, pieces=4), False, 0.0))
-    pool = pool_for(server)
+    client = Client(kind, server)
     for _ in range(3):
-        status, verdict = await post(pool)
+        status, verdict = await client.post()
         assert status == 200 and verdict["reason"] == "x" * 100
     assert server.connections == 1  # the chunked framing left the connection clean for reuse
 
 
-async def test_an_answer_without_framing_runs_until_close(servers: list[RawHttpServer]) -> None:
+async def test_an_answer_without_framing_runs_until_close(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (b"HTTP/1.1 200 OK\r\n\r\n" + ALLOW, True, 0.0))
-    pool = pool_for(server)
-    assert (await post(pool))[1]["decision"] == "ALLOW"
-    assert (await post(pool))[1]["decision"] == "ALLOW"
+    client = Client(kind, server)
+    assert (await client.post())[1]["decision"] == "ALLOW"
+    assert (await client.post())[1]["decision"] == "ALLOW"
     assert server.connections == 2
 
 
-async def test_interim_answers_are_skipped(servers: list[RawHttpServer]) -> None:
+async def test_interim_answers_are_skipped(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (b"HTTP/1.1 100 Continue\r\n\r\n" + json_answer(ALLOW), False, 0.0))
-    assert (await post(pool_for(server)))[1]["decision"] == "ALLOW"
+    assert (await Client(kind, server).post())[1]["decision"] == "ALLOW"
 
 
-async def test_connection_close_header_is_honoured(servers: list[RawHttpServer]) -> None:
+async def test_connection_close_header_is_honoured(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (json_answer(ALLOW, extra="connection: close\r\n"), True, 0.0))
-    pool = pool_for(server)
+    client = Client(kind, server)
     for _ in range(3):
-        assert (await post(pool))[0] == 200
+        assert (await client.post())[0] == 200
     assert server.connections == 3
 
 
-async def test_server_closing_keep_alive_connections_silently(servers: list[RawHttpServer]) -> None:
+async def test_server_closing_keep_alive_connections_silently(servers: list[RawHttpServer], kind: str) -> None:
     """Answers without saying it will close, then closes: every request still gets its answer."""
     server = serve(servers, lambda head: (json_answer(ALLOW), True, 0.0))
-    pool = pool_for(server)
+    client = Client(kind, server)
     for _ in range(5):
-        assert (await post(pool))[0] == 200
+        assert (await client.post())[0] == 200
         await asyncio.sleep(0.01)
     assert server.connections == 5
 
 
-async def test_a_reused_connection_dropped_mid_request_is_retried_once(servers: list[RawHttpServer]) -> None:
+async def test_a_reused_connection_dropped_mid_request_is_retried_once(servers: list[RawHttpServer], kind: str) -> None:
     # 1st request answered (connection kept), 2nd: the server closes the idle connection as the
     # request arrives, without answering (an idle timeout racing the request), 3rd: answered on a new one.
     plan = [(json_answer(ALLOW), False), (b"", True), (json_answer(b'{"decision":"BLOCK"}'), False)]
     server = serve(servers, lambda head: (*plan.pop(0), 0.0))
-    pool = pool_for(server)
-    assert (await post(pool))[1]["decision"] == "ALLOW"
-    assert (await post(pool))[1]["decision"] == "BLOCK"
+    client = Client(kind, server)
+    assert (await client.post())[1]["decision"] == "ALLOW"
+    assert (await client.post())[1]["decision"] == "BLOCK"
     assert server.connections == 2 and len(server.requests) == 3
 
 
-async def test_a_fresh_connection_dropped_is_a_fault_not_a_loop(servers: list[RawHttpServer]) -> None:
+async def test_a_fresh_connection_dropped_is_a_fault_not_a_loop(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (b"", True, 0.0))
     with pytest.raises(TransportFault, match="closed"):
-        await post(pool_for(server))
+        await Client(kind, server).post()
     assert len(server.requests) == 1
 
 
-async def test_garbage_is_a_fault(servers: list[RawHttpServer]) -> None:
+async def test_garbage_is_a_fault(servers: list[RawHttpServer], kind: str) -> None:
     server = serve(servers, lambda head: (b"SSH-2.0-OpenSSH\r\n\r\n", True, 0.0))
     with pytest.raises(TransportFault, match="not an HTTP"):
-        await post(pool_for(server))
+        await Client(kind, server).post()
 
 
-async def test_timeout_is_a_fault_and_the_late_answer_is_never_read(servers: list[RawHttpServer]) -> None:
+async def test_timeout_is_a_fault_and_the_late_answer_is_never_read(servers: list[RawHttpServer], kind: str) -> None:
     plan = [(json_answer(b'{"late": true}'), False, 0.5), (json_answer(b'{"late": false}'), False, 0.0)]
     server = serve(servers, lambda head: plan.pop(0))
-    pool = pool_for(server)
-    with pytest.raises(TransportFault, match="no answer within 0.1 s"):
-        await post(pool, timeout=0.1)
-    assert await post(pool) == (200, {"late": False})  # a new connection, not the half-read one
+    client = Client(kind, server)
+    with pytest.raises(TransportFault, match="no answer within 0.1 s|timed out"):
+        await client.post(timeout=0.1)
+    assert await client.post() == (200, {"late": False})  # a new connection, not the half-read one
     assert server.connections == 2
 
 
@@ -213,6 +234,23 @@ async def test_tls(tmp_path: Path) -> None:
         pool.close()
     finally:
         listener.close()
+
+
+def test_sync_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server = RawHttpServer(lambda head: (json_answer(ALLOW), False, 0.0), ssl_context=server_ctx)
+    try:
+        with pytest.raises(TransportFault, match="CERTIFICATE_VERIFY_FAILED"):
+            Endpoint(server.url, None).post_bytes("/v1/enforce", b"{}", 2.0)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # how a user trusts a private CA
+        endpoint = Endpoint(server.url, None)
+        for _ in range(2):
+            assert endpoint.post_bytes("/v1/enforce", b"{}", 2.0).json()["decision"] == "ALLOW"
+        assert server.connections == 2  # the refused handshake, then one kept-alive connection
+    finally:
+        server.close()
 
 
 async def _tls_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
