@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import ssl
 import threading
 import weakref
@@ -75,6 +76,21 @@ class Endpoint:
         self.fast_path = not _proxied(url)
         self.fail_open_total = 0
         self._fail_open_unreported = 0
+        _every_endpoint.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's sockets, locks and event thread are not ours to use.
+
+        A socket shared with the parent could hand one process the other's verdict; the event
+        thread did not survive the fork. Fresh ones are made on first use; the parent still sends
+        the events that were queued before the fork.
+        """
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._client = None
+        self._async_clients = weakref.WeakKeyDictionary()
+        self._async_pools = weakref.WeakKeyDictionary()
+        self._transport = None
 
     def headers(self, *, bearer: bool = False) -> dict[str, str]:
         headers = {"user-agent": USER_AGENT}
@@ -227,6 +243,17 @@ def _proxied(url: str) -> bool:
 
 _registry: dict[tuple[str, str | None], Endpoint] = {}
 _registry_lock = threading.Lock()
+_every_endpoint: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # also those released but still in use
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for endpoint in list(_every_endpoint):
+        endpoint._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_endpoint(url: str, api_key: str | None) -> Endpoint:

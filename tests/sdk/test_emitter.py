@@ -133,3 +133,31 @@ def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> 
     assert sdk_threads() <= threads
     assert pools() <= clients
     assert get_endpoint(server.url, server.api_key).client is agents[-1].tools[0].__thoth_tracer__.enforcer.endpoint.client
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_uses_its_own_connections_and_event_thread(server: WireServer,
+                                                                  make_tracer: Any) -> None:
+    """A worker forked after instrument() (gunicorn preload, multiprocessing) must not share the
+    parent's sockets (it could read the parent's verdict) and needs an event thread of its own."""
+    import os
+
+    tracer = make_tracer()
+    tool = tracer.wrap_tool("search", lambda q: q)
+    assert tool("parent-before") == "parent-before"  # the parent's connection and event thread exist
+    endpoint = tracer.enforcer.endpoint
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 3
+        try:
+            fresh = getattr(endpoint._local, "conn", None) is None
+            ran = tool("child") == "child"
+            code = 0 if (fresh and ran and tracer.flush(5) and tracer.enforcer.endpoint.fail_open_total == 0) else 1
+        finally:
+            os._exit(code)
+    assert tool("parent-after") == "parent-after"
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    pre = sorted(e["metadata"]["tool_call"]["arguments"]["args"][0]
+                 for e in delivered(server).values() if e["event_type"] == "TOOL_CALL_PRE")
+    assert pre == ["child", "parent-after", "parent-before"]
