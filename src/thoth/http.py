@@ -164,9 +164,10 @@ class Endpoint:
         except ValueError as exc:
             raise TransportFault(str(exc)) from exc
         for attempt in (1, 2):
-            reused = getattr(self._local, "conn", None) is not None
             try:
                 conn = self._connection(timeout)
+                reused = conn.used
+                conn.used = True
                 response, keep = conn.exchange(request, timeout)
             except StaleConnection as exc:
                 self._drop_connection()
@@ -183,6 +184,9 @@ class Endpoint:
 
     def _connection(self, timeout: float) -> SyncConnection:
         conn: SyncConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.idle_closed():
+            self._drop_connection()
+            conn = None
         if conn is None:
             context = ssl.create_default_context() if self._scheme == "https" else None
             conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), timeout,

@@ -9,6 +9,7 @@ thread owns its connection (see `Endpoint.post_bytes`), so nothing here is share
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import time
@@ -38,6 +39,19 @@ class SyncConnection:
             raise
         self.sock = sock
         self.rfile = sock.makefile("rb")
+        self.used = False  # has carried a request: a failure before any answer may be a stale keep-alive
+
+    def idle_closed(self) -> bool:
+        """True when the server closed (or wrote to) this idle connection: do not send on it.
+
+        Checked before reuse, so the common case (the server's keep-alive timeout) reconnects
+        without sending a request twice.
+        """
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -54,6 +68,7 @@ class SyncConnection:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(request)
+            self._budget(deadline)
             first = self.rfile.readline(_MAX_HEAD_LINE)
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise StaleConnection from exc
