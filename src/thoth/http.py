@@ -223,6 +223,7 @@ class Endpoint:
             return count
 
     def close(self) -> None:
+        self._drop_connection()  # this thread's; other threads' close with their thread
         with self._lock:
             client, self._client = self._client, None
             async_clients = list(self._async_clients.values())

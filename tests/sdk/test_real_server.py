@@ -187,6 +187,7 @@ def test_observe_mode_is_recorded_server_side_as_the_would_be_decision(real: Ten
     (decision,) = real.session(tracer.session.session_id)["decisions"]
     assert decision["decision"] == "ALLOW" and decision["would_decision"] == "BLOCK"
     assert decision["matched_rule_ids"] == ["no-passwd"]
+    assert decision["violation_id"] in {v["violation_id"] for v in real.violations()}  # listed as a violation
     (post,) = [e for e in events if e["event_type"] == "TOOL_CALL_POST"]
     assert post["metadata"]["observed_decision"]["would_decision"] == "BLOCK"
     assert not [e for e in events if e["event_type"] == "TOOL_CALL_BLOCK"]
