@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.server.conftest import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
 
 from thoth.http import get_endpoint, release
 from thoth.instrumentor import build_tracer
@@ -39,10 +40,15 @@ def real(thoth_server: Server) -> Iterator[Tenant]:
     release(thoth_server.url)  # drain and forget this test's event queue and connections
 
 
-@pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[list[Server]]:
-    """A real server of the test's own (to stop and restart); the list holds the live process."""
-    holder = [launch(f"sqlite:///{tmp_path / 'thoth.db'}", tmp_path)]
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Server]]:
+    """A real server of the test's own (to stop and restart), on SQLite and on the machine's
+    PostgreSQL (a schema of its own; skipped without PostgreSQL); the list holds the live process."""
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{tmp_path / 'thoth.db'}"
+    else:
+        db_url = request.getfixturevalue("pg_schema_url")
+    holder = [launch(db_url, tmp_path)]
     yield holder
     release(holder[0].url)
     stop_server(holder[0])
