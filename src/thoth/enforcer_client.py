@@ -59,13 +59,19 @@ class EnforcerClient:
                 return await local(request)  # type: ignore[no-any-return]
             return self._local.enforce(request)  # type: ignore[no-any-return]
         assert self.endpoint is not None
+        response: httpx.Response | FastResponse
         try:
-            response = await self.endpoint.async_client().post(
-                self.url, json=request, headers=self.endpoint.headers(),
-                timeout=self.config.enforce_timeout_seconds,
-            )
-        except httpx.HTTPError as exc:
-            return self._fault(f"{type(exc).__name__}: {exc}", request)
+            if self.endpoint.fast_path:
+                response = await self.endpoint.arequest_fast("POST", "/v1/enforce", request,
+                                                             timeout=self.config.enforce_timeout_seconds)
+            else:
+                response = await self.endpoint.async_client().post(
+                    self.url, json=request, headers=self.endpoint.headers(),
+                    timeout=self.config.enforce_timeout_seconds,
+                )
+        except (TransportFault, httpx.HTTPError) as exc:
+            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
+                               request)
         return self._decide(response, request)
 
     # ---------------------------------------------------------------------------------------------
