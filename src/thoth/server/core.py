@@ -304,7 +304,7 @@ class Core:
             "authorization_decision": decision,
             "reason": result.reason,
             "decision_reason_code": result.reason_code,
-            "violation_id": violation_id if decision in VIOLATION_DECISIONS else None,
+            "violation_id": violation_id,  # also in observe mode: the would-be violation is on record
             "hold_token": None,
             "step_up_timeout_seconds": None,
             "risk_score": risk_score,
