@@ -235,6 +235,10 @@ class HttpEmitter:
     def emit(self, event: dict[str, Any]) -> None:
         self.transport.put(event)
 
+    def emit_later(self, build: Callable[[], dict[str, Any]]) -> None:
+        """Queue an event that `build()` makes on the event thread (off the governed call)."""
+        self.transport.put(lambda: [build()])
+
     def submit(self, job: Job) -> None:
         """Run `job` on the event thread, in order with events; the events it returns are sent."""
         self.transport.put(job)

@@ -24,6 +24,7 @@ class EnforcerClient:
         self.config = config
         self._local: Any = None
         self.endpoint: Endpoint | None = None
+        self.wants_session_tool_calls = not config.is_local  # the local engine keeps its own history
         if config.is_local:
             self._local = _local_engine("LocalEnforcer")(config)
         else:
