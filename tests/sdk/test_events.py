@@ -123,3 +123,17 @@ def test_request_carries_history_only_for_enforcers_that_read_it() -> None:
     request, calls = tracer._request("search", {"q": "x"})
     assert "session_tool_calls" not in request and calls.to_list() == ["search"]
     assert local.enforce(request).decision is DecisionType.ALLOW
+
+
+def test_a_failing_builder_loses_only_its_own_event(tmp_path: Path) -> None:
+    sink = LocalEventSink(path=tmp_path / "events.jsonl")
+    sink.emit({"event_type": "A"})
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("cannot build")
+
+    sink.emit_later(broken)
+    sink.emit_later(lambda: {"event_type": "B"})
+    assert sink.flush()
+    assert [e["event_type"] for e in sink.read()] == ["A", "B"]
+    assert sink.dropped == 1 and sink.sent == 2

@@ -275,21 +275,33 @@ class _JsonlWriter:
             self.last_write = time.monotonic()
             if not batch:
                 return True
+            events = self._build(batch)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                lines = "".join(json.dumps(_built(e), default=str, separators=(",", ":")) + "\n" for e in batch)
+                lines = "".join(json.dumps(e, default=str, separators=(",", ":")) + "\n" for e in events)
                 with self.path.open("a", encoding="utf-8") as f:
                     f.write(lines)
-                self.sent += len(batch)
+                self.sent += len(events)
                 return True
             except (OSError, TypeError, ValueError) as exc:
-                self.dropped += len(batch)
-                log.error("Thoth: could not write %d events to %s: %s", len(batch), self.path, exc)
+                self.dropped += len(events)
+                log.error("Thoth: could not write %d events to %s: %s", len(events), self.path, exc)
                 return False
 
-
-def _built(item: dict[str, Any] | Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    return item if isinstance(item, dict) else item()
+    def _build(self, batch: list[dict[str, Any] | Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The batch's events, building those queued by emit_later; a failing builder loses only
+        its own event (this runs inside a governed call when the batch fills up)."""
+        events = []
+        for item in batch:
+            if isinstance(item, dict):
+                events.append(item)
+                continue
+            try:
+                events.append(item())
+            except Exception:  # noqa: BLE001
+                self.dropped += 1
+                log.exception("Thoth: could not build an audit event")
+        return events
 
 
 _writers: dict[Path, _JsonlWriter] = {}
