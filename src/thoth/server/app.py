@@ -72,6 +72,15 @@ class ThothApp:
         except dataplane.BodyTooLarge:
             await dataplane.send_json(send, 413, dataplane.error_body(f"request body larger than {limit} bytes"))
             return
+        # PostgreSQL text cannot hold NUL characters: refuse them here, on every database, rather
+        # than answer 500 from deep inside a query.
+        if "\x00" in scope["path"]:
+            await dataplane.send_json(send, 404, dataplane.error_body("not found"))
+            return
+        if b"\\u0000" in body or b"\x00" in body or b"%00" in scope.get("query_string", b""):
+            await dataplane.send_json(send, 422, dataplane.error_body(
+                "strings must not contain NUL characters (\\u0000)"))
+            return
         sent = False
 
         async def replay() -> dict[str, Any]:
