@@ -60,14 +60,15 @@ def main() -> None:
         store.add_policy_version("bench", source.read_text(), "bench")
         policy_note = source.name
     body = json.dumps({**request_body(), "session_id": "SESSION"})
-    # Requests rotate over 500 sessions (sessions of realistic length, not one endless session);
-    # the bodies are built once, before the run.
+    head, tail = body.split("SESSION")
+    # Sessions of 20 calls (a realistic agent session; the policy's "longer than 50 calls" rule
+    # stays quiet), each run with its own session ids: new sessions keep arriving, as in production.
     lua = (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-           f'wrk.headers["x-api-key"] = "{key}"\nlocal template = "{lua_escape(body)}"\n'
-           'local reqs = {}\nfor i = 1, 500 do\n'
-           '  local b = template:gsub("SESSION", "bench-" .. i)\n'
-           '  reqs[i] = wrk.format(nil, nil, nil, b)\nend\n'
-           'local n = 0\nrequest = function()\n  n = n + 1\n  return reqs[(n % 500) + 1]\nend\n')
+           f'wrk.headers["x-api-key"] = "{key}"\n'
+           f'local head, tail = "{lua_escape(head)}", "{lua_escape(tail)}"\n'
+           'local run = "@RUN@"\nlocal n = 0\n'
+           'request = function()\n  n = n + 1\n'
+           '  return wrk.format(nil, nil, nil, head .. "bench-" .. run .. "-" .. math.floor(n / 20) .. tail)\nend\n')
     print(f"request {len(body)} bytes; policy: {policy_note}; database: {db_url.split('?')[0]}")
     results = {}
     runs = (("bare ASGI", "bare"), ("thoth /v1/enforce", "on"), ("thoth, analytics off", "off"))

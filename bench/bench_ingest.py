@@ -54,7 +54,7 @@ def main() -> None:
            f'wrk.headers["x-api-key"] = "{key}"\nlocal template = "{lua_escape(template)}"\n'
            'local n = 0\nrequest = function()\n  n = n + 1\n  local parts = {}\n'
            f'  for j = 1, {BATCH} do\n'
-           '    local id = tostring(math.random(1, 1000000000)) .. "-" .. n .. "-" .. j\n'
+           '    local id = "@RUN@-" .. n .. "-" .. j\n'
            '    parts[j] = template:gsub("ID", id):gsub("SESSION", tostring(n % 200))\n'
            '  end\n  return wrk.format(nil, nil, nil, "[" .. table.concat(parts, ",") .. "]")\nend\n')
     proc, url = start_thoth(db_url, home)
