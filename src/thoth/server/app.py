@@ -99,6 +99,7 @@ class ThothApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.core.writer.drain()  # queued decisions and events are written first
                 self.core.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -458,18 +458,20 @@ class Store:
             head = None
         return audit.verify_chain(tenant_id, [tuple(r) for r in rows], tuple(head) if head else None, trusted)
 
-    # ---- group-commit writes (called by the writer thread) --------------------------------
+    # ---- group-commit writes (called by the writer) ---------------------------------------
+    # Written once, as coroutines over `WriteOps` (thoth.server.writer): on PostgreSQL they run
+    # on psycopg's async connection, on SQLite they never suspend and run synchronously.
 
-    def write_batch(self, conn: Connection, jobs: list[Any]) -> list[Any]:
+    async def write_batch(self, ops: Any, jobs: list[Any]) -> list[Any]:
         ctx = _WriteContext()
         results: list[Any] = [None] * len(jobs)
-        # Plain decisions (no dedup key) go in with one executemany; sessions get one upsert each.
+        # Plain decisions (no dedup key) go in with one COPY / executemany; sessions get one upsert each.
         plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
         if plain:
-            conn.executemany(_INSERT_DECISION, [jobs[i].row for i in plain])
+            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row for i in plain])
             approvals = [jobs[i].approval for i in plain if jobs[i].approval is not None]
             if approvals:
-                conn.executemany(_INSERT_APPROVAL, approvals)
+                await ops.executemany(_INSERT_APPROVAL, approvals)
             for i in plain:
                 results[i] = True
         sessions: dict[tuple[str, str], list[Any]] = {}
@@ -477,7 +479,7 @@ class Store:
         for i, job in enumerate(jobs):
             if isinstance(job, DecisionRecord):
                 if job.dedup_key is not None:
-                    results[i] = self._write_decision(conn, job)
+                    results[i] = await self._write_decision(ops, job)
                 if results[i]:
                     self._count_session(sessions, job)
             elif isinstance(job, EventBatch):
@@ -486,12 +488,12 @@ class Store:
                 raise TypeError(f"unknown job {job!r}")
         for tenant, indexes in event_jobs.items():
             # All batches of one tenant in this transaction: one duplicate check, one insert.
-            for i, result in zip(indexes, self._write_events(conn, ctx, tenant, [jobs[i] for i in indexes]),
-                                 strict=True):
+            written = await self._write_events(ops, ctx, tenant, [jobs[i] for i in indexes])
+            for i, result in zip(indexes, written, strict=True):
                 results[i] = result
         if sessions:
-            conn.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
-        self._sign_heads(conn, ctx)
+            await ops.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
+        await self._sign_heads(ops, ctx)
         return results
 
     @staticmethod
@@ -507,36 +509,40 @@ class Store:
         s[6] += rec.decision == "STEP_UP"
         s[7] = max(s[7], rec.risk_score)
 
-    def _write_decision(self, conn: Connection, rec: DecisionRecord) -> bool:
+    async def _write_decision(self, ops: Any, rec: DecisionRecord) -> bool:
         if rec.dedup_key is not None:
-            if conn.execute(_INSERT_DECISION_DEDUP, rec.row).rowcount == 0:
+            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row) == 0:
                 return False  # the same call was already recorded (possibly by another process)
         else:
-            conn.execute(_INSERT_DECISION, rec.row)
+            await ops.execute(_INSERT_DECISION, rec.row)
         if rec.approval is not None:
-            conn.execute(_INSERT_APPROVAL, rec.approval)
+            await ops.execute(_INSERT_APPROVAL, rec.approval)
         return True
 
-    def _head(self, conn: Connection, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
+    async def _head(self, ops: Any, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
         if tenant_id in ctx.heads:
             return ctx.heads[tenant_id]
-        conn.execute("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                     (tenant_id, -1, audit.GENESIS))
-        lock = " FOR UPDATE" if conn.postgres else ""
-        row = conn.one("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant_id,))
+        await ops.execute("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
+                          " ON CONFLICT DO NOTHING", (tenant_id, -1, audit.GENESIS))
+        # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL; held
+        # to the commit, so two processes never hand out the same chain index. (SQLite: the
+        # whole write transaction is already exclusive.)
+        lock = " FOR UPDATE" if ops.postgres else ""
+        row = await ops.one("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant_id,))
         ctx.heads[tenant_id] = (int(row[0]), row[1])
         return ctx.heads[tenant_id]
 
-    def _write_events(self, conn: Connection, ctx: _WriteContext, tenant: str,
-                      batches: list[EventBatch]) -> list[BatchResult]:
-        index, prev = self._head(conn, ctx, tenant)
+    async def _write_events(self, ops: Any, ctx: _WriteContext, tenant: str,
+                            batches: list[EventBatch]) -> list[BatchResult]:
+        index, prev = await self._head(ops, ctx, tenant)
         ids = list({e["event_id"] for batch in batches for e in batch.events})
-        if conn.postgres:  # one array parameter: one prepared statement whatever the batch size
-            found = conn.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)", [tenant, ids])
+        if ops.postgres:  # one array parameter: one prepared statement whatever the batch size
+            found = await ops.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
+                                  [tenant, ids])
         else:
             marks = ", ".join("?" * len(ids))
-            found = conn.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
-                             [tenant, *ids])
+            found = await ops.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
+                                  [tenant, *ids])
         existing = {r[0] for r in found}
         ingested_at = iso(now())
         rows = []
@@ -560,20 +566,15 @@ class Store:
                 prev = h
                 result.accepted += 1
         if rows:
-            if conn.postgres:
-                with conn.raw.cursor() as cur, cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as cp:
-                    for r in rows:
-                        cp.write_row(r)
-            else:
-                conn.executemany(_INSERT_EVENT, rows)
+            await ops.copy("events", EVENT_COLUMNS, rows)
             ctx.heads[tenant] = (index, prev)
             ctx.dirty_heads.add(tenant)
         return results
 
-    def _sign_heads(self, conn: Connection, ctx: _WriteContext) -> None:
+    async def _sign_heads(self, ops: Any, ctx: _WriteContext) -> None:
         for tenant in ctx.dirty_heads:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None
             pub = self.signer.public_key_hex if self.signer else None
-            conn.execute("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
-                         " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))
+            await ops.execute("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
+                              " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))
