@@ -79,6 +79,9 @@ EVENT_FIELDS = (
 # Filled by the server whatever the client sends.
 EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature"})
 _CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
+_EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type",
+                            "tool_name", "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"})
+_EVENT_STRING_LISTS = frozenset({"approved_scope", "session_tool_calls"})
 
 
 def normalize_keys(body: dict[str, Any]) -> dict[str, Any]:
@@ -466,30 +469,37 @@ class Core:
 
     @staticmethod
     def _event(key: KeyInfo, i: int, raw: Any) -> dict[str, Any]:
+        """Validate and normalise one event in one pass over its fields (this runs per event)."""
         if not isinstance(raw, dict):
             raise ClientError(422, f"event {i} must be a JSON object")
-        event = normalize_keys(raw)
-        for name in EVENT_SERVER_FIELDS:
-            event.pop(name, None)
-        try:
-            event_id = _str(event, "event_id", required=True)
-            tenant = _str(event, "tenant_id")
-            for name in ("agent_id", "session_id", "user_id", "source_type", "event_type", "tool_name",
-                         "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"):
-                _str(event, name)
-            _str_list(event, "approved_scope")
-            _str_list(event, "session_tool_calls")
-        except ClientError as exc:
-            raise ClientError(422, f"event {i}: {exc.message}") from None
+        event: dict[str, Any] = {}
+        for name, value in raw.items():
+            snake = _CAMEL_TO_SNAKE.get(name, name)
+            if snake in EVENT_SERVER_FIELDS or (snake != name and snake in raw):  # snake case wins
+                continue
+            if value is not None:
+                if snake in _EVENT_STRINGS:
+                    if type(value) is not str:
+                        raise ClientError(422, f"event {i}: '{snake}' must be a string")
+                elif snake in _EVENT_STRING_LISTS:
+                    if type(value) is not list or not all(type(v) is str for v in value):
+                        raise ClientError(422, f"event {i}: '{snake}' must be a list of strings")
+                elif snake == "metadata":
+                    if not isinstance(value, dict):
+                        raise ClientError(422, f"event {i}: 'metadata' must be an object")
+                elif snake == "ttl" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    raise ClientError(422, f"event {i}: 'ttl' must be a number")
+            event[snake] = value
+        event_id = event.get("event_id")
+        if event_id is None:
+            raise ClientError(422, f"event {i}: 'event_id' is required")
+        if not event_id:
+            raise ClientError(422, f"event {i}: 'event_id' must not be empty")
+        if len(event_id) > 300:
+            raise ClientError(422, f"event {i}: 'event_id' is too long")
+        tenant = event.get("tenant_id")
         if tenant is not None and tenant != key.tenant_id:
             raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
-        if event.get("metadata") is not None and not isinstance(event["metadata"], dict):
-            raise ClientError(422, f"event {i}: 'metadata' must be an object")
-        ttl = event.get("ttl")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)):
-            raise ClientError(422, f"event {i}: 'ttl' must be a number")
-        if len(event_id or "") > 300:
-            raise ClientError(422, f"event {i}: 'event_id' is too long")
         event["tenant_id"] = key.tenant_id
         return event
 
