@@ -619,8 +619,9 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
-def tool_constraint(node: Any) -> frozenset[str] | None:
-    """Exact tool names a condition can only match (for the per-tool index), or None."""
+def tool_constraint(node: Any, kind: str = "tool") -> frozenset[str] | None:
+    """Exact tool names (or agent ids, kind="agent") a condition can only match, for the
+    per-tool and per-agent rule indexes; None when it is not restricted that way."""
     if isinstance(node, list):
         node = {"all": node}
     if not isinstance(node, dict):
@@ -628,17 +629,17 @@ def tool_constraint(node: Any) -> frozenset[str] | None:
     found: frozenset[str] | None = None
     for key, value in node.items():
         sub: frozenset[str] | None = None
-        if key == "tool":
+        if key == kind:
             items = value if isinstance(value, list) else [value]
             if items and all(isinstance(v, str) and not is_glob(v) for v in items):
                 sub = frozenset(items)
         elif key == "all" and isinstance(value, list):
             for item in value:
-                c = tool_constraint(item)
+                c = tool_constraint(item, kind)
                 if c is not None:
                     sub = c if sub is None else sub & c
         elif key == "any" and isinstance(value, list) and value:
-            subs = [tool_constraint(item) for item in value]
+            subs = [tool_constraint(item, kind) for item in value]
             if all(s is not None for s in subs):
                 sub = frozenset().union(*[s for s in subs if s is not None])
         if sub is not None:

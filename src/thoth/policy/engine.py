@@ -51,6 +51,7 @@ class Rule:
     modify: dict[str, Any] | None
     timeout: float | None
     constraint: frozenset[str] | None
+    agents: frozenset[str] | None = None  # the only agents the rule can match, when it names them
 
 
 @dataclass(slots=True)
@@ -103,6 +104,7 @@ class CompiledPolicy:
     cedar: Any = None
     _by_tool: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     _generic: tuple[Rule, ...] = ()
+    _by_call: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tools: set[str] = set()
@@ -112,6 +114,17 @@ class CompiledPolicy:
         self._generic = tuple(r for r in self.rules if r.constraint is None)
         self._by_tool = {t: tuple(r for r in self.rules if r.constraint is None or t in r.constraint)
                          for t in tools}
+
+    def rules_for(self, tool: str, agent: str) -> tuple[Rule, ...]:
+        """The rules that can match a call of `tool` by `agent`, in document order. A policy with
+        per-agent rules (allowlists) would otherwise test every agent's rules on every call."""
+        found = self._by_call.get((tool, agent))
+        if found is None:
+            found = tuple(r for r in self._by_tool.get(tool, self._generic) if r.agents is None or agent in r.agents)
+            if len(self._by_call) >= 4096:  # names come from clients: stay bounded
+                self._by_call.clear()
+            self._by_call[(tool, agent)] = found
+        return found
 
     @property
     def rule_ids(self) -> list[str]:
@@ -143,7 +156,7 @@ class CompiledPolicy:
 
         allow_rule = False
         modifiers: list[Rule] = []
-        for rule in self._by_tool.get(tool, self._generic):
+        for rule in self.rules_for(tool, call.agent_id):
             try:
                 hit = rule.cond(ev)
             except Exception as exc:  # a value the rule cannot judge: fail closed
@@ -611,7 +624,7 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     return Rule(id=rule_id, description=str(description), action=action, decision=ACTIONS[action], cond=cond,
                 reason=str(reason), references=tuple(references), code=str(spec.get("code", f"rule_{action}")),
                 hard=bool(spec.get("hard", False)), modify=modify, timeout=timeout,
-                constraint=tool_constraint(spec["when"]))
+                constraint=tool_constraint(spec["when"]), agents=tool_constraint(spec["when"], "agent"))
 
 
 def _modify_spec(value: Any, path: Path, check: _Checker) -> dict[str, Any] | None:
