@@ -108,11 +108,14 @@ def _str(body: dict[str, Any], name: str, default: str | None = None, required: 
     return value
 
 
+_STR_TYPE = {str}
+
+
 def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if type(value) is not list or not set(map(type, value)) <= _STR_TYPE:  # C-speed check of every item
         raise ClientError(422, f"'{name}' must be a list of strings")
     return value
 
@@ -327,7 +330,9 @@ class Core:
         row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
                orjson.dumps(tool_args, default=str).decode(), decision, would, result.reason, result.reason_code,
                orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
-               envelope["hold_token"], mode, environment, dedup_key, now, response.decode())
+               envelope["hold_token"], mode, environment, dedup_key, now,
+               # The answer is kept only to replay it to a repeated check of the same call.
+               response.decode() if dedup_key is not None else "")
         history.record(tool_name, tool_args, now, decision)
         record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
                                 dedup_key, approval_row)
