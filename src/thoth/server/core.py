@@ -152,6 +152,7 @@ class Core:
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
         self._histories: _LRU = _LRU(20_000)
         self._dedup: _LRU = _LRU(100_000)
+        self._reads: dict[Any, asyncio.Future[Any]] = {}
         self._hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # One analytics engine per tenant, in memory (per process; see docs/server.md).
@@ -175,6 +176,17 @@ class Core:
         if self.db.postgres:
             return await asyncio.to_thread(fn, *args)
         return fn(*args)
+
+    async def read_once(self, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """`read`, shared by concurrent requests that need the same thing (the calls of a session
+        arriving together): one query instead of one each, and one answer for all of them."""
+        if not self.db.postgres:
+            return fn(*args)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = self._reads[key] = asyncio.ensure_future(self.read(fn, *args))
+            pending.add_done_callback(lambda _: self._reads.pop(key, None))
+        return await asyncio.shield(pending)  # a cancelled request must not cancel the others' read
 
     # ---- auth -------------------------------------------------------------------------
 
@@ -367,11 +379,13 @@ class Core:
         key = (tenant_id, session_id)
         history = self._histories.get(key)
         if history is None:
-            history = engine.SessionHistory()
-            for tool_name, tool_args, ts, decision in await self.read(
-                    self.store.session_history_rows, tenant_id, session_id):
-                history.record(tool_name, tool_args, ts, decision)
-            self._histories.put(key, history)
+            rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id, session_id)
+            history = self._histories.get(key)  # built meanwhile by a concurrent call of this session?
+            if history is None:
+                history = engine.SessionHistory()
+                for tool_name, tool_args, ts, decision in rows:
+                    history.record(tool_name, tool_args, ts, decision)
+                self._histories.put(key, history)
         return history
 
     # ---- holds and approvals -------------------------------------------------------------
@@ -479,7 +493,7 @@ class Core:
             raise ClientError(422, f"event {i} must be a JSON object")
         event: dict[str, Any] = {}
         for name, value in raw.items():
-            snake = _CAMEL_TO_SNAKE.get(name, name)
+            snake: str = _CAMEL_TO_SNAKE.get(name) or name
             if snake in EVENT_SERVER_FIELDS or (snake != name and snake in raw):  # snake case wins
                 continue
             if value is not None:
