@@ -39,7 +39,7 @@ def bodies(route: str, n: int) -> list[bytes]:
         template = request_body()
         return [orjson.dumps({**template, "session_id": f"prof-{run}-{i // 20}"}) for i in range(n)]
     text = event_template()
-    return [("[" + ",".join(text.replace("ID", f"{run}-{i}-{j}").replace("SESSION", str(i % 200))
+    return [("[" + ",".join(text.replace("@ID@", f"{run}-{i}-{j}").replace("@SESSION@", str(i % 200))
                             for j in range(BATCH)) + "]").encode() for i in range(n)]
 
 
