@@ -459,8 +459,10 @@ class Store:
         return audit.verify_chain(tenant_id, [tuple(r) for r in rows], tuple(head) if head else None, trusted)
 
     # ---- group-commit writes (called by the writer) ---------------------------------------
-    # Written once, as coroutines over `WriteOps` (thoth.server.writer): on PostgreSQL they run
-    # on psycopg's async connection, on SQLite they never suspend and run synchronously.
+    # Written once, as coroutines over the writer's ops (thoth.server.writer): on PostgreSQL
+    # they run on psycopg's async connection in pipeline mode (`run` and `executemany` only queue
+    # a statement; `one`, `all` and `execute`'s row count wait for the answers), so a transaction
+    # costs about three round trips; on SQLite they never suspend and run synchronously.
 
     async def write_batch(self, ops: Any, jobs: list[Any]) -> list[Any]:
         ctx = _WriteContext()
@@ -514,16 +516,16 @@ class Store:
             if await ops.execute(_INSERT_DECISION_DEDUP, rec.row) == 0:
                 return False  # the same call was already recorded (possibly by another process)
         else:
-            await ops.execute(_INSERT_DECISION, rec.row)
+            await ops.run(_INSERT_DECISION, rec.row)
         if rec.approval is not None:
-            await ops.execute(_INSERT_APPROVAL, rec.approval)
+            await ops.run(_INSERT_APPROVAL, rec.approval)
         return True
 
     async def _head(self, ops: Any, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
         if tenant_id in ctx.heads:
             return ctx.heads[tenant_id]
-        await ops.execute("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
-                          " ON CONFLICT DO NOTHING", (tenant_id, -1, audit.GENESIS))
+        await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
+                      " ON CONFLICT DO NOTHING", (tenant_id, -1, audit.GENESIS))
         # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL; held
         # to the commit, so two processes never hand out the same chain index. (SQLite: the
         # whole write transaction is already exclusive.)
@@ -576,5 +578,5 @@ class Store:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None
             pub = self.signer.public_key_hex if self.signer else None
-            await ops.execute("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
-                              " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))
+            await ops.run("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
+                          " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))
