@@ -20,6 +20,8 @@ from thoth.tracer import Tracer, _governed_callable, _is_async
 FRAMEWORKS: list[tuple[str, str | None, str]] = [
     ("langchain_classic.agents", "AgentExecutor", "langchain"),
     ("langchain.agents", "AgentExecutor", "langchain"),
+    # compiled graphs of LangGraph and LangChain 1.x create_agent: their ToolNodes' tools
+    ("langgraph", "CompiledStateGraph", "langchain"),
     ("crewai", None, "crewai"),
     ("autogen_agentchat", None, "autogen"),
     ("autogen", None, "autogen"),
@@ -76,9 +78,14 @@ def instrument(
     api_key: str | None = None,
     api_url: str | None = None,
     session_id: str | None = None,
+    on_block: str | None = None,
     **extra: Any,
 ) -> Any:
-    """Govern every tool call of `agent`; returns the same object, mutated in place."""
+    """Govern every tool call of `agent`; returns the same object, mutated in place.
+
+    `on_block` (framework agents only): "raise" stops the run with ThothPolicyViolation, "return"
+    hands the model an error result so the run goes on; each framework has its own default.
+    """
     framework = detect_framework(agent)
     if framework is None and not isinstance(getattr(agent, "tools", None), list):
         raise TypeError(
@@ -95,7 +102,8 @@ def instrument(
 
         instrument_agent(agent, tracer)
     else:
-        _framework_module(framework).instrument_agent(agent, tracer)
+        options = {} if on_block is None else {"on_block": on_block}
+        _framework_module(framework).instrument_agent(agent, tracer, **options)
     tracer.session.activate()  # get_current_session() in this thread / task from now on
     return agent
 
@@ -179,6 +187,12 @@ _MISSING: Any = object()
 
 def flush(timeout: float = 5.0) -> bool:
     """Send every queued audit event now; True if all were delivered (or dropped) in time."""
+    import sys
+
     from thoth.http import flush_all
 
-    return flush_all(timeout)
+    delivered = flush_all(timeout)
+    local = sys.modules.get("thoth.policy.local")  # only loaded when an agent runs in local mode
+    if local is not None:
+        delivered = local.flush_local_sinks(timeout) and delivered
+    return delivered

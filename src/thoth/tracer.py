@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import logging
 import socket
 import time
@@ -94,7 +95,7 @@ class Tracer:
         self.emitter = emitter
         self.enforcer = enforcer
         self.step_up = step_up
-        self._seen: OrderedDict[str, EnforcementDecision] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str], EnforcementDecision] = OrderedDict()
 
     # Governance ----------------------------------------------------------------------------------
     def govern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
@@ -223,7 +224,7 @@ class Tracer:
         """A call_id seen before in this session is not checked again (node re-runs on resume)."""
         if call_id is None:
             return None
-        decision = self._seen.get(call_id)
+        decision = self._seen.get(_dedup_key(call_id, tool_name, tool_args))
         if decision is None:
             return None
         if decision.decision in _BLOCKING:
@@ -232,10 +233,10 @@ class Tracer:
             tool_args = decision.modified_tool_args
         return GovernedCall(self, tool_name, tool_args, decision, call_id)
 
-    def _remember(self, call_id: str | None, decision: EnforcementDecision) -> None:
+    def _remember(self, call_id: str | None, request: dict[str, Any], decision: EnforcementDecision) -> None:
         if call_id is None or decision.fail_mode:
             return  # fail-open/closed decisions are retried next time
-        self._seen[call_id] = decision
+        self._seen[_dedup_key(call_id, request["tool_name"], request["tool_args"])] = decision
         while len(self._seen) > _DEDUP_SIZE:
             self._seen.popitem(last=False)
 
@@ -289,7 +290,7 @@ class Tracer:
                 tool_args = decision.modified_tool_args
         elif decision.decision is DecisionType.STEP_UP:  # a step-up client that returned unresolved
             decision = decision.model_copy(update={"decision": DecisionType.BLOCK})
-        self._remember(call_id, decision)
+        self._remember(call_id, request, decision)
         if decision.decision in _BLOCKING:
             self._emit_block(request, call_id, decision)
             raise self._violation(request["tool_name"], decision)
@@ -461,6 +462,14 @@ def _decision_meta(decision: EnforcementDecision) -> dict[str, Any]:
         if key in extra:
             meta[key] = extra[key]
     return meta
+
+
+def _dedup_key(call_id: str, tool_name: str, tool_args: Any) -> tuple[str, str, str]:
+    """A re-run of the same call (same id, tool and arguments) reuses its decision; a reused id
+    with another tool or other arguments is a new call and is checked again."""
+    if tool_args is not None and not isinstance(tool_args, dict):
+        tool_args = {"input": tool_args}
+    return call_id, tool_name, json.dumps(json_safe(tool_args), sort_keys=True, default=str)
 
 
 def _decision_of(exc: ThothPolicyViolation) -> EnforcementDecision:

@@ -92,8 +92,14 @@ def governed_tools(
     return {name: (lambda query, fn=fn: fn({"query": query})) for name, fn in wrapped.items()}
 
 
+# The server adds its own records to a session's timeline (APPROVAL_REQUESTED, APPROVAL_RESOLVED,
+# ...); these tests look at what the client sent.
+CLIENT_EVENT_TYPES = frozenset({"TOOL_CALL_PRE", "TOOL_CALL_POST", "TOOL_CALL_BLOCK", "LLM_INVOCATION"})
+
+
 def event_sequence(timeline: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(event["event_type"], event["tool_name"]) for event in timeline["events"]]
+    return [(event["event_type"], event["tool_name"]) for event in timeline["events"]
+            if event["event_type"] in CLIENT_EVENT_TYPES]
 
 
 def decision_sequence(timeline: dict[str, Any]) -> list[tuple[str, str]]:
@@ -103,9 +109,10 @@ def decision_sequence(timeline: dict[str, Any]) -> list[tuple[str, str]]:
 def check_events(timeline: dict[str, Any], server: ServerInfo, expected: list[tuple[str, str]]) -> None:
     """The session shows exactly the client's events, in order, each once."""
     assert event_sequence(timeline) == expected
-    event_ids = [event["event_id"] for event in timeline["events"]]
+    client_events = [event for event in timeline["events"] if event["event_type"] in CLIENT_EVENT_TYPES]
+    event_ids = [event["event_id"] for event in client_events]
     assert len(set(event_ids)) == len(event_ids), f"an event was stored twice: {event_ids}"
-    for event in timeline["events"]:
+    for event in client_events:
         assert event["event_id"].startswith(f"{server.tenant}:")
         assert event["metadata"]["tool_call"]["name"] == event["tool_name"]
 

@@ -207,3 +207,22 @@ def test_record_cost_does_not_grow_with_history() -> None:
         h.record("read_file" if i % 2 else "other", {"path": f"/s/{i}"}, NOW + i, "ALLOW")
     assert h.n == 5000 and h.counts["other"] == 2500
     assert next(iter(h.markers.values()))[0] == 2500
+
+
+def test_document_text_never_becomes_generated_code() -> None:
+    from thoth.policy import compile_policy
+    nasty = "x') or __import__('os').system('echo pwned') or ('"
+    key = nasty.replace(".", "_")  # a dot in an argument name means nesting
+    p = compile_policy({"rules": [{"id": "r", "action": "flag", "when": {
+        "tool": nasty, "agent": [nasty, "a*"], "args": {key: {"prefix": nasty}, "n": {"gt": 1}}}}]})
+    [rule] = p.rules
+    assert "import" not in rule.source and "pwned" not in rule.source
+    assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: nasty + "!", "n": 2})).flags == ["r"]
+    assert p.evaluate(call(nasty, agent_id="ab", tool_args={key: "y", "n": 2})).flags == []
+
+
+def test_a_history_predicate_that_cannot_judge_a_call_counts_it() -> None:
+    p = policy_with({"history": {"tool": "pay", "args": {"amount": {"gt": 100}}}})
+    h = p.new_history()
+    h.record("pay", {"amount": float("nan")}, NOW, "ALLOW")
+    assert p.evaluate(call("send"), h).matched_rule_ids == ["r"]

@@ -179,3 +179,19 @@ def test_explain_trace_says_why() -> None:
     text = "\n".join(d.trace)
     assert "not in effective scope" in text and "rule r matched" in text and "mode progressive" in text
     assert p.evaluate(call("t", agent_id="bot")).trace == []
+
+
+def test_the_scope_ladder_works_when_record_gets_only_the_verdict_string() -> None:
+    p = default_policy()
+    h = p.new_history()
+    first = p.evaluate(call("x", approved_scope=["y"]), h)
+    h.record("x", {}, NOW, first.decision.value)  # what a server storing strings passes
+    assert p.evaluate(call("x", approved_scope=["y"]), h).decision is DecisionType.BLOCK
+    # replaying stored decisions: the reason code says which check was violated
+    replayed = p.new_history()
+    replayed.record("x", {}, NOW, "STEP_UP", reason_code="policy_scope_violation")
+    assert p.evaluate(call("x", approved_scope=["y"]), replayed).decision is DecisionType.BLOCK
+    # a plain string without either counts as a violation, not as a scope violation
+    plain = p.new_history()
+    plain.record("x", {}, NOW, "STEP_UP")
+    assert plain.violations == 1 and plain.scope_violations == 0

@@ -70,7 +70,7 @@ def test_alias_bombs_are_refused() -> None:
     for i in range(1, 9):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     [err] = errors_of("\n".join(lines) + "\n")
-    assert "nodes" in err.message
+    assert "values" in err.message
 
 
 def test_bad_regex_glob_and_timezone() -> None:
@@ -124,3 +124,12 @@ def test_unquoted_times_are_read_as_minutes() -> None:
     # YAML 1.1 reads 18:00 as the base-60 integer 1080 = minutes since midnight.
     p = compile_policy("rules:\n  - id: a\n    when: {time: {between: [18:00, 23:59]}}\n    action: block\n")
     assert p.rule_ids == ["a"]
+
+
+def test_deep_nesting_is_refused_or_compiled_never_a_crash() -> None:
+    [err] = errors_of("rules:\n  - id: r\n    action: block\n    when: " + "{not: " * 120 + "{tool: x}" + "}" * 120 + "\n")
+    assert "nested" in err.message
+    cond: dict = {"tool": "x"}
+    for _ in range(150):
+        cond = {"not": cond}
+    assert compile_policy({"rules": [{"id": "r", "when": cond, "action": "block"}]}).rule_ids == ["r"]

@@ -227,3 +227,18 @@ def test_local_mode_without_the_engine_is_a_clear_error(monkeypatch: pytest.Monk
             build_tracer(agent_id="a", approved_scope=[], tenant_id="t", api_url="local")
     else:
         pytest.skip("the policy engine is present; covered by its own tests")
+
+
+def test_reused_call_id_with_another_tool_or_arguments_is_checked_again(
+        server: WireServer, make_tracer: Any) -> None:
+    """Frameworks re-run a node with the same call id; a *different* call under a reused id
+    must not borrow the first call's decision."""
+    tracer = make_tracer(approved_scope=["read_file"])
+    tracer.govern("read_file", {"path": "/a"}, call_id="c1").done("ok")
+    tracer.govern("read_file", {"path": "/a"}, call_id="c1").done("ok")  # a re-run: cached
+    assert len(server.enforce_requests) == 1
+    tracer.govern("read_file", {"path": "/b"}, call_id="c1").done("ok")  # other arguments
+    assert len(server.enforce_requests) == 2
+    with pytest.raises(ThothPolicyViolation):
+        tracer.govern("delete_file", {"path": "/a"}, call_id="c1")  # other tool, out of scope
+    assert len(server.enforce_requests) == 3

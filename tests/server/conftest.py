@@ -83,6 +83,14 @@ def start_server(db_url: str, home: Path, env_extra: dict[str, str] | None = Non
     raise RuntimeError("server did not start")
 
 
+def start_servers(db_url: str, home: Path, count: int, env_extra: dict[str, str] | None = None) -> list[Server]:
+    """Several processes on one database, started side by side (each start costs seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: start_server(db_url, home, env_extra), range(count)))
+
+
 def stop_server(server: Server) -> None:
     server.proc.terminate()
     try:

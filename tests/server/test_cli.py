@@ -52,17 +52,33 @@ def test_serve_port_taken_and_db_unreachable(tmp_path: Path) -> None:
     assert r.returncode == 1 and "Traceback" not in r.stderr
 
 
+# The hold's own timeout: each CLI command below is a new Python process (1-3 s on a loaded
+# machine), so the test servers' 3-second default let the hold expire before the deny landed.
+HELD_RM = """
+version: 1
+rules:
+  - id: rm-needs-human
+    when: {tool: rm}
+    action: step_up
+    timeout_seconds: 300
+"""
+
+
 def test_approvals_cli_resolves_a_live_hold(server: Server, tmp_path: Path) -> None:
     t = "cli-" + os.urandom(3).hex()
+    with server.client(server.key(t, "admin")) as admin:
+        assert admin.put("/v1/policies", json={"document": HELD_RM}).status_code == 200
     with server.client(server.key(t)) as c:
-        hold = c.post("/v1/enforce", json={"tenant_id": t, "agent_id": "a", "tool_name": "rm", "approved_scope": ["ls"],
-                                           "enforcement_mode": "step_up", "tool_args": {"path": "/"}}).json()
+        hold = c.post("/v1/enforce", json={"tenant_id": t, "agent_id": "a", "tool_name": "rm",
+                                           "approved_scope": ["ls", "rm"], "enforcement_mode": "step_up",
+                                           "tool_args": {"path": "/"}}).json()
+        assert hold["step_up_timeout_seconds"] == 300
         listed = thoth("approvals", "list", "--tenant", t, "--json", home=tmp_path, db=server.db_url)
         (approval,) = json.loads(listed.stdout)
         assert approval["hold_token"] == hold["hold_token"]
         r = thoth("approvals", "deny", approval["approval_id"], "--reason", "not on prod", home=tmp_path,
                   db=server.db_url)
-        assert r.returncode == 0 and "denied" in r.stdout
+        assert r.returncode == 0 and "denied" in r.stdout, r.stderr
         answer = c.get(f"/v1/enforce/hold/{hold['hold_token']}", params={"wait": 5}).json()
         assert answer["resolution"] == "BLOCK" and answer["reason"] == "not on prod"
         assert answer["resolved_by"].startswith("cli:")

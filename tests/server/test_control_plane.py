@@ -40,7 +40,10 @@ def test_sessions_and_timeline(server: Server, populated: dict[str, str]) -> Non
         detail = v.get(f"/v1/sessions/{populated['session']}").json()
         assert [d["tool_name"] for d in detail["decisions"]] == ["search", "wire_money", "delete_repo"]
         assert [d["decision"] for d in detail["decisions"]] == ["ALLOW", "BLOCK", "STEP_UP"]
-        assert len(detail["events"]) == 3 and detail["events"][0]["event_type"] == "TOOL_CALL_PRE"
+        sdk_events = [e for e in detail["events"] if e.get("source_type") != "thoth_approval"]
+        assert len(sdk_events) == 3 and sdk_events[0]["event_type"] == "TOOL_CALL_PRE"
+        # the held call's approval request is in the timeline (and the audit chain) too
+        assert [e["event_type"] for e in detail["events"] if e not in sdk_events] == ["APPROVAL_REQUESTED"]
         assert v.get("/v1/sessions", params={"agent_id": "nobody"}).json()["items"] == []
         assert v.get("/v1/sessions/unknown").status_code == 404
         assert v.get("/v1/sessions", params={"limit": "many"}).status_code == 422
@@ -147,11 +150,47 @@ def test_foreign_tenant_sees_nothing(server: Server, populated: dict[str, str]) 
             assert r.status_code < 500, (method, path, r.status_code)
             assert victim not in text and populated["session"] not in text, (method, path, text[:200])
             assert populated["violation"] not in text and populated["hold"] not in text, (method, path)
-    # the victim's approval is still pending and its key still works
+        # A hold token of the victim, presented in an enforce body: unknown, not honoured.
+        r = c.post("/v1/enforce", json={**call(attacker), "hold_token": populated["hold"]})
+        assert r.status_code == 404 and populated["hold"] not in r.text
+    # The dashboard, with an API key as a script would use it (Bearer): pages and actions.
+    with server.client(server.key(attacker, "admin"), bearer=True) as d:
+        for method, template, form in DASHBOARD_ROUTES:
+            path = template.format(**populated)
+            r = d.request(method, path, data=form)
+            assert r.status_code < 500, (method, path, r.status_code)
+            text = r.text
+            assert victim not in text, (method, path, text[:300])
+            assert populated["violation"] not in text and populated["hold"] not in text, (method, path)
+            if method == "GET" and "{" not in template:
+                assert r.status_code == 200, (method, path, r.status_code)  # the page itself is served
+    # the victim's approval is still pending, its key still works, no policy was pushed for it
     with server.client(populated["admin"]) as a:
         assert a.get(f"/v1/approvals/{populated['approval']}").json()["status"] == "pending"
         assert a.get("/v1/keys").status_code == 200
         assert a.get("/v1/audit/verify").json()["verified"] is True
+        assert a.get("/v1/policies").json()["default"] is True
+        assert a.get("/v1/policies/versions").json()["items"] == []
+
+
+DASHBOARD_ROUTES = [
+    ("GET", "/", None),
+    ("GET", "/sessions", None),
+    ("GET", "/sessions/{session}", None),
+    ("GET", "/violations", None),
+    ("GET", "/violations/{violation}", None),
+    ("GET", "/approvals", None),
+    ("GET", "/approvals/live", None),
+    ("GET", "/policies", None),
+    ("GET", "/policies/versions/1", None),
+    ("GET", "/analytics", None),
+    ("GET", "/settings", None),
+    ("POST", "/approvals/{approval}/resolve", {"decision": "approve", "reason": "x"}),
+    ("POST", "/policies", {"document": "version: 1\nrules: []\n"}),
+    ("POST", "/policies/versions/1/rollback", {}),
+    ("POST", "/policies/simulate", {"document": "version: 1\nrules: []\n", "days": "7"}),
+    ("POST", "/settings/keys/{key_id}/revoke", {}),
+]
 
 
 def test_policy_put_versions_enforce_and_rollback(server: Server) -> None:

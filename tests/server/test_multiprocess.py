@@ -53,7 +53,8 @@ def test_hold_created_resolved_and_seen_on_three_processes(pg_schema_url: str, t
                        json=[{"event_id": f"multi:{i}-{j}", "tenant_id": "multi", "event_type": "TOOL_CALL_PRE"}
                              for j in range(5)])
         verify = httpx.get(a.url + "/v1/audit/verify", headers={"x-api-key": approver}).json()
-        assert verify["verified"] is True and verify["records_checked"] == 15
+        # 15 client events plus the approval loop's own records (requested, resolved)
+        assert verify["verified"] is True and verify["records_checked"] == 15 + 2
     finally:
         for srv in servers:
             stop_server(srv)

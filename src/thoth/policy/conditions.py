@@ -17,6 +17,7 @@ from thoth.policy.context import CallContext, SessionHistory
 from thoth.policy.loader import Marks, Path
 from thoth.policy.markers import Marker, MarkerTable
 from thoth.policy.values import (
+    MAX_TEXT,
     MISSING,
     as_text,
     domains_of,
@@ -42,15 +43,28 @@ class Eval:
     in_scope: bool
     in_intent: bool
 
-    def __init__(self, c: CallContext, h: SessionHistory, in_scope: bool, in_intent: bool) -> None:
+    def __init__(self, c: CallContext, h: SessionHistory, in_scope: bool, in_intent: bool,
+                 args: dict[str, Any] | None = None) -> None:
         self.c = c
         self.h = h
-        self.args = c.tool_args if isinstance(c.tool_args, dict) else {}
+        self.args = normalize_args(c.tool_args) if args is None else args
         self.in_scope = in_scope
         self.in_intent = in_intent
 
 
+def normalize_args(args: Any) -> dict[str, Any]:
+    """The arguments as a dict; for the wire's {"args": [...], "kwargs": {...}}, kwargs' names too."""
+    if type(args) is not dict:
+        return args if isinstance(args, dict) else {}
+    if "kwargs" in args:
+        kwargs = args["kwargs"]
+        if isinstance(kwargs, dict):
+            return {**kwargs, **args}
+    return args
+
+
 Cond = Callable[[Eval], bool]
+Check = Callable[[CallContext, dict[str, Any], SessionHistory], bool]  # closures called from generated code
 ArgsPred = Callable[[dict[str, Any]], bool]
 ValuePred = Callable[[Any], bool]
 
@@ -86,6 +100,7 @@ NUMERIC_OPS: dict[str, Callable[[float, float], bool]] = {
     "lte": lambda a, b: a <= b,
     "le": lambda a, b: a <= b,
 }
+SYMBOLS = {"gt": ">", "gte": ">=", "ge": ">=", "lt": "<", "lte": "<=", "le": "<="}
 ELEMENT_OPS = ("equals", "not_equals", "in", "not_in", "glob", "regex", "prefix", "suffix", "contains",
                "domain", "not_domain", *NUMERIC_OPS)
 WHOLE_OPS = ("present", "type", "len_gt", "len_lt", "not", "ignore_case")
@@ -103,63 +118,85 @@ class Compiler:
         self.catalogue = catalogue
         self.markers = markers
         self.issues: list[Any] = []
+        self.consts: dict[str, Any] = {}
 
     def err(self, path: Path, message: str) -> None:
         self.issues.append(self.marks.issue(path, message))
 
-    # -- conditions ----------------------------------------------------------------------------
-    def condition(self, node: Any, path: Path) -> Cond | None:
+    # -- conditions, compiled to Python source --------------------------------------------------
+    # A condition compiles to a Python *expression* over the locals `ev` (Eval), `c` (CallContext),
+    # `a` (the arguments dict), `h` (SessionHistory), `in_scope` and `in_intent`. Every value taken from the policy
+    # document is bound to a generated name (`_k12`) in the namespace, never written into the
+    # source, so no document text can become code. Kinds without an inline form are closures
+    # called from the expression.
+    def const(self, value: Any) -> str:
+        name = f"_k{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def code(self, node: Any, path: Path) -> str | None:
         if isinstance(node, list):
-            return self._all(node, path)
+            return self._g_all(node, path)
         if not isinstance(node, dict) or not node:
             self.err(path, "a condition must be a non-empty mapping (e.g. {tool: send_email}) or a list")
             return None
-        parts: list[Cond] = []
+        parts: list[str] = []
+        ok = True
         for key, value in node.items():
             sub = (*path, str(key))
-            handler = getattr(self, f"_k_{key}", None) if key in CONDITION_KINDS else None
-            if handler is None:
+            if key not in CONDITION_KINDS:
                 self.err(sub, f"unknown condition {key!r}; expected one of: {', '.join(CONDITION_KINDS)}")
+                ok = False
                 continue
-            compiled = handler(value, sub)
-            if compiled is not None:
-                parts.append(compiled)
-        if len(parts) != len(node):
+            gen = getattr(self, f"_g_{key}", None)
+            if gen is not None:
+                src = gen(value, sub)
+            else:  # a closure: expressions take the whole Eval, the others (c, a, h)
+                fn = getattr(self, f"_k_{key}")(value, sub)
+                params = "(ev)" if key == "expr" else "(c, a, h)"
+                src = None if fn is None else f"{self.const(fn)}{params}"
+            if src is None:
+                ok = False
+            else:
+                parts.append(src)
+        if not ok:
             return None
-        return parts[0] if len(parts) == 1 else _and(parts)
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
-    def _all(self, items: Any, path: Path) -> Cond | None:
+    def condition(self, node: Any, path: Path) -> Cond | None:
+        """One condition as a standalone function of an Eval (rules are compiled per tool instead)."""
+        src = self.code(node, path)
+        if src is None:
+            return None
+        text = (f"def _cond(ev):\n    c = ev.c\n    a = ev.args\n    h = ev.h\n    in_scope = ev.in_scope\n"
+                f"    in_intent = ev.in_intent\n    return bool({src})\n")
+        fn: Cond = build_function(text, self.consts, "_cond")
+        return fn
+
+    def _list(self, items: Any, path: Path, joiner: str) -> str | None:
         if not isinstance(items, list) or not items:
             self.err(path, "expected a non-empty list of conditions")
             return None
-        parts = [self.condition(item, (*path, i)) for i, item in enumerate(items)]
+        parts = [self.code(item, (*path, i)) for i, item in enumerate(items)]
         if any(p is None for p in parts):
             return None
-        return _and([p for p in parts if p is not None])
+        return "(" + joiner.join(p for p in parts if p is not None) + ")"
 
-    _k_all = _all
+    def _g_all(self, items: Any, path: Path) -> str | None:
+        return self._list(items, path, " and ")
 
-    def _k_any(self, items: Any, path: Path) -> Cond | None:
-        if not isinstance(items, list) or not items:
-            self.err(path, "expected a non-empty list of conditions")
-            return None
-        parts = [self.condition(item, (*path, i)) for i, item in enumerate(items)]
-        if any(p is None for p in parts):
-            return None
-        conds = tuple(p for p in parts if p is not None)
-        return lambda ev: any(f(ev) for f in conds)
+    def _g_any(self, items: Any, path: Path) -> str | None:
+        return self._list(items, path, " or ")
 
-    def _k_not(self, node: Any, path: Path) -> Cond | None:
-        inner = self.condition(node, path)
-        if inner is None:
-            return None
-        return lambda ev: not inner(ev)
+    def _g_not(self, node: Any, path: Path) -> str | None:
+        inner = self.code(node, path)
+        return None if inner is None else f"(not {inner})"
 
-    def _k_always(self, value: Any, path: Path) -> Cond | None:
+    def _g_always(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, bool):
             self.err(path, "always takes true or false")
             return None
-        return (lambda ev: True) if value else (lambda ev: False)
+        return "True" if value else "False"
 
     def names(self, value: Any, path: Path) -> list[str] | None:
         items = value if isinstance(value, list) else [value]
@@ -175,36 +212,33 @@ class Compiler:
                     return None
         return list(items)
 
-    def _field(self, getter: Callable[[CallContext], Any], value: Any, path: Path) -> Cond | None:
+    def _field(self, attr: str, value: Any, path: Path) -> str | None:
         names = self.names(value, path)
         if names is None:
             return None
-        match = name_matcher(names)
-        return lambda ev: (v := getter(ev.c)) is not None and match(v)
+        if not any(is_glob(n) for n in names):
+            return f"(c.{attr} in {self.const(frozenset(names))})"
+        return f"(c.{attr} is not None and {self.const(name_matcher(names))}(c.{attr}))"
 
-    def _k_tool(self, value: Any, path: Path) -> Cond | None:
-        names = self.names(value, path)
-        if names is None:
-            return None
-        match = name_matcher(names)
-        return lambda ev: match(ev.c.tool_name)
+    def _g_tool(self, value: Any, path: Path) -> str | None:
+        return self._field("tool_name", value, path)
 
-    def _k_agent(self, value: Any, path: Path) -> Cond | None:
-        return self._field(lambda c: c.agent_id, value, path)
+    def _g_agent(self, value: Any, path: Path) -> str | None:
+        return self._field("agent_id", value, path)
 
-    def _k_user(self, value: Any, path: Path) -> Cond | None:
-        return self._field(lambda c: c.user_id, value, path)
+    def _g_user(self, value: Any, path: Path) -> str | None:
+        return self._field("user_id", value, path)
 
-    def _k_tenant(self, value: Any, path: Path) -> Cond | None:
-        return self._field(lambda c: c.tenant_id, value, path)
+    def _g_tenant(self, value: Any, path: Path) -> str | None:
+        return self._field("tenant_id", value, path)
 
-    def _k_environment(self, value: Any, path: Path) -> Cond | None:
-        return self._field(lambda c: c.environment, value, path)
+    def _g_environment(self, value: Any, path: Path) -> str | None:
+        return self._field("environment", value, path)
 
-    def _k_intent(self, value: Any, path: Path) -> Cond | None:
-        return self._field(lambda c: c.session_intent, value, path)
+    def _g_intent(self, value: Any, path: Path) -> str | None:
+        return self._field("session_intent", value, path)
 
-    def _catalogue_field(self, field_name: str, allowed: tuple[str, ...], value: Any, path: Path) -> Cond | None:
+    def _catalogue_field(self, field_name: str, allowed: tuple[str, ...], value: Any, path: Path) -> str | None:
         items = value if isinstance(value, list) else [value]
         bad = [v for v in items if v not in allowed]
         if not items or bad:
@@ -212,37 +246,130 @@ class Compiler:
             return None
         wanted = set(items)
         tools = frozenset(name for name, meta in self.catalogue.items() if meta.get(field_name) in wanted)
-        return lambda ev: ev.c.tool_name in tools
+        return f"(c.tool_name in {self.const(tools)})"
 
-    def _k_tier(self, value: Any, path: Path) -> Cond | None:
+    def _g_tier(self, value: Any, path: Path) -> str | None:
         return self._catalogue_field("tier", TIERS, value, path)
 
-    def _k_classification(self, value: Any, path: Path) -> Cond | None:
+    def _g_classification(self, value: Any, path: Path) -> str | None:
         return self._catalogue_field("classification", CLASSIFICATIONS, value, path)
 
-    def _k_in_scope(self, value: Any, path: Path) -> Cond | None:
+    def _g_in_scope(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, bool):
             self.err(path, "in_scope takes true or false")
             return None
-        return (lambda ev: ev.in_scope) if value else (lambda ev: not ev.in_scope)
+        return "in_scope" if value else "(not in_scope)"
 
-    def _k_in_intent(self, value: Any, path: Path) -> Cond | None:
+    def _g_in_intent(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, bool):
             self.err(path, "in_intent takes true or false")
             return None
-        return (lambda ev: ev.in_intent) if value else (lambda ev: not ev.in_intent)
+        return "in_intent" if value else "(not in_intent)"
 
-    def _k_args(self, value: Any, path: Path) -> Cond | None:
-        pred = self.args_block(value, path)
+    def _g_args(self, value: Any, path: Path) -> str | None:
+        if not isinstance(value, dict) or not value:
+            self.err(path, "args takes a mapping of argument name -> test, e.g. {path: {prefix: /secrets/}}")
+            return None
+        parts: list[str] = []
+        ok = True
+        for name, spec in value.items():
+            sub = (*path, str(name))
+            pred = self.value_pred(spec, sub)
+            if pred is None:
+                ok = False
+                continue
+            steps = arg_path(str(name))
+            if len(steps) == 1:
+                fetch = f"a.get({self.const(steps[0])}, MISS)"
+            else:
+                fetch = f"get_arg(a, {self.const(steps)})"
+            parts.append(self._value_code(spec, fetch, pred))
+        if not ok:
+            return None
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+    def _value_code(self, spec: Any, fetch: str, pred: ValuePred) -> str:
+        """An inline test for the common case (one operator, a value of the expected type); the
+        general predicate handles everything else (lists, numbers as text, missing values)."""
+        general = self.const(pred)
+        if isinstance(spec, list):
+            spec = {"in": spec}
+        elif not isinstance(spec, dict):
+            spec = {"equals": spec}
+        var = f"_v{len(self.consts)}"
+        inline: str | None = None
+        guard = f"type({var} := {fetch}) is str"
+        if len(spec) == 1:
+            (op, arg), = spec.items()
+            words = arg if isinstance(arg, list) else [arg]
+            strings = all(isinstance(w, str) for w in words)
+            if op == "equals" and isinstance(arg, str):
+                inline = f"{var} == {self.const(arg)}"
+            elif op in ("in", "not_in") and isinstance(arg, list) and strings:
+                inline = f"{var} {'in' if op == 'in' else 'not in'} {self.const(frozenset(arg))}"
+            elif op == "prefix" and strings:
+                inline = f"{var}.startswith({self.const(tuple(words))})"
+            elif op in ("suffix", "contains", "regex", "glob") and strings and len(words) == 1:
+                guard += f" and len({var}) <= {MAX_TEXT}"
+                word = words[0]
+                if op == "suffix":
+                    inline = f"{var}.endswith({self.const(word)})"
+                elif op == "contains":
+                    inline = f"{self.const(word)} in {var}"
+                elif op == "regex":
+                    inline = f"{self.const(re.compile(word))}.search({var}) is not None"
+                else:
+                    inline = f"{self.const(glob_regex(word))}.match({var}) is not None"
+            elif op in NUMERIC_OPS and isinstance(arg, int | float) and not isinstance(arg, bool):
+                guard = f"type({var} := {fetch}) is int"
+                inline = f"{var} {SYMBOLS[op]} {self.const(arg)}"
+        if inline is None:
+            return f"{general}({fetch})"
+        return f"(({inline}) if {guard} else {general}({var}))"
+
+    def _g_called(self, value: Any, path: Path) -> str | None:
+        marker = self.marker(value, None, path)
+        return None if marker is None else f"({self.const(marker.key)} in h.markers)"
+
+    def _g_session_calls(self, value: Any, path: Path) -> str | None:
+        pred = self.numeric(value, path)
         if pred is None:
             return None
-        return lambda ev: pred(ev.args)
+        return " and ".join(f"h.n {SYMBOLS[op]} {self.const(limit)}" for op, limit in value.items())
 
-    def _k_any_arg(self, value: Any, path: Path) -> Cond | None:
+    def _g_risk(self, value: Any, path: Path) -> str | None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = {"gte": value}
+        pred = self.numeric(value, path)
+        if pred is None:
+            return None
+        # The risk score comes from the server's analytics, never from the client: a float.
+        tests = " and ".join(f"c.risk_score {SYMBOLS[op]} {self.const(limit)}" for op, limit in value.items())
+        return f"(c.risk_score is not None and {tests})"
+
+    def _k_any_arg(self, value: Any, path: Path) -> Check | None:
         pred = self.value_pred(value, path)
         if pred is None:
             return None
-        return lambda ev: any(pred(leaf) for leaf in _leaves(ev.args, 0))
+        # Strings are the common leaves: test them directly when the spec is one string operator.
+        spec = value if isinstance(value, dict) else {"in" if isinstance(value, list) else "equals": value}
+        fast: Callable[[str], bool] | None = None
+        if len(spec) == 1:
+            (op, arg), = spec.items()
+            words = arg if isinstance(arg, list) else [arg]
+            if op == "regex" and all(isinstance(w, str) for w in words):
+                searches = tuple(re.compile(w).search for w in words)
+                if len(searches) == 1:
+                    search = searches[0]
+                    fast = lambda text: search(text) is not None  # noqa: E731
+                else:
+                    fast = lambda text: any(f(text) is not None for f in searches)  # noqa: E731
+            elif op == "contains" and all(isinstance(w, str) for w in words):
+                fast = lambda text: any(w in text for w in words)  # noqa: E731
+        if fast is None:
+            return lambda c, a, h: _any_leaf(a, pred, 0)
+        str_test = fast
+        return lambda c, a, h: _any_leaf_str(a, str_test, pred, 0)
 
     def args_block(self, value: Any, path: Path) -> ArgsPred | None:
         if not isinstance(value, dict) or not value:
@@ -438,14 +565,7 @@ class Compiler:
         key = repr((sorted(names), _canonical(args)))
         return self.markers.add(Marker(key, exact, name_matcher(names), pred))
 
-    def _k_called(self, value: Any, path: Path) -> Cond | None:
-        marker = self.marker(value, None, path)
-        if marker is None:
-            return None
-        key = marker.key
-        return lambda ev: key in ev.h.markers
-
-    def _k_history(self, value: Any, path: Path) -> Cond | None:
+    def _k_history(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict) or "tool" not in value:
             self.err(path, "history takes {tool: NAME, args: {...}?, within_last: N?, at_least: K?}")
             return None
@@ -464,15 +584,15 @@ class Compiler:
             return None
         key = marker.key
 
-        def cond(ev: Eval) -> bool:
-            entry = ev.h.markers.get(key)
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            entry = h.markers.get(key)
             if entry is None or entry[0] < at_least:
                 return False
-            return within is None or entry[1] >= ev.h.n - within
+            return within is None or entry[1] >= h.n - within
 
         return cond
 
-    def _k_rate(self, value: Any, path: Path) -> Cond | None:
+    def _k_rate(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict):
             self.err(path, "rate takes {tool: NAME?, more_than: N, seconds: T, args: {...}?}")
             return None
@@ -493,27 +613,13 @@ class Compiler:
         key = marker.key
         window = float(seconds)
 
-        def cond(ev: Eval) -> bool:
-            entry = ev.h.markers.get(key)
-            earlier = ev.h.count_since(entry[2], ev.c.now - window) if entry is not None else 0
-            this = 1 if marker.matches(ev.c.tool_name, ev.args) else 0
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            entry = h.markers.get(key)
+            earlier = h.count_since(entry[2], c.now - window) if entry is not None else 0
+            this = 1 if marker.matches(c.tool_name, a) else 0
             return earlier + this > more_than
 
         return cond
-
-    def _k_session_calls(self, value: Any, path: Path) -> Cond | None:
-        pred = self.numeric(value, path)
-        if pred is None:
-            return None
-        return lambda ev: pred(ev.h.n)
-
-    def _k_risk(self, value: Any, path: Path) -> Cond | None:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = {"gte": value}
-        pred = self.numeric(value, path)
-        if pred is None:
-            return None
-        return lambda ev: ev.c.risk_score is not None and pred(ev.c.risk_score)
 
     def numeric(self, value: Any, path: Path) -> ValuePred | None:
         if not isinstance(value, dict) or not value or any(k not in NUMERIC_OPS for k in value):
@@ -521,7 +627,7 @@ class Compiler:
             return None
         return self.value_pred(value, path)
 
-    def _k_time(self, value: Any, path: Path) -> Cond | None:
+    def _k_time(self, value: Any, path: Path) -> Check | None:
         if not isinstance(value, dict) or not ({"between", "days"} & set(value)):
             self.err(path, "time takes {between: ['22:00', '06:00']?, days: [sat, sun]?, tz: 'UTC'?}")
             return None
@@ -552,8 +658,8 @@ class Compiler:
                 return None
             days = frozenset(DAYS.index(d) for d in lowered)
 
-        def cond(ev: Eval) -> bool:
-            moment = datetime.fromtimestamp(ev.c.now, zone)
+        def cond(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
+            moment = datetime.fromtimestamp(c.now, zone)
             if days is not None and moment.weekday() not in days:
                 return False
             if span is None:
@@ -577,28 +683,43 @@ class Compiler:
             return None
 
 
-def _and(parts: list[Cond]) -> Cond:
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        a, b = parts
-        return lambda ev: a(ev) and b(ev)
-    conds = tuple(parts)
-    return lambda ev: all(f(ev) for f in conds)
-
-
-def _leaves(value: Any, depth: int) -> Any:
+def _any_leaf(value: Any, pred: ValuePred, depth: int) -> bool:
+    """Does any scalar inside `value` (nested up to 6 levels, 1,000 items a level) pass `pred`?"""
     if isinstance(value, dict):
-        if depth < 6:
-            for v in value.values():
-                yield from _leaves(v, depth + 1)
-    elif isinstance(value, list):
-        if depth < 6:
-            for v in value[:1000]:
-                yield from _leaves(v, depth + 1)
-    else:
-        yield value
+        return depth < 6 and any(_any_leaf(v, pred, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return depth < 6 and any(_any_leaf(v, pred, depth + 1) for v in value[:1000])
+    return pred(value)
 
+
+def _any_leaf_str(value: Any, str_test: Callable[[str], bool], pred: ValuePred, depth: int) -> bool:
+    """_any_leaf with strings tested directly (the common leaves), one call per container."""
+    kind = type(value)
+    if kind is str:
+        return str_test(value) if len(value) <= MAX_TEXT else pred(value)
+    if kind is not dict and kind is not list:
+        return pred(value)
+    if depth >= 6:
+        return False
+    for item in (value.values() if kind is dict else value[:1000]):
+        t = type(item)
+        if t is str:
+            if str_test(item) if len(item) <= MAX_TEXT else pred(item):
+                return True
+        elif t is dict or t is list:
+            if _any_leaf_str(item, str_test, pred, depth + 1):
+                return True
+        elif pred(item):
+            return True
+    return False
+
+
+def build_function(source: str, namespace: dict[str, Any], name: str) -> Any:
+    """Compile generated source (identifiers and generated names only) in `namespace`."""
+    scope = {**namespace, "MISS": MISSING, "get_arg": get_arg, "Eval": Eval, "__builtins__": {"bool": bool, "type": type,
+             "str": str, "int": int, "len": len, "Exception": Exception}}
+    exec(compile(source, "<thoth-policy>", "exec"), scope)  # noqa: S102 - no document text in `source`
+    return scope[name]
 
 def _minutes(value: Any) -> int | None:
     """'22:30' -> 1350. YAML 1.1 reads an unquoted 22:30 as the base-60 integer 1350 (= minutes)."""
@@ -619,9 +740,8 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
-def tool_constraint(node: Any, kind: str = "tool") -> frozenset[str] | None:
-    """Exact tool names (or agent ids, kind="agent") a condition can only match, for the
-    per-tool and per-agent rule indexes; None when it is not restricted that way."""
+def tool_constraint(node: Any) -> frozenset[str] | None:
+    """Exact tool names a condition can only match (for the per-tool index), or None."""
     if isinstance(node, list):
         node = {"all": node}
     if not isinstance(node, dict):
@@ -629,17 +749,17 @@ def tool_constraint(node: Any, kind: str = "tool") -> frozenset[str] | None:
     found: frozenset[str] | None = None
     for key, value in node.items():
         sub: frozenset[str] | None = None
-        if key == kind:
+        if key == "tool":
             items = value if isinstance(value, list) else [value]
             if items and all(isinstance(v, str) and not is_glob(v) for v in items):
                 sub = frozenset(items)
         elif key == "all" and isinstance(value, list):
             for item in value:
-                c = tool_constraint(item, kind)
+                c = tool_constraint(item)
                 if c is not None:
                     sub = c if sub is None else sub & c
         elif key == "any" and isinstance(value, list) and value:
-            subs = [tool_constraint(item, kind) for item in value]
+            subs = [tool_constraint(item) for item in value]
             if all(s is not None for s in subs):
                 sub = frozenset().union(*[s for s in subs if s is not None])
         if sub is not None:

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from thoth.policy.markers import MarkerTable
 
 _VIOLATIONS = frozenset({"BLOCK", "STEP_UP", "DEFER"})
+_KINDS_BY_CODE = {"policy_scope_violation": ("scope",), "intent_violation": ("intent",),
+                  "intent_unknown": ("intent",)}
 
 
 @dataclass(slots=True)
@@ -39,35 +41,50 @@ class CallContext:
 
     @classmethod
     def from_request(cls, body: dict[str, Any], *, risk_score: float | None = None,
-                     now: float | None = None) -> CallContext:
-        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults."""
+                     now: float | None = None, client_history: bool = True) -> CallContext:
+        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults.
+        client_history=False skips the client's session_tool_calls (O(session length) to copy)
+        when the caller keeps its own SessionHistory."""
 
-        def pick(*names: str) -> Any:
-            for name in names:
-                if name in body:
-                    return body[name]
-            return None
-
-        def text(value: Any, default: str) -> str:
-            return value if isinstance(value, str) else default
-
-        args = pick("tool_args", "toolArgs")
-        scope = pick("approved_scope", "approvedScope")
-        history = pick("session_tool_calls", "sessionToolCalls")
+        get = body.get
+        tool = get("tool_name")
+        if tool is None:
+            tool = get("toolName")
+        args = get("tool_args")
+        if args is None:
+            args = get("toolArgs")
+        scope = get("approved_scope")
+        if scope is None:
+            scope = get("approvedScope")
+        mode = get("enforcement_mode") or get("enforcementMode")
+        env = get("environment")
+        intent = get("session_intent") or get("sessionIntent") or get("purpose")
+        history = None
+        if client_history:
+            history = get("session_tool_calls")
+            if history is None:
+                history = get("sessionToolCalls")
         return cls(
-            tool_name=text(pick("tool_name", "toolName"), ""),
-            agent_id=text(pick("agent_id", "agentId"), ""),
-            tenant_id=text(pick("tenant_id", "tenantId"), ""),
-            user_id=text(pick("user_id", "userId"), "system"),
+            tool_name=tool if isinstance(tool, str) else "",
+            agent_id=_text(body, "agent_id", "agentId", ""),
+            tenant_id=_text(body, "tenant_id", "tenantId", ""),
+            user_id=_text(body, "user_id", "userId", "system"),
             tool_args=args if isinstance(args, dict) else ({"args": args} if isinstance(args, list) else {}),
-            approved_scope=[s for s in scope if isinstance(s, str)] if isinstance(scope, list) else None,
-            enforcement_mode=text(pick("enforcement_mode", "enforcementMode"), "progressive").strip().lower(),
-            environment=text(pick("environment"), "prod").strip().lower(),
-            session_intent=text(pick("session_intent", "sessionIntent", "purpose"), "") or None,
+            approved_scope=[x for x in scope if isinstance(x, str)] if isinstance(scope, list) else None,
+            enforcement_mode=mode.strip().lower() if isinstance(mode, str) else "progressive",
+            environment=env.strip().lower() if isinstance(env, str) else "prod",
+            session_intent=intent if isinstance(intent, str) and intent else None,
             risk_score=risk_score,
             now=now or time.time(),
-            session_tool_calls=[s for s in history if isinstance(s, str)] if isinstance(history, list) else None,
+            session_tool_calls=[x for x in history if isinstance(x, str)] if isinstance(history, list) else None,
         )
+
+
+def _text(body: dict[str, Any], snake: str, camel: str, default: str) -> str:
+    value = body.get(snake)
+    if value is None:
+        value = body.get(camel)
+    return value if isinstance(value, str) else default
 
 
 class SessionHistory:
@@ -83,7 +100,7 @@ class SessionHistory:
     MAX_KEPT = 10_000
 
     __slots__ = ("n", "counts", "last_index", "times", "all_times", "violations", "scope_violations",
-                 "intent_violations", "calls", "markers", "_table")
+                 "intent_violations", "calls", "markers", "_table", "pending")
 
     def __init__(self) -> None:
         self.n = 0
@@ -98,6 +115,9 @@ class SessionHistory:
         # marker key -> [count, last_index, times]
         self.markers: dict[str, list[Any]] = {}
         self._table: MarkerTable | None = None
+        # Set by evaluate(): (tool, decision) of the call just decided, so that record() called
+        # with only a verdict string still knows which checks it violated (scope, intent).
+        self.pending: tuple[str, Any] | None = None
 
     @classmethod
     def from_tool_names(cls, names: list[str] | None, current: str | None = None) -> SessionHistory:
@@ -114,8 +134,12 @@ class SessionHistory:
         return self.n
 
     def record(self, tool_name: str, tool_args: dict[str, Any] | None = None, ts: float | None = None,
-               decision: str | PolicyDecision | None = None) -> None:
-        """Add one call (after it was decided). O(1) amortised."""
+               decision: str | PolicyDecision | None = None, *, reason_code: str | None = None) -> None:
+        """Add one call (after it was decided). O(1) amortised.
+
+        `decision` is the PolicyDecision, or its verdict string. With a string, the violated
+        checks come from the evaluate() that just decided this tool, or from `reason_code`
+        (policy_scope_violation, intent_violation) when replaying stored decisions."""
         args = tool_args if isinstance(tool_args, dict) else {}
         index = self.n
         self.n += 1
@@ -126,14 +150,18 @@ class SessionHistory:
             _append_time(self.all_times, ts)
         if len(self.calls) < self.MAX_KEPT:
             self.calls.append((tool_name, args, ts))
-        if decision is not None:
-            self._count_violation(decision)
+        pending, self.pending = self.pending, None
+        if isinstance(decision, str) and pending is not None and pending[0] == tool_name:
+            decision = pending[1]  # the PolicyDecision evaluate() just made for this call
+        if decision is not None and (isinstance(decision, str) or decision.would_decision in _VIOLATIONS):
+            self._count_violation(decision, reason_code)
         if self._table is not None:
             self._table.update(self.markers, tool_name, args, index, ts)
 
-    def _count_violation(self, decision: Any) -> None:
+    def _count_violation(self, decision: Any, reason_code: str | None = None) -> None:
         verdict = decision if isinstance(decision, str) else getattr(decision, "decision", None)
-        kinds = getattr(decision, "violations", ())
+        found = getattr(decision, "violations", None)
+        kinds: tuple[str, ...] | list[str] = found if found is not None else _KINDS_BY_CODE.get(reason_code or "", ())
         # Observe mode allows everything; what counts is what the policy would have done.
         would = getattr(decision, "would_decision", None)
         if str(verdict) in _VIOLATIONS or str(would) in _VIOLATIONS:

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thoth.models import DecisionType
-from thoth.policy.conditions import CLASSIFICATIONS, TIERS, Compiler, Cond, Eval, arg_path, tool_constraint
+from thoth.policy.conditions import (
+    CLASSIFICATIONS,
+    TIERS,
+    Compiler,
+    arg_path,
+    build_function,
+    normalize_args,
+    tool_constraint,
+)
 from thoth.policy.context import CallContext, SessionHistory
 from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
@@ -35,15 +43,20 @@ TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "ag
              "progressive", "rules", "cedar", "rego")
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
+_SOFT = frozenset({"flag", "allow", "modify"})
+_UNKNOWN: Any = object()
 
 
 @dataclass(slots=True)
 class Rule:
+    """A compiled rule. It doubles as its own proposal (same fields as _Proposal) so that a
+    matching rule costs no allocation."""
+
     id: str
     description: str
     action: str
     decision: DecisionType
-    cond: Cond
+    source: str  # the condition as a generated Python expression
     reason: str
     references: tuple[str, ...]
     code: str
@@ -51,7 +64,8 @@ class Rule:
     modify: dict[str, Any] | None
     timeout: float | None
     constraint: frozenset[str] | None
-    agents: frozenset[str] | None = None  # the only agents the rule can match, when it names them
+    rule_id: str = ""
+    kind: str = "rule"
 
 
 @dataclass(slots=True)
@@ -101,30 +115,47 @@ class CompiledPolicy:
     intents: dict[str, _Intent]
     ladder: Ladder
     markers: MarkerTable
+    namespace: dict[str, Any]
     cedar: Any = None
-    _by_tool: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
-    _generic: tuple[Rule, ...] = ()
-    _by_call: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict)
+    _by_tool: dict[str, Any] = field(default_factory=dict)
+    _generic: Any = None
+    _tier_proposals: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # One generated function per tool named by some rule, plus one for every other tool:
+        # a call only evaluates the rules that can apply to its tool, in document order.
         tools: set[str] = set()
         for rule in self.rules:
             if rule.constraint is not None:
                 tools |= rule.constraint
-        self._generic = tuple(r for r in self.rules if r.constraint is None)
-        self._by_tool = {t: tuple(r for r in self.rules if r.constraint is None or t in r.constraint)
-                         for t in tools}
+        namespace = dict(self.namespace)
+        for i, rule in enumerate(self.rules):
+            namespace[f"_r{i}"] = rule
+        index = {id(rule): i for i, rule in enumerate(self.rules)}
+        built: dict[tuple[int, ...], Any] = {}
 
-    def rules_for(self, tool: str, agent: str) -> tuple[Rule, ...]:
-        """The rules that can match a call of `tool` by `agent`, in document order. A policy with
-        per-agent rules (allowlists) would otherwise test every agent's rules on every call."""
-        found = self._by_call.get((tool, agent))
-        if found is None:
-            found = tuple(r for r in self._by_tool.get(tool, self._generic) if r.agents is None or agent in r.agents)
-            if len(self._by_call) >= 4096:  # names come from clients: stay bounded
-                self._by_call.clear()
-            self._by_call[(tool, agent)] = found
-        return found
+        def function_for(rules: list[Rule]) -> Any:
+            key = tuple(index[id(r)] for r in rules)
+            if key not in built:
+                lines = ["def _rules(c, a, h, in_scope, in_intent, hit, err):"]
+                if any("(ev)" in self.rules[i].source for i in key):  # closures take the Eval
+                    lines.append("    ev = Eval(c, h, in_scope, in_intent, a)")
+                for i in key:
+                    lines += ["    try:", f"        if {self.rules[i].source}:", f"            hit(_r{i})",
+                              "    except Exception as _e:", f"        err((_r{i}, _e))"]
+                if not key:
+                    lines.append("    return None")
+                built[key] = build_function("\n".join(lines) + "\n", namespace, "_rules")
+            return built[key]
+
+        # The tier default of each catalogued tool is a constant proposal (None for allow).
+        for tool in self.catalogue:
+            found: list[Any] = []
+            self._tier_default(tool, False, found, None)
+            self._tier_proposals[tool] = found[0] if found else None
+        self._generic = function_for([r for r in self.rules if r.constraint is None])
+        self._by_tool = {t: function_for([r for r in self.rules if r.constraint is None or t in r.constraint])
+                         for t in tools}
 
     @property
     def rule_ids(self) -> list[str]:
@@ -144,49 +175,59 @@ class CompiledPolicy:
         if h._table is not self.markers:
             h.bind(self.markers)
         tool = call.tool_name
-        proposals: list[_Proposal] = []
+        proposals: list[Any] = []
         matched: list[str] = []
         flags: list[str] = []
         errors: list[str] = []
         trace: list[str] | None = [] if explain else None
 
         in_scope = self._scope_check(call, h, proposals, trace)
-        in_intent = self._intent_check(call, h, proposals, trace)
-        ev = Eval(call, h, in_scope, in_intent)
-
+        in_intent = self._intent_check(call, h, proposals, trace) if call.session_intent else True
+        hits: list[Rule] = []
+        failures: list[tuple[Rule, Exception]] = []
+        self._by_tool.get(tool, self._generic)(call, normalize_args(call.tool_args), h, in_scope, in_intent,
+                                               hits.append, failures.append)
         allow_rule = False
         modifiers: list[Rule] = []
-        for rule in self.rules_for(tool, call.agent_id):
-            try:
-                hit = rule.cond(ev)
-            except Exception as exc:  # a value the rule cannot judge: fail closed
-                errors.append(f"{rule.id}: {exc}")
-                proposals.append(_Proposal(BLOCK, "error", rule.id, f"rule {rule.id} could not be evaluated",
-                                           "policy_evaluation_error", hard=True))
-                if trace is not None:
-                    trace.append(f"rule {rule.id}: evaluation error ({exc}) -> BLOCK")
-                continue
-            if not hit:
-                continue
-            matched.append(rule.id)
+        for rule, exc in failures:  # a value a rule cannot judge: fail closed
+            errors.append(f"{rule.id}: {exc}")
+            proposals.append(_Proposal(BLOCK, "error", rule.id, f"rule {rule.id} could not be evaluated",
+                                       "policy_evaluation_error", hard=True))
             if trace is not None:
-                trace.append(f"rule {rule.id} matched -> {rule.action}")
-            if rule.action == "flag":
-                flags.append(rule.id)
-            elif rule.action == "allow":
-                allow_rule = True
-            elif rule.action == "modify":
-                modifiers.append(rule)
-            proposals.append(_Proposal(rule.decision, "rule", rule.id, rule.reason, rule.code, rule.hard,
-                                       rule.references, rule.timeout))
+                trace.append(f"rule {rule.id}: evaluation error ({exc}) -> BLOCK")
+        if hits:
+            matched.extend([rule.id for rule in hits])
+            proposals.extend(hits)
+            for rule in hits:
+                action = rule.action
+                if trace is not None:
+                    trace.append(f"rule {rule.id} matched -> {action}")
+                if action in _SOFT:
+                    if action == "flag":
+                        flags.append(rule.id)
+                    elif action == "allow":
+                        allow_rule = True
+                    else:
+                        modifiers.append(rule)
 
-        self._tier_default(tool, allow_rule, proposals, trace)
-        self._risk_check(call, proposals, trace)
+        if trace is not None:
+            self._tier_default(tool, allow_rule, proposals, trace)
+        elif not allow_rule:
+            tier = self._tier_proposals.get(tool, _UNKNOWN)
+            if tier is _UNKNOWN:
+                if self.unknown_tool is not ALLOW:
+                    self._tier_default(tool, False, proposals, None)
+            elif tier is not None:
+                proposals.append(tier)
+        if call.risk_score is not None:
+            self._risk_check(call, proposals, trace)
         if self.cedar is not None:
             self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(tool), proposals, trace)
-        return self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
+        decision = self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
+        h.pending = (tool, decision)
+        return decision
 
-    def _scope_check(self, call: CallContext, h: SessionHistory, out: list[_Proposal],
+    def _scope_check(self, call: CallContext, h: SessionHistory, out: list[Any],
                      trace: list[str] | None) -> bool:
         server = self.agents_exact.get(call.agent_id)
         if server is None:
@@ -214,7 +255,7 @@ class CompiledPolicy:
             trace.append("scope: in scope")
         return ok
 
-    def _intent_check(self, call: CallContext, h: SessionHistory, out: list[_Proposal],
+    def _intent_check(self, call: CallContext, h: SessionHistory, out: list[Any],
                       trace: list[str] | None) -> bool:
         intent = call.session_intent
         if not intent:
@@ -243,7 +284,7 @@ class CompiledPolicy:
             trace.append(f"intent: {call.tool_name} outside intent {intent!r} -> {verdict.value}")
         return False
 
-    def _tier_default(self, tool: str, allow_rule: bool, out: list[_Proposal], trace: list[str] | None) -> None:
+    def _tier_default(self, tool: str, allow_rule: bool, out: list[Any], trace: list[str] | None) -> None:
         meta = self.catalogue.get(tool)
         if allow_rule:
             if trace is not None:
@@ -265,7 +306,7 @@ class CompiledPolicy:
         if trace is not None:
             trace.append(f"tier default: {tool} is {tier} -> {verdict.value}")
 
-    def _risk_check(self, call: CallContext, out: list[_Proposal], trace: list[str] | None) -> None:
+    def _risk_check(self, call: CallContext, out: list[Any], trace: list[str] | None) -> None:
         risk = call.risk_score
         if risk is None:
             return
@@ -280,28 +321,38 @@ class CompiledPolicy:
         if trace is not None:
             trace.append(f"risk {risk:.2f} -> {out[-1].decision.value}")
 
-    def _decide(self, call: CallContext, h: SessionHistory, proposals: list[_Proposal], matched: list[str],
+    def _decide(self, call: CallContext, h: SessionHistory, proposals: list[Any], matched: list[str],
                 flags: list[str], errors: list[str], modifiers: list[Rule],
                 trace: list[str] | None) -> PolicyDecision:
         mode = call.enforcement_mode
+        if not proposals:  # the common case: nothing objects
+            if trace is not None:
+                trace.append(f"mode {mode}: nothing objects -> ALLOW")
+            return PolicyDecision(ALLOW, ALLOW, "allowed by policy", "policy_allow", matched, [], None, flags,
+                                  call.risk_score, [], errors, self.step_up_timeout, self.defer_timeout,
+                                  self.version, trace or [])
         references: list[str] = []
         violations: list[str] = []
-        for p in proposals:
-            if p.kind != "rule" and p.rule_id not in matched:
+        severity = SEVERITY
+        best = proposals[0]
+        level = -1
+        hard = False
+        for p in proposals:  # one pass; the first proposal of the highest level wins the reason
+            verdict = p.decision
+            kind = p.kind
+            if kind != "rule" and p.rule_id not in matched:
                 matched.append(p.rule_id)
-            for ref in p.references:
-                if ref not in references:
-                    references.append(ref)
-            if p.decision in VIOLATION_DECISIONS and p.kind not in violations:
-                violations.append(p.kind)
-
-        best: _Proposal | None = None
-        for p in proposals:  # the first proposal of the highest level wins the reason
-            if best is None or SEVERITY[p.decision] > SEVERITY[best.decision]:
-                best = p
-        progressive = best.decision if best is not None else ALLOW
-        reason = best.reason if best is not None else "allowed by policy"
-        code = best.code if best is not None else "policy_allow"
+            if p.references:
+                references.extend(r for r in p.references if r not in references)
+            if verdict in VIOLATION_DECISIONS and kind not in violations:
+                violations.append(kind)
+            if severity[verdict] > level:
+                best, level = p, severity[verdict]
+            if p.hard and verdict is BLOCK:
+                hard = True
+        progressive = best.decision
+        reason = best.reason
+        code = best.code
         # Ladder: after N violations in the session, a step-up becomes a block.
         if progressive in (STEP_UP, DEFER) and h.violations >= self.ladder.block_after_violations:
             progressive = BLOCK
@@ -310,7 +361,6 @@ class CompiledPolicy:
             if trace is not None:
                 trace.append(f"ladder: {h.violations} earlier violations -> BLOCK")
 
-        hard = any(p.hard and p.decision is BLOCK for p in proposals)
         if mode == "observe":
             decision = ALLOW
         elif mode == "block":
@@ -327,17 +377,13 @@ class CompiledPolicy:
             trace.append(f"mode {mode}: {progressive.value} -> {decision.value}")
         timeout = self.step_up_timeout
         defer_timeout = self.defer_timeout
-        if best is not None and best.timeout is not None:
+        if best.timeout is not None:
             if best.decision is STEP_UP:
                 timeout = best.timeout
             elif best.decision is DEFER:
                 defer_timeout = best.timeout
-        return PolicyDecision(
-            decision=decision, would_decision=would, reason=reason, reason_code=code, matched_rule_ids=matched,
-            policy_references=references, modified_args=modified, flags=flags, risk_score=call.risk_score,
-            violations=violations, errors=errors, step_up_timeout_seconds=timeout,
-            defer_timeout_seconds=defer_timeout, policy_version=self.version, trace=trace or [],
-        )
+        return PolicyDecision(decision, would, reason, code, matched, references, modified, flags, call.risk_score,
+                              violations, errors, timeout, defer_timeout, self.version, trace or [])
 
 
 def apply_modifications(args: dict[str, Any], rules: list[Rule]) -> dict[str, Any]:
@@ -393,7 +439,7 @@ def compile_policy(source: str | bytes | dict[str, Any], *, version: str | None 
         return _compile(data, marks, version)
     except PolicyValidationError:
         raise
-    except (RecursionError, MemoryError):
+    except (RecursionError, MemoryError, SyntaxError):  # SyntaxError: Python's nesting limit
         raise PolicyValidationError([PolicyIssue("", "policy is nested too deeply")]) from None
     except Exception as exc:  # a bug of ours must still not crash the caller with a traceback
         raise PolicyValidationError([PolicyIssue("", f"policy could not be compiled: {exc!r}")]) from None
@@ -563,7 +609,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         rules=rules, catalogue=catalogue, tier_actions=tier_actions, unknown_tool=unknown_tool,
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
-        ladder=ladder, markers=markers, cedar=cedar,
+        ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar,
     )
 
 
@@ -595,7 +641,7 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     if "when" not in spec:
         check.err(path, "every rule needs a condition (when: ...)")
         return None
-    cond = compiler.condition(spec["when"], (*path, "when"))
+    cond = compiler.code(spec["when"], (*path, "when"))
     description = spec.get("description", "")
     reason = spec.get("reason", description or f"rule {rule_id}")
     for key in ("description", "reason", "code"):
@@ -621,10 +667,10 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     if not ok or cond is None or not spec.get("enabled", True):
         return None
     assert isinstance(rule_id, str) and isinstance(action, str)
-    return Rule(id=rule_id, description=str(description), action=action, decision=ACTIONS[action], cond=cond,
+    return Rule(id=rule_id, description=str(description), action=action, decision=ACTIONS[action], source=cond,
                 reason=str(reason), references=tuple(references), code=str(spec.get("code", f"rule_{action}")),
                 hard=bool(spec.get("hard", False)), modify=modify, timeout=timeout,
-                constraint=tool_constraint(spec["when"]), agents=tool_constraint(spec["when"], "agent"))
+                constraint=tool_constraint(spec["when"]), rule_id=rule_id)
 
 
 def _modify_spec(value: Any, path: Path, check: _Checker) -> dict[str, Any] | None:

@@ -142,6 +142,8 @@ class _Builder:
         if not _rooted_in_args(node.value):
             raise ExprError("only args.<name> may use '.'")
         name = node.attr
+        if name.startswith("_"):
+            raise ExprError(f"argument names starting with '_' need args[{name!r}]")
         return lambda ev: _item(base(ev), name)
 
     def _Subscript(self, node: ast.Subscript) -> Fn:

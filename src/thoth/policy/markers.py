@@ -31,8 +31,9 @@ class Marker:
         try:
             return self.args_pred is None or bool(self.args_pred(args))
         except Exception:
-            # A value the predicate cannot judge: the marker does not fire for that call.
-            return False
+            # A value the predicate cannot judge (NaN, inf): count the call as matching, since
+            # history predicates mostly guard restrictive rules ("after reading a secret").
+            return True
 
 
 class MarkerTable:

@@ -32,6 +32,8 @@ def glob_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
 
 def name_matcher(patterns: list[str]) -> Callable[[str], bool]:
     """Exact names and globs (fnmatch, case-sensitive) -> fast membership test."""
+    if "*" in patterns:
+        return lambda name: isinstance(name, str)
     exact = frozenset(p for p in patterns if not is_glob(p))
     globs = [glob_regex(p) for p in patterns if is_glob(p)]
     if not globs:

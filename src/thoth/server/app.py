@@ -33,6 +33,9 @@ class ThothApp:
                 raise
         else:
             dashboard.register(self.api, self.core)
+        from thoth.server import notify  # approval notifications: Slack, webhooks, e-mail
+
+        self.notifier = notify.register(self.api, self.core)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -88,6 +91,7 @@ class ThothApp:
         if not self._started:
             self._started = True
             self.core.start()
+            self.notifier.start()
             # Each request allocates many short-lived objects; with the default gen-0 threshold
             # (700) the collector runs every few requests and its older-generation passes walk
             # the long-lived caches (session histories, baselines): ~20 % of enforce CPU measured.
@@ -107,6 +111,7 @@ class ThothApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.notifier.stop()
                 await self.core.writer.drain()  # queued decisions and events are written first
                 self.core.stop()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -149,7 +149,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"cannot listen on {args.host}:{args.port}: {exc}")
         return 0
-    app = create_app(settings)
+    from thoth.server.notify.config import NotifyConfigError
+
+    try:
+        app = create_app(settings)
+    except NotifyConfigError as exc:
+        return _fail(f"invalid notification config: {exc}")
     print(f"Thoth server on {url}  (database: {redact(settings.database_url)})", flush=True)
     print(f"  API docs {url}/docs   metrics {url}/metrics", flush=True)
     if settings.demo:
@@ -215,14 +220,42 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_approvals_resolve(args: argparse.Namespace) -> int:
-    outcome, approval = _store(args).resolve_approval(args.tenant, args.approval_id, args.approve,
-                                                      f"cli:{getpass.getuser()}", args.reason)
+    from thoth.server.core import resolution_problem
+
+    resolver = f"cli:{getpass.getuser()}"
+    store = _store(args)
+    outcome, approval = store.resolve_approval(args.tenant, args.approval_id, args.approve, resolver,
+                                               args.reason, "cli")
     if outcome == "not_found" or approval is None:
         return _fail(f"no approval {args.approval_id}")
-    if outcome == "not_pending":
-        return _fail(f"approval {args.approval_id} is already {approval['status']}")
+    problem = resolution_problem(outcome, approval, resolver)
+    if problem is not None:
+        return _fail(f"approval {args.approval_id}: {problem[1]}")
+    if outcome == "partial":
+        print(f"{approval['approval_id']}: approved by {len(approval['approvals'])} of "
+              f"{approval['required_approvals']}; still pending")
+        return 0
+    if args.approve:
+        _learn_approved(store, approval)
     print(f"{approval['approval_id']}: {approval['status']}")
     return 0
+
+
+def _learn_approved(store: Any, approval: dict[str, Any]) -> None:
+    """The approved call joins its agent's analytics baseline, as when the server resolves it."""
+    import time
+
+    from thoth.server.analytics_state import stored_engine
+
+    analytics = stored_engine(store.db, approval["tenant_id"])
+    if analytics is None:
+        return
+    try:
+        analytics.observe(approval["agent_id"], approval["tool_name"], approval["tool_args"] or {}, time.time(),
+                          "ALLOW", session_id=approval["session_id"])
+        analytics.flush()
+    except Exception as exc:  # advisory: the approval itself has been recorded
+        print(f"thoth: warning: analytics not updated: {exc}", file=sys.stderr)
 
 
 @_guard

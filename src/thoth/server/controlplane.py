@@ -6,12 +6,14 @@ resolves approvals, admin also manages policies and keys.
 
 
 
+import json
 import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,9 +21,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from thoth.server import engine
 from thoth.server.core import READ_ROLES, RESOLVE_ROLES, ClientError, Core, public_approval
 from thoth.server.dataplane import api_key
+from thoth.server.openapi_dataplane import add_data_plane
 from thoth.server.store import APPROVAL_STATUSES, ROLES, KeyInfo, iso
 
 ADMIN = frozenset({"admin"})
+MAX_VERSION = 2**31 - 1  # policy versions are integers the database can store
 
 
 class Resolve(BaseModel):
@@ -35,7 +39,7 @@ class PolicyPut(BaseModel):
 
 
 class Rollback(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class KeyCreate(BaseModel):
@@ -58,6 +62,15 @@ def build(core: Core) -> FastAPI:
                   description="Control plane of Thoth. The data plane (/v1/enforce, /v1/enforce/hold/{token}, "
                               "/v1/events/batch) follows the wire contract.")
 
+    def openapi() -> dict[str, Any]:
+        # The data plane is raw ASGI (dataplane.py): its paths are documented by hand.
+        if app.openapi_schema is None:
+            app.openapi_schema = add_data_plane(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     def caller(roles: frozenset[str]) -> Any:
         def dependency(request: Request) -> KeyInfo:
             return core.authenticate(api_key(request.scope), roles)
@@ -69,7 +82,7 @@ def build(core: Core) -> FastAPI:
 
     @app.exception_handler(ClientError)
     async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
-        return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse({"message": printable(exc.message)}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,8 +93,11 @@ def build(core: Core) -> FastAPI:
         for e in errors[:5]:
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
-        return JSONResponse({"message": "; ".join(parts) or "invalid request", "errors": jsonable(errors)},
-                            status_code=422)
+        # Only where and what: the offending input is not echoed back (it may be huge or hostile).
+        brief = [{"loc": [printable(str(p)) for p in e.get("loc", ())], "msg": printable(str(e.get("msg"))),
+                  "type": str(e.get("type"))} for e in errors[:20]]
+        return JSONResponse({"message": printable("; ".join(parts) or "invalid request"),
+                             "errors": jsonable(brief)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -93,7 +109,7 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
-        return core.metrics.render(core.store.pending_holds)
+        return core.metrics.render(core.store.pending_holds_by_tenant)
 
     # ---- sessions, violations -----------------------------------------------------------
 
@@ -151,7 +167,7 @@ def build(core: Core) -> FastAPI:
 
     @app.put("/v1/policies", tags=["policies"])
     def put_policy(key: Admin, body: PolicyPut) -> dict[str, Any]:
-        text = body.document if isinstance(body.document, str) else orjson.dumps(body.document).decode()
+        text = body.document if isinstance(body.document, str) else json.dumps(body.document, default=str, ensure_ascii=False)
         _validate_policy(text)
         version = core.store.add_policy_version(key.tenant_id, text, f"key:{key.key_id}", body.comment)
         core.forget_policy(key.tenant_id)
@@ -162,7 +178,7 @@ def build(core: Core) -> FastAPI:
         return {"items": core.store.policy_versions(key.tenant_id), "next_cursor": None}
 
     @app.get("/v1/policies/versions/{version}", tags=["policies"])
-    def version_doc(key: Reader, version: int) -> dict[str, Any]:
+    def version_doc(key: Reader, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]) -> dict[str, Any]:
         doc = core.store.policy_version(key.tenant_id, version)
         if doc is None:
             raise ClientError(404, "unknown policy version")
@@ -200,9 +216,11 @@ def build(core: Core) -> FastAPI:
     # ---- analytics, audit -----------------------------------------------------------------
 
     @app.get("/v1/analytics/agents/{agent_id}", tags=["analytics"])
-    def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
-        series = core.store.agent_risk_series(key.tenant_id, agent_id)
+    async def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
+        series = await core.read(core.store.agent_risk_series, key.tenant_id, agent_id)
         report = None
+        # On the event loop: the tenant's analytics state is not thread-safe. agent_report re-reads
+        # the stored baseline first, so it includes what other processes (and past runs) learnt.
         analytics = core.analytics(key.tenant_id)
         if analytics is not None:
             try:
@@ -210,7 +228,7 @@ def build(core: Core) -> FastAPI:
             except Exception:  # advisory data: an analytics failure must not fail the route
                 report = None
         return {"agent_id": agent_id, "series": series, "analytics": report,
-                "analytics_engine": engine.HAVE_ANALYTICS}
+                "drift": (report or {}).get("drift"), "analytics_engine": engine.HAVE_ANALYTICS}
 
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(key: Reader) -> dict[str, Any]:
@@ -230,5 +248,13 @@ def _validate_policy(text: str) -> None:
         raise ClientError(422, f"invalid policy: {exc}") from None
 
 
+def printable(text: str) -> str:
+    """Messages may quote untrusted text: lone surrogates (valid in JSON escapes, not in UTF-8) become '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def jsonable(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value, default=str))
+    try:
+        return orjson.loads(orjson.dumps(value, default=str))
+    except TypeError:  # integers beyond 64 bits: the slower encoder copes
+        return json.loads(json.dumps(value, default=str))

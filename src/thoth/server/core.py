@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from thoth.server import engine, migrate
+from thoth.server import analytics_state, engine, migrate
 from thoth.server.audit import Signer
 from thoth.server.db import Database
 from thoth.server.metrics import Metrics
@@ -40,6 +41,7 @@ MODES = frozenset({"observe", "step_up", "block", "progressive"})
 VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
 MAX_EVENTS_PER_BATCH = 1000
 MAX_HOLD_WAIT = 60.0
+log = logging.getLogger("thoth.server")
 
 
 class ClientError(Exception):
@@ -155,19 +157,27 @@ class Core:
         self._reads: dict[Any, asyncio.Future[Any]] = {}
         self._hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: asyncio.Task[None] | None = None
         # One analytics engine per tenant, in memory (per process; see docs/server.md).
         self._analytics: dict[str, Any] = {}
         # Hooks for notifications (Slack, webhooks): called with the approval dict.
         self.hold_created_hooks: list[Callable[[dict[str, Any]], Any]] = []
         self.hold_resolved_hooks: list[Callable[[dict[str, Any]], Any]] = []
+        # (tenant_id, tool_name) -> approvals a hold needs; thoth.server.notify sets the two-person rule.
+        self.required_approvals: Callable[[str, str], int] = lambda tenant_id, tool_name: 1
 
     # ---- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.writer.start()
+        self._flusher = self._loop.create_task(self._flush_analytics_forever())
 
     def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self.flush_analytics()
         self.writer.stop()
         self.db.close()
 
@@ -278,7 +288,7 @@ class Core:
                 return hit
 
         policy, policy_version = self.policy_for(tenant_id)
-        history = await self._history(tenant_id, session_id)
+        history, known = await self._history(tenant_id, session_id, session_calls, tool_name)
         now = time.time()
         risk, risk_reasons, anomaly = None, [], None
         analytics = self.analytics(tenant_id)
@@ -295,6 +305,14 @@ class Core:
         )
         result = policy.evaluate(call, history)
         decision = str(result.decision).upper()
+        hold_token_in = body.get("hold_token")
+        if not isinstance(hold_token_in, str):
+            hold_token_in = None
+        digest = args_digest(tool_args)
+        held = None  # the approval of this exact call, when the policy holds it (or the client names it)
+        if decision == "STEP_UP" or (decision == "BLOCK" and result.reason_code == "repeated_violation") \
+                or hold_token_in:
+            held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
         would = str(getattr(result, "would_decision", None) or decision).upper()
         risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
         decision_id = new_id("dec")
@@ -322,14 +340,19 @@ class Core:
             "rule_version": policy_version if isinstance(policy_version, int) else None,
         }
         approval_row = None
-        if decision == "STEP_UP":
+        if held is not None and decision in VIOLATION_DECISIONS:
+            decision = self._apply_approval(envelope, held, decision, result.reason_code)
+            violation_id = envelope["violation_id"]
+        if decision == "STEP_UP" and envelope["hold_token"] is None:
             hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
-            timeout = self.settings.hold_timeout_seconds
+            # A rule's own step-up timeout (or the policy's default) sets the expiry.
+            timeout = float(getattr(result, "step_up_timeout_seconds", None) or self.settings.hold_timeout_seconds)
             envelope["hold_token"] = hold_token
             envelope["step_up_timeout_seconds"] = timeout
             approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                            orjson.dumps(tool_args, default=str).decode(), args_digest(tool_args), agent_id,
-                            session_id, result.reason, now, now + timeout, "pending")
+                            orjson.dumps(tool_args, default=str).decode(), digest, agent_id,
+                            session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
+                            self.required_approvals(tenant_id, tool_name))
         elif decision == "MODIFY":
             envelope["modified_tool_args"] = result.modified_args
             envelope["modification_reason"] = result.reason
@@ -340,12 +363,14 @@ class Core:
         envelope["latency_ms"] = round(latency * 1000, 3)
         response = orjson.dumps(envelope, default=str)
         row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
-               orjson.dumps(tool_args, default=str).decode(), decision, would, result.reason, result.reason_code,
+               orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
+               envelope["decision_reason_code"],
                orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
                envelope["hold_token"], mode, environment, dedup_key, now,
                # The answer is kept only to replay it to a repeated check of the same call.
                response.decode() if dedup_key is not None else "")
         history.record(tool_name, tool_args, now, decision)
+        known[0] += 1
         record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
                                 dedup_key, approval_row)
         stored = await self.writer.submit(record)
@@ -367,26 +392,90 @@ class Core:
                 self._fire(self.hold_created_hooks, approval)
         return response
 
+    async def _approval_of_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
+                                digest: str, token: str | None) -> dict[str, Any] | None:
+        """The pending or approved approval bound to exactly this call (tool, arguments digest, agent,
+        session), found by the client's hold_token or, for a re-check without one, by the call itself."""
+        if token:
+            approval = await self.read(self.store.approval_by_token, tenant_id, token)
+            if approval is None:
+                raise ClientError(404, "unknown hold token")
+            bound = (approval["tool_name"], approval["args_digest"], approval["agent_id"], approval["session_id"])
+            if bound != (tool_name, digest, agent_id, session_id):
+                return None  # granted for another call: this one is decided on its own
+        else:
+            approval = await self.read(self.store.approval_for_call, tenant_id, session_id, agent_id, tool_name,
+                                       digest)
+            if approval is None:
+                return None
+        if approval["status"] == "pending" and approval["_expires_ts"] <= time.time():
+            return None
+        return approval if approval["status"] in ("pending", "approved") else None
+
+    @staticmethod
+    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str, code: str) -> str:
+        """An approved hold allows its call; a pending one answers with the same hold, not a new one.
+
+        Only a step-up (or the progressive ladder's block of that very re-check) is lifted; a
+        block the policy would give anyway is not something the approver was asked about."""
+        if decision == "BLOCK" and code != "repeated_violation":
+            return decision
+        if approval["status"] == "approved":
+            envelope.update(decision="ALLOW", authorization_decision="ALLOW", violation_id=None,
+                            decision_reason_code="step_up_approved", approval_id=approval["approval_id"],
+                            reason=f"approved by {approval['resolved_by']}"
+                                   + (f": {approval['reason']}" if approval["reason"] else ""))
+            return "ALLOW"
+        remaining = max(0.0, approval["_expires_ts"] - time.time())
+        envelope.update(decision="STEP_UP", authorization_decision="STEP_UP", hold_token=approval["hold_token"],
+                        violation_id=approval["violation_id"], approval_id=approval["approval_id"],
+                        step_up_timeout_seconds=round(remaining, 3))
+        return "STEP_UP"
+
     def analytics(self, tenant_id: str) -> Any:
         if not self.settings.analytics or not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
             return None
         found = self._analytics.get(tenant_id)
         if found is None:
-            found = self._analytics[tenant_id] = engine.AnalyticsEngine()
+            # Baselines live in the database, shared by every process (analytics_state.py).
+            found = self._analytics[tenant_id] = analytics_state.stored_engine(self.db, tenant_id)
         return found
 
-    async def _history(self, tenant_id: str, session_id: str) -> Any:
+    def flush_analytics(self) -> None:
+        for stored in list(self._analytics.values()):
+            try:
+                stored.flush()
+            except Exception:  # advisory state: a failed sync is retried by the next flush
+                log.warning("analytics flush failed", exc_info=True)
+
+    async def _flush_analytics_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.analytics_flush_seconds)
+            self.flush_analytics()
+
+    async def _history(self, tenant_id: str, session_id: str, session_calls: list[str],
+                       tool_name: str) -> tuple[Any, list[int]]:
+        """The session's history and how many of its calls this process accounts for.
+
+        Built from the database on first sight, and rebuilt when the client's session_tool_calls
+        lists more earlier calls than this process knows of: the session's other calls went
+        through another process. The check is one comparison on the hot path."""
         key = (tenant_id, session_id)
-        history = self._histories.get(key)
-        if history is None:
+        entry = self._histories.get(key)
+        earlier = len(session_calls) - (1 if session_calls and session_calls[-1] == tool_name else 0)
+        if entry is None or earlier > entry[1][0]:
             rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id, session_id)
-            history = self._histories.get(key)  # built meanwhile by a concurrent call of this session?
-            if history is None:
-                history = engine.SessionHistory()
-                for tool_name, tool_args, ts, decision in rows:
-                    history.record(tool_name, tool_args, ts, decision)
-                self._histories.put(key, history)
-        return history
+            fresh = self._histories.get(key)  # rebuilt meanwhile by a concurrent call of this session?
+            if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
+                return fresh
+            history = engine.SessionHistory()
+            for name, args, ts, decision in rows:
+                history.record(name, args, ts, decision)
+            # Calls the client made that no process recorded (e.g. decided locally) are not
+            # looked for again and again.
+            entry = (history, [max(len(history), earlier)])
+            self._histories.put(key, entry)
+        return entry
 
     # ---- holds and approvals -------------------------------------------------------------
 
@@ -431,20 +520,36 @@ class Core:
                 if event.is_set():
                     self._hold_events.pop(token, None)
 
-    async def resolve_approval(self, tenant_id: str, approval_id: str, approve: bool, resolved_by: str,
-                               reason: str | None) -> dict[str, Any]:
-        """Resolve a pending approval (used by the API, the CLI and notification integrations)."""
+    async def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
+                               reason: str | None, via: str = "api") -> dict[str, Any]:
+        """Resolve a pending approval (used by the API, the dashboard and notification integrations).
+
+        A two-person approval answers with status still "pending" after its first approver.
+        """
         outcome, approval = await asyncio.to_thread(
-            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason)
+            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason, via)
         if outcome == "not_found" or approval is None:
             raise ClientError(404, "unknown approval")
-        if outcome == "not_pending":
-            raise ClientError(409, f"approval is already {approval['status']}")
+        problem = resolution_problem(outcome, approval, resolved_by)
+        if problem is not None:
+            raise ClientError(*problem)
+        if outcome == "partial":
+            return approval
         event = self._hold_events.pop(approval["hold_token"], None)
         if event is not None:
             event.set()
+        if approve:
+            self.learn_approved(approval)
         self._fire(self.hold_resolved_hooks, approval)
         return approval
+
+    def learn_approved(self, approval: dict[str, Any]) -> None:
+        """A held call is learnt by analytics only once a human approved it."""
+        analytics = self.analytics(approval["tenant_id"])
+        if analytics is not None:
+            with contextlib.suppress(Exception):
+                analytics.observe(approval["agent_id"], approval["tool_name"], approval["tool_args"] or {},
+                                  time.time(), "ALLOW", session_id=approval["session_id"])
 
     def on_hold_created(self, hook: Callable[[dict[str, Any]], Any]) -> None:
         self.hold_created_hooks.append(hook)
@@ -471,6 +576,7 @@ class Core:
             self.metrics.events_rejected += 1
             raise ClientError(422, "the body must be a JSON array of events or {\"events\": [...]}")
         if len(body) > MAX_EVENTS_PER_BATCH:
+            self.metrics.events_rejected += len(body)
             raise ClientError(413, f"at most {MAX_EVENTS_PER_BATCH} events per batch")
         events = []
         try:
@@ -526,6 +632,17 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) -> tuple[int, str] | None:
+    """The (status, message) a refused resolution answers, or None when it was accepted."""
+    if outcome == "not_pending":
+        return 409, f"approval is already {approval['status']}"
+    if outcome == "self_approval":
+        return 403, f"{resolver} requested this call and cannot approve it"
+    if outcome == "already_reviewed":
+        return 409, f"{resolver} has already approved; this tool needs a second, different approver"
+    return None
 
 
 def public_approval(approval: dict[str, Any]) -> dict[str, Any]:

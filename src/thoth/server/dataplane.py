@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, ClientError, Core
+from thoth.server.writer import StorageUnavailable
 
 Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -103,6 +104,8 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         await send_json(send, exc.status, error_body(exc.message))
     except BodyTooLarge:
         await send_json(send, 413, error_body(f"request body larger than {core.settings.max_body_bytes} bytes"))
+    except StorageUnavailable as exc:
+        await send_json(send, 503, error_body(str(exc)))
 
 
 async def _json_body(core: Core, receive: Any) -> Any:

@@ -85,6 +85,11 @@ class Connection:
     def close(self) -> None:
         self.raw.close()
 
+    @property
+    def broken(self) -> bool:
+        """The server side is gone (e.g. the backend was terminated): only a new connection helps."""
+        return bool(getattr(self.raw, "broken", False) or (self.postgres and self.raw.closed))
+
 
 class Database:
     """Opens connections; keeps a small pool for readers (control plane, hold polls)."""
@@ -95,12 +100,15 @@ class Database:
         self._pool: queue.LifoQueue[Connection] = queue.LifoQueue()
         self._lock = threading.Lock()
 
-    def connect(self) -> Connection:
+    def connect(self, application_name: str | None = None) -> Connection:
         try:
             if self.postgres:
                 import psycopg
 
-                return Connection(psycopg.connect(psycopg_conninfo(self.url), connect_timeout=5), True)
+                conninfo = psycopg_conninfo(self.url)
+                if application_name:
+                    conninfo = psycopg.conninfo.make_conninfo(conninfo, application_name=application_name)
+                return Connection(psycopg.connect(conninfo, connect_timeout=5), True)
             path = sqlite_path(self.url)
             if path not in ("", ":memory:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,9 @@ class Metrics:
                 return
         self.latency_counts[-1] += 1
 
-    def render(self, holds_pending: Callable[[], int]) -> str:
+    def render(self, holds_pending: Callable[[], dict[str, int]]) -> str:
+        """`holds_pending` -> open holds per tenant, from the database (shared by all processes)."""
+        pending = holds_pending()
         lines = ["# HELP thoth_decisions_total Enforce decisions by outcome.", "# TYPE thoth_decisions_total counter"]
         for outcome in ("ALLOW", "BLOCK", "STEP_UP", "MODIFY", "DEFER"):
             lines.append(f'thoth_decisions_total{{decision="{outcome}"}} {self.decisions.get(outcome, 0)}')
@@ -51,5 +53,12 @@ class Metrics:
                   f"thoth_events_rejected_total {self.events_rejected}",
                   "# HELP thoth_holds_pending Step-up holds waiting for a decision.",
                   "# TYPE thoth_holds_pending gauge",
-                  f"thoth_holds_pending {holds_pending()}"]
+                  f"thoth_holds_pending {sum(pending.values())}",
+                  "# HELP thoth_tenant_holds_pending Step-up holds waiting for a decision, per tenant.",
+                  "# TYPE thoth_tenant_holds_pending gauge"]
+        lines += [f'thoth_tenant_holds_pending{{tenant_id="{_label(t)}"}} {n}' for t, n in sorted(pending.items())]
         return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -33,6 +33,8 @@ class Settings:
     hold_poll_interval: float = 0.2
     # Seconds a cached API key / active policy is trusted before re-reading it (multi-process).
     cache_ttl: float = 2.0
+    # How often each process merges its analytics baselines into the database (and at shutdown).
+    analytics_flush_seconds: float = 2.0
     demo: bool = False
     # Per-call anomaly scoring (thoth.analytics) feeding risk_score; THOTH_ANALYTICS=off disables it.
     analytics: bool = field(default_factory=lambda: os.environ.get("THOTH_ANALYTICS", "on").lower() not in ("0", "off", "false", "no"))

@@ -12,6 +12,7 @@ import itertools
 import secrets
 import time
 import uuid
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ import orjson
 
 from thoth.server import audit
 from thoth.server.db import Connection, Database
+from thoth.server.notify import rules
 
 ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
@@ -99,6 +101,7 @@ DECISION_COLUMNS = (
 APPROVAL_COLUMNS = (
     "approval_id", "tenant_id", "hold_token", "violation_id", "decision_id", "tool_name", "tool_args",
     "args_digest", "agent_id", "session_id", "reason", "requested_at", "expires_at", "status",
+    "user_id", "requested_by", "required_approvals",
 )
 EVENT_COLUMNS = (
     "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
@@ -124,6 +127,44 @@ _UPSERT_SESSION = (
     " risk_score = CASE WHEN excluded.risk_score > sessions.risk_score"
     "   THEN excluded.risk_score ELSE sessions.risk_score END"
 )
+
+
+class SyncOps:
+    """The write operations `Store.write_batch` needs, over a blocking connection (never suspends:
+    run its coroutines with `run_now`). The SQLite writer and control-plane transactions use it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.postgres
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.conn.execute(sql, params).rowcount)
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, params)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.one(sql, params)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.all(sql, params)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (the store's writes over SyncOps) to its result."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a blocking write tried to suspend")
 
 
 @dataclass
@@ -363,7 +404,7 @@ class Store:
     _APPROVAL_SELECT = (
         "SELECT approval_id, tenant_id, hold_token, violation_id, decision_id, tool_name, tool_args, args_digest,"
         " agent_id, session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
-        " resolved_at FROM approvals"
+        " resolved_at, user_id, requested_by, required_approvals FROM approvals"
     )
 
     @staticmethod
@@ -372,20 +413,30 @@ class Store:
                 "decision_id": r[4], "tool_name": r[5], "tool_args": _load(r[6]), "args_digest": r[7],
                 "agent_id": r[8], "session_id": r[9], "request_reason": r[10], "requested_at": iso(r[11]),
                 "expires_at": iso(r[12]), "status": r[13], "resolved_by": r[14], "reason": r[15],
-                "resolved_at": iso(r[16]) if r[16] else None, "_expires_ts": r[12]}
+                "resolved_at": iso(r[16]) if r[16] else None, "user_id": r[17], "requested_by": r[18],
+                "required_approvals": r[19] or 1, "_expires_ts": r[12]}
 
     def expire_approvals(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        """Resolve every overdue pending approval to `expired` (the hold answers BLOCK)."""
+        """Resolve every overdue pending approval to `expired` (the hold answers BLOCK); returns them."""
         ts = now()
-        sql = "UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'system:timeout'," \
-              " resolution_reason = 'approval timed out' WHERE status = 'pending' AND expires_at <= ?"
-        params: tuple[Any, ...] = (ts, ts)
+        where = " WHERE status = 'pending' AND expires_at <= ?"
+        params: tuple[Any, ...] = (ts,)
         if tenant_id is not None:
-            sql += " AND tenant_id = ?"
+            where += " AND tenant_id = ?"
             params += (tenant_id,)
+        with self.db.read() as conn:  # the common case: nothing overdue, no write lock taken
+            if conn.one("SELECT approval_id FROM approvals" + where + " LIMIT 1", params) is None:
+                return []
         with self.db.transaction() as conn:
-            conn.execute(sql, params)
-        return []
+            overdue = [self._approval(r) for r in conn.all(self._APPROVAL_SELECT + where, params)]
+            conn.execute("UPDATE approvals SET status = 'expired', resolved_at = ?, resolved_by = 'system:timeout',"
+                         " resolution_reason = 'approval timed out'" + where, (ts, *params))
+            for a in overdue:
+                a.update(status="expired", resolved_by="system:timeout", reason="approval timed out",
+                         resolved_at=iso(ts))
+                self.append_events(conn, a["tenant_id"], [rules.approval_event(
+                    "APPROVAL_RESOLVED", a, ts, status="expired", resolved_by="system:timeout", via="timeout")])
+        return overdue
 
     def approval_by_token(self, tenant_id: str, hold_token: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
@@ -421,29 +472,93 @@ class Store:
         return items, (repr(rows[limit - 1][11]) if len(rows) > limit else None)
 
     def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
-                         reason: str | None) -> tuple[str, dict[str, Any] | None]:
-        """-> ("ok" | "not_found" | "not_pending", approval). Only a pending, unexpired approval resolves."""
+                         reason: str | None, via: str = "api") -> tuple[str, dict[str, Any] | None]:
+        """-> (outcome, approval). Only a pending, unexpired approval resolves; nothing changes otherwise.
+
+        outcome: "ok"; "partial" (a two-person approval got its first approver and stays pending);
+        "not_found"; "not_pending"; "self_approval" (the requester tried to approve their own call);
+        "already_reviewed" (the same person approved twice).
+        """
         self.expire_approvals(tenant_id)
-        status = "approved" if approve else "denied"
-        sql = ("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
-               " WHERE approval_id = ? AND status = 'pending'")
-        params: tuple[Any, ...] = (status, resolved_by, reason, now(), approval_id)
-        if tenant_id is not None:
-            sql += " AND tenant_id = ?"
-            params += (tenant_id,)
+        where = " WHERE approval_id = ?" + (" AND tenant_id = ?" if tenant_id is not None else "")
+        key = (approval_id,) if tenant_id is None else (approval_id, tenant_id)
+        ts = now()
         with self.db.transaction() as conn:
-            changed = conn.execute(sql, params).rowcount
-            where = " WHERE approval_id = ?" + (" AND tenant_id = ?" if tenant_id is not None else "")
-            row = conn.one(self._APPROVAL_SELECT + where,
-                           (approval_id,) if tenant_id is None else (approval_id, tenant_id))
-        if row is None:
-            return "not_found", None
-        return ("ok" if changed else "not_pending"), self._approval(row)
+            lock = " FOR UPDATE" if conn.postgres else ""
+            row = conn.one(self._APPROVAL_SELECT + where + lock, key)
+            if row is None:
+                return "not_found", None
+            approval = self._approval(row)
+            if approval["status"] != "pending":
+                return "not_pending", approval
+            if approval["_expires_ts"] is not None and approval["_expires_ts"] <= ts:
+                # It expired between the sweep above and this locked read: expiry wins.
+                approval["status"] = "expired"
+                return "not_pending", approval
+            if approve and rules.is_self_approval(approval, resolved_by):
+                return "self_approval", approval
+            needed = approval["required_approvals"]
+            if approve and needed > 1:
+                reviewers = [r[0] for r in conn.all(
+                    "SELECT reviewer FROM approval_reviews WHERE approval_id = ? AND decision = 'approve'",
+                    (approval_id,))]
+                if resolved_by in reviewers:
+                    return "already_reviewed", approval
+                conn.execute("INSERT INTO approval_reviews (approval_id, reviewer, tenant_id, decision, reason, via,"
+                             " reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (approval_id, resolved_by, approval["tenant_id"], "approve", reason, via, ts))
+                reviewers.append(resolved_by)
+                approval["approvals"] = reviewers
+                if len(reviewers) < needed:
+                    self.append_events(conn, approval["tenant_id"], [rules.approval_event(
+                        "APPROVAL_REVIEWED", approval, ts, reviewer=resolved_by, via=via, reason=reason,
+                        approvals_received=len(reviewers), approvals_required=needed)])
+                    return "partial", approval
+                resolved_by = ", ".join(reviewers)
+            status = "approved" if approve else "denied"
+            conn.execute("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
+                         + where, (status, resolved_by, reason, ts, *key))
+            approval.update(status=status, resolved_by=resolved_by, reason=reason, resolved_at=iso(ts))
+            self.append_events(conn, approval["tenant_id"], [rules.approval_event(
+                "APPROVAL_RESOLVED", approval, ts, status=status, resolved_by=resolved_by, via=via, reason=reason)])
+        return "ok", approval
+
+    def approval_reviews(self, approval_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.all("SELECT reviewer, decision, reason, via, reviewed_at FROM approval_reviews"
+                            " WHERE approval_id = ? ORDER BY reviewed_at", (approval_id,))
+        return [{"reviewer": r[0], "decision": r[1], "reason": r[2], "via": r[3], "reviewed_at": iso(r[4])}
+                for r in rows]
+
+    def append_events(self, conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
+        """Chain server-made events (approval loop records) inside the caller's write transaction."""
+        ctx = _WriteContext()
+        ops = SyncOps(conn)
+        run_now(self._write_events(ops, ctx, tenant_id, [EventBatch(tenant_id, events)]))
+        run_now(self._sign_heads(ops, ctx))
 
     def pending_holds(self) -> int:
         with self.db.read() as conn:
             return int(conn.one("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?",
                                 (now(),))[0])
+
+    def pending_holds_by_tenant(self) -> dict[str, int]:
+        """Open holds per tenant, read at scrape time: right whichever process created or resolved them."""
+        with self.db.read() as conn:
+            rows = conn.all("SELECT tenant_id, COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?"
+                            " GROUP BY tenant_id", (now(),))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def approval_for_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
+                          digest: str) -> dict[str, Any] | None:
+        """The newest approval of this exact call (same session, agent, tool and arguments) that is
+        still pending or was approved; None when there is none (a different call needs its own)."""
+        with self.db.read() as conn:
+            row = conn.one(self._APPROVAL_SELECT + " WHERE tenant_id = ? AND session_id = ? AND args_digest = ?"
+                           " AND agent_id = ? AND tool_name = ? AND status IN ('pending', 'approved')"
+                           " ORDER BY requested_at DESC LIMIT 1",
+                           (tenant_id, session_id, digest, agent_id, tool_name))
+        return self._approval(row) if row else None
 
     # ---- audit --------------------------------------------------------------------------
 
@@ -488,15 +603,30 @@ class Store:
                 event_jobs.setdefault(job.tenant_id, []).append(i)
             else:
                 raise TypeError(f"unknown job {job!r}")
-        for tenant, indexes in event_jobs.items():
+        requested = self._approval_requests(jobs, results)
+        for tenant in [*event_jobs, *(t for t in requested if t not in event_jobs)]:
             # All batches of one tenant in this transaction: one duplicate check, one insert.
-            written = await self._write_events(ops, ctx, tenant, [jobs[i] for i in indexes])
-            for i, result in zip(indexes, written, strict=True):
+            indexes = event_jobs.get(tenant, [])
+            batches = [jobs[i] for i in indexes] + ([requested[tenant]] if tenant in requested else [])
+            written = await self._write_events(ops, ctx, tenant, batches)
+            for i, result in zip(indexes, written[:len(indexes)], strict=True):
                 results[i] = result
         if sessions:
             await ops.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
         await self._sign_heads(ops, ctx)
         return results
+
+    @staticmethod
+    def _approval_requests(jobs: list[Any], results: list[Any]) -> dict[str, EventBatch]:
+        """APPROVAL_REQUESTED audit events of the holds stored in this transaction, per tenant."""
+        out: dict[str, EventBatch] = {}
+        for job, stored in zip(jobs, results, strict=True):
+            if isinstance(job, DecisionRecord) and job.approval is not None and stored:
+                approval = dict(zip(APPROVAL_COLUMNS, job.approval, strict=True))
+                out.setdefault(job.tenant_id, EventBatch(job.tenant_id, [])).events.append(rules.approval_event(
+                    "APPROVAL_REQUESTED", approval, job.decided_at, expires_at=iso(approval["expires_at"]),
+                    required_approvals=approval["required_approvals"], reason=approval["reason"]))
+        return out
 
     @staticmethod
     def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRecord) -> None:

@@ -24,43 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from thoth.server.db import Connection, Database, psycopg_conninfo
-from thoth.server.store import Store
+from thoth.server.store import Store, SyncOps, run_now
 
 log = logging.getLogger("thoth.server.writer")
 _MAX_BATCH = 512  # jobs per transaction
+_RECONNECT_DELAYS = (0.1, 0.5, 1.0)
 
 
-class SqliteOps:
-    """The write operations `Store.write_batch` needs, over a sqlite3 connection (never suspends)."""
-
-    postgres = False
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int(self.conn.execute(sql, params).rowcount)
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql, params)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.conn.one(sql, params)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.conn.all(sql, params)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ", ".join("?" * len(columns))
-        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+class StorageUnavailable(RuntimeError):
+    """The database cannot be written now; the request answers 503 (the client may retry)."""
 
 
 class PostgresOps:
@@ -99,16 +77,6 @@ class PostgresOps:
         # COPY cannot run in pipeline mode; a pipelined executemany costs no round trip of its own.
         marks = ", ".join("%s" for _ in columns)
         await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends (the store's writes over SqliteOps) to its result."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("a SQLite write tried to suspend")
 
 
 def _resolve(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any]) -> None:
@@ -193,7 +161,7 @@ class InlineWriter:
         conn = self._conn
         try:
             conn.begin_write()
-            results = run_now(self.store.write_batch(SqliteOps(conn), [job for job, _ in batch]))
+            results = run_now(self.store.write_batch(SyncOps(conn), [job for job, _ in batch]))
             conn.commit()
         except Exception as exc:
             conn.rollback()
@@ -256,12 +224,24 @@ class Writer:
         self._pending = []
 
     async def _connect(self) -> Any:
+        """The writer's connection, reopened if it was lost (a restarted or failed-over database, an
+        administrator terminating the backend). None when the database stays unreachable."""
         import psycopg
 
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(psycopg_conninfo(self.db.url), autocommit=True,
-                                                               connect_timeout=5)
-        return self._conn
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self._conn = None
+        # Named after the process, so an operator (or a test) can find this connection.
+        conninfo = psycopg.conninfo.make_conninfo(psycopg_conninfo(self.db.url),
+                                                  application_name=f"thoth-writer-{os.getpid()}")
+        for delay in _RECONNECT_DELAYS:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=5)
+                return self._conn
+            except Exception as exc:
+                log.warning("writer cannot connect: %s", exc)
+                await asyncio.sleep(delay)
+        return None
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -272,15 +252,32 @@ class Writer:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
                 await self._write(batch)
 
-    async def _write(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    async def _write(self, batch: list[tuple[Any, asyncio.Future[Any]]], retry: bool = True) -> None:
+        conn = await self._connect()
+        if conn is None:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(StorageUnavailable("the database is unreachable; retry later"))
+            return
         try:
-            conn = await self._connect()
             async with conn.pipeline() as pipeline, conn.transaction():
                 results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch])
             # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if conn.closed or conn.broken:
+                # The same batch again on a new connection. Had the commit gone through with only its
+                # answer lost, the retry stores nothing twice: decision ids are unique and events are
+                # deduplicated on event_id.
+                log.warning("writer lost its database connection: %s", exc)
+                if retry:
+                    await self._write(batch, retry=False)
+                    return
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StorageUnavailable("lost the database connection; retry later"))
+                return
             if len(batch) == 1:
                 _fail(batch[0], exc)
                 return

@@ -214,6 +214,8 @@ class Dashboard:
             return self.error(request, me, 404, "No such approval in this tenant.")
         if status == "not_pending":
             notice = f"Already {approval['status'] if approval else 'resolved'}; nothing changed."
+        elif status.startswith("refused:"):
+            notice = status.removeprefix("refused:") + " Nothing changed."
         else:
             notice = f"{'Approved' if decision == 'approve' else 'Denied'}: {approval['tool_name'] if approval else ''}"
         if request.headers.get("hx-request"):
@@ -230,10 +232,13 @@ class Dashboard:
         from thoth.server.core import ClientError
 
         try:
-            return "ok", await self.core.resolve_approval(me.tenant_id, approval_id, approve, me.actor, reason)
+            return "ok", await self.core.resolve_approval(me.tenant_id, approval_id, approve, me.actor, reason,
+                                                          via="dashboard")
         except ClientError as exc:
             if exc.status == 404:
                 return "not_found", None
+            if exc.status == 403:  # e.g. the requester may not approve their own call
+                return "refused:" + exc.message, None
             current = await run_in_threadpool(self.store.approval, me.tenant_id, approval_id)
             return "not_pending", current
 

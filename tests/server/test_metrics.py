@@ -1,0 +1,52 @@
+"""GET /metrics: Prometheus text that moves with the traffic."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from .conftest import Server, tenant
+from .test_enforce import call
+from .test_events import event
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics").text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    for family in ("thoth_decisions_total", "thoth_enforce_latency_seconds", "thoth_events_ingested_total",
+                   "thoth_events_rejected_total", "thoth_holds_pending"):
+        assert re.search(rf"^# TYPE {family} (counter|histogram|gauge)$", text, re.M), family
+    return values
+
+
+def held(values: dict[str, float], t: str) -> float:
+    return values.get(f'thoth_tenant_holds_pending{{tenant_id="{t}"}}', 0.0)
+
+
+def test_metrics_count_decisions_latency_events_and_holds(server: Server) -> None:
+    t = tenant()
+    before = scrape(server.url)
+    with server.client(server.key(t)) as c:
+        c.post("/v1/enforce", json=call(t, "search"))
+        c.post("/v1/enforce", json=call(t, "wire_money"))
+        c.post("/v1/enforce", json=call(t, "wire_money", mode="step_up"))
+        c.post("/v1/enforce", json=call(t, "drop_db", mode="step_up"))
+        assert c.post("/v1/events/batch", json=[event(t), event(t)]).status_code == 200
+        assert c.post("/v1/events/batch", json=[event(t), {"tenant_id": t}]).status_code == 422
+    after = scrape(server.url)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('thoth_decisions_total{decision="ALLOW"}') == 1
+    assert delta('thoth_decisions_total{decision="BLOCK"}') == 1
+    assert delta('thoth_decisions_total{decision="STEP_UP"}') == 2
+    assert delta("thoth_enforce_latency_seconds_count") == 4
+    assert delta('thoth_enforce_latency_seconds_bucket{le="+Inf"}') == 4 and delta("thoth_enforce_latency_seconds_sum") > 0
+    assert delta("thoth_events_ingested_total") == 2 and delta("thoth_events_rejected_total") == 2
+    assert held(after, t) == 2 and after["thoth_holds_pending"] >= 2
