@@ -308,10 +308,11 @@ class Core:
         hold_token_in = body.get("hold_token")
         if not isinstance(hold_token_in, str):
             hold_token_in = None
-        digest = args_digest(tool_args)
+        digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
         if decision == "STEP_UP" or (decision == "BLOCK" and result.reason_code == "repeated_violation") \
                 or hold_token_in:
+            digest = args_digest(tool_args)
             held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
         would = str(getattr(result, "would_decision", None) or decision).upper()
         risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
@@ -350,7 +351,7 @@ class Core:
             envelope["hold_token"] = hold_token
             envelope["step_up_timeout_seconds"] = timeout
             approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                            orjson.dumps(tool_args, default=str).decode(), digest, agent_id,
+                            orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
                             session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
                             self.required_approvals(tenant_id, tool_name))
         elif decision == "MODIFY":
