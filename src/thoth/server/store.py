@@ -149,6 +149,13 @@ class SyncOps:
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.conn.all(sql, params)
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Send a query; `fetch(handle)` gives its rows (here at once)."""
+        return self.conn.all(sql, params)
+
+    async def fetch(self, handle: Any) -> list[Any]:
+        return list(handle)
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
@@ -651,31 +658,32 @@ class Store:
             await ops.run(_INSERT_APPROVAL, rec.approval)
         return True
 
-    async def _head(self, ops: Any, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
-        if tenant_id in ctx.heads:
-            return ctx.heads[tenant_id]
-        await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
-                      " ON CONFLICT DO NOTHING", (tenant_id, -1, audit.GENESIS))
-        # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL; held
-        # to the commit, so two processes never hand out the same chain index. (SQLite: the
-        # whole write transaction is already exclusive.)
-        lock = " FOR UPDATE" if ops.postgres else ""
-        row = await ops.one("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant_id,))
-        ctx.heads[tenant_id] = (int(row[0]), row[1])
-        return ctx.heads[tenant_id]
-
     async def _write_events(self, ops: Any, ctx: _WriteContext, tenant: str,
                             batches: list[EventBatch]) -> list[BatchResult]:
-        index, prev = await self._head(ops, ctx, tenant)
+        # The chain head and the already-stored ids are both asked before either answer is
+        # awaited: one round trip on PostgreSQL.
+        head = None
+        if tenant not in ctx.heads:
+            await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
+                          " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))
+            # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL;
+            # held to the commit, so two processes never hand out the same chain index.
+            # (SQLite: the whole write transaction is already exclusive.)
+            lock = " FOR UPDATE" if ops.postgres else ""
+            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
         if ops.postgres:  # one array parameter: one prepared statement whatever the batch size
-            found = await ops.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
-                                  [tenant, ids])
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
+                                    [tenant, ids])
         else:
             marks = ", ".join("?" * len(ids))
-            found = await ops.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
-                                  [tenant, *ids])
-        existing = {r[0] for r in found}
+            found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
+                                    [tenant, *ids])
+        if head is not None:
+            row = (await ops.fetch(head))[0]
+            ctx.heads[tenant] = (int(row[0]), row[1])
+        index, prev = ctx.heads[tenant]
+        existing = {r[0] for r in await ops.fetch(found)}
         ingested_at = iso(now())
         rows = []
         results = []

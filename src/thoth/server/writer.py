@@ -69,6 +69,13 @@ class PostgresOps:
         cur = await self.conn.execute(sql.replace("?", "%s"), params)
         return list(await cur.fetchall())
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows."""
+        return await self.conn.execute(sql.replace("?", "%s"), params)
+
+    async def fetch(self, handle: Any) -> list[Any]:
+        return list(await handle.fetchall())
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self.conn.cursor() as cur:
             await cur.executemany(sql.replace("?", "%s"), rows)
