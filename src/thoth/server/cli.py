@@ -132,8 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1 and settings.demo:
         return _fail("--demo runs one worker; drop --workers")
     url = f"http://{args.host}:{args.port}"
-    # The hot path wants uvloop + httptools (measured ~1.6x asyncio + h11) and no access log.
-    fast = {"loop": "uvloop", "http": "httptools", "lifespan": "on", "log_level": "warning", "access_log": False}
+    # The hot path wants uvloop + httptools (measured ~1.6x asyncio + h11) and no access log;
+    # uvicorn[standard] installs both except where uvloop does not exist (Windows).
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "auto"
+    http = "httptools" if importlib.util.find_spec("httptools") else "auto"
+    fast = {"loop": loop, "http": http, "lifespan": "on", "log_level": "warning", "access_log": False}
     if workers > 1:
         # Each worker process builds its own app from the environment (uvicorn's factory mode).
         import os
