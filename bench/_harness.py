@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -86,7 +87,8 @@ def wrk(url: str, lua: str, connections: int, seconds: int) -> dict[str, float]:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install -y wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(lua)
+        # "@RUN@" in a script becomes a fresh id per run (LuaJIT's math.random is not seeded).
+        fh.write(lua.replace("@RUN@", uuid.uuid4().hex[:12]))
     try:
         out = subprocess.run(_pin(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", fh.name, url],
                                   1), capture_output=True, text=True, check=True).stdout

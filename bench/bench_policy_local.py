@@ -6,7 +6,9 @@ Goal (issue 3): governed-call overhead <= 20 us p50 (SDK tracer + in-process eng
 Prints the governed call against the bare call, and splits the overhead into its parts:
   engine      policy.evaluate() alone (CallContext built beforehand)
   enforcer    LocalEnforcer.enforce(request): request parsing, session history, envelope
-  tracer      the SDK's Tracer with a no-op enforcer and a no-op emitter (its own cost)
+  tracer      the SDK's Tracer with a no-op enforcer and a no-op emitter (its own cost): with
+              emit_later, as the SDK's emitters have (events are built off the caller's path), and
+              without it (a third-party emitter: the tracer builds each event dict before emit)
   governed    a tool wrapped by thoth.instrument(): everything, events written as JSONL
 """
 
@@ -101,6 +103,13 @@ def main() -> None:
         def emit(self, event: dict[str, Any]) -> None:
             pass
 
+        def emit_later(self, build: Callable[[], dict[str, Any]]) -> None:
+            pass  # like LocalEventSink/HttpEmitter: the event is built later, elsewhere
+
+    class EagerNoEmitter:
+        def emit(self, event: dict[str, Any]) -> None:
+            pass
+
     config = ThothConfig(agent_id="support-bot", tenant_id="acme", api_url="local", approved_scope=["search_docs"])
     tracer = Tracer(config=config, session=SessionContext(config), emitter=NoEmitter(), enforcer=NoEnforcer(),
                     step_up=None)
@@ -113,6 +122,9 @@ def main() -> None:
         tracer.session.tool_calls[:] = tracer_calls
 
     results["tracer alone (no-op enforcer, no-op emitter)"] = percentiles(
+        lambda: tracer_only(q="refund policy"), opts.calls, keep_tracer_session_length)
+    tracer.emitter = EagerNoEmitter()
+    results["tracer alone, events built on the caller's path"] = percentiles(
         lambda: tracer_only(q="refund policy"), opts.calls, keep_tracer_session_length)
     results["governed call (instrument, local mode)"] = percentiles(
         lambda: governed(q="refund policy"), opts.calls, keep_session_length)

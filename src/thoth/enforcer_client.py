@@ -24,6 +24,7 @@ class EnforcerClient:
         self.config = config
         self._local: Any = None
         self.endpoint: Endpoint | None = None
+        self.wants_session_tool_calls = not config.is_local  # the local engine keeps its own history
         if config.is_local:
             self._local = _local_engine("LocalEnforcer")(config)
         else:
@@ -59,13 +60,19 @@ class EnforcerClient:
                 return await local(request)  # type: ignore[no-any-return]
             return self._local.enforce(request)  # type: ignore[no-any-return]
         assert self.endpoint is not None
+        response: httpx.Response | FastResponse
         try:
-            response = await self.endpoint.async_client().post(
-                self.url, json=request, headers=self.endpoint.headers(),
-                timeout=self.config.enforce_timeout_seconds,
-            )
-        except httpx.HTTPError as exc:
-            return self._fault(f"{type(exc).__name__}: {exc}", request)
+            if self.endpoint.fast_path:
+                response = await self.endpoint.arequest_fast("POST", "/v1/enforce", request,
+                                                             timeout=self.config.enforce_timeout_seconds)
+            else:
+                response = await self.endpoint.async_client().post(
+                    self.url, json=request, headers=self.endpoint.headers(),
+                    timeout=self.config.enforce_timeout_seconds,
+                )
+        except (TransportFault, httpx.HTTPError) as exc:
+            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
+                               request)
         return self._decide(response, request)
 
     # ---------------------------------------------------------------------------------------------

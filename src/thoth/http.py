@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import http.client
 import json
+import os
 import ssl
 import threading
 import weakref
@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from thoth.http1 import FastResponse, StaleConnection, TransportFault, encode_request, host_header
+from thoth.sync_http import SyncConnection
+
+__all__ = ["Endpoint", "FastResponse", "TransportFault", "error_message", "get_endpoint"]
+
 if TYPE_CHECKING:
+    from thoth.async_http import AsyncPool
     from thoth.emitter import EventTransport
 
 USER_AGENT = "aten-thoth-python"
@@ -41,33 +47,14 @@ def error_message(response: Any) -> str:
     return text[:200] if text else response.reason_phrase
 
 
-class TransportFault(Exception):
-    """No HTTP answer at all (refused, reset, timed out): an infrastructure fault."""
-
-
-class FastResponse:
-    """The little of an HTTP answer the enforce path needs."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status_code = status
-        self.content = body
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", errors="replace")
-
-    @property
-    def reason_phrase(self) -> str:
-        return http.client.responses.get(self.status_code, "")
-
-
 class Endpoint:
     """Shared state for one (url, api_key)."""
 
     def __init__(self, url: str, api_key: str | None) -> None:
+        if api_key and (not api_key.isprintable() or not api_key.isascii()):
+            # Would fail inside every request (or be a header injection): say so once, up front.
+            raise ValueError("the Thoth API key (api_key= or THOTH_API_KEY) contains characters an HTTP "
+                             "header cannot carry (a line break or non-ASCII text); copy the key again")
         self.url = url
         self.api_key = api_key
         self._lock = threading.Lock()
@@ -75,15 +62,36 @@ class Endpoint:
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncPool] = (
+            weakref.WeakKeyDictionary()
+        )
         self._transport: EventTransport | None = None
-        self._local = threading.local()  # one keep-alive connection per thread for post_fast
+        self._local = threading.local()  # one keep-alive connection per thread for post_fast/post_bytes
+        self._ssl_context: ssl.SSLContext | None = None  # made once, for https only
         parts = urlsplit(url)
         self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
         self._base_path = parts.path.rstrip("/")
-        # The stdlib fast path knows no proxies: behind one, the enforce call goes through httpx.
+        self._host_header = host_header(self._host, self._port or (443 if self._scheme == "https" else 80),
+                                        self._scheme == "https")
+        # The SDK's own clients know no proxies: behind one, enforce calls and events go through httpx.
         self.fast_path = not _proxied(url)
         self.fail_open_total = 0
         self._fail_open_unreported = 0
+        _every_endpoint.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's sockets, locks and event thread are not ours to use.
+
+        A socket shared with the parent could hand one process the other's verdict; the event
+        thread did not survive the fork. Fresh ones are made on first use; the parent still sends
+        the events that were queued before the fork.
+        """
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._client = None
+        self._async_clients = weakref.WeakKeyDictionary()
+        self._async_pools = weakref.WeakKeyDictionary()
+        self._transport = None
 
     def headers(self, *, bearer: bool = False) -> dict[str, str]:
         headers = {"user-agent": USER_AGENT}
@@ -113,53 +121,85 @@ class Endpoint:
                 self._async_clients[loop] = client
         return client
 
-    def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
-        """POST JSON on this thread's keep-alive connection (stdlib http.client).
+    def async_pool(self) -> AsyncPool:
+        """The asyncio-streams keep-alive pool of the running event loop (see thoth.async_http)."""
+        loop = asyncio.get_running_loop()
+        pool = self._async_pools.get(loop)
+        if pool is None:
+            from thoth.async_http import AsyncPool
 
-        The sync enforce call is the hot path: http.client answers a loopback round trip in about
-        a third of httpx's time. Raises TransportFault when no answer arrived.
+            with self._lock:
+                pool = self._async_pools.get(loop)
+                if pool is None:
+                    default = 443 if self._scheme == "https" else 80
+                    pool = AsyncPool(self._host, self._port or default, tls=self._scheme == "https")
+                    self._async_pools[loop] = pool
+        return pool
+
+    async def arequest_fast(self, method: str, path: str, payload: Any = None, *, timeout: float,
+                            bearer: bool = False) -> FastResponse:
+        """The async twin of post_fast: one request on the loop's keep-alive pool, never blocking it.
+
+        Raises TransportFault when no answer arrived.
         """
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = self.headers(bearer=bearer)
+        body = b""
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            headers["content-type"] = "application/json"
+        return await self.async_pool().request(method, self._base_path + path, headers, body, timeout)
+
+    def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
+        """POST JSON on this thread's keep-alive connection (thoth.sync_http).
+
+        The sync enforce call is the hot path: a bare socket answers a loopback round trip in less
+        than half of http.client's time and a fraction of httpx's. Raises TransportFault when no
+        answer arrived.
+        """
+        return self.post_bytes(path, json.dumps(payload, separators=(",", ":")).encode(), timeout)
+
+    def post_bytes(self, path: str, body: bytes, timeout: float) -> FastResponse:
+        """post_fast with a body already encoded as JSON (the event thread's batches)."""
         headers = {**self.headers(), "content-type": "application/json"}
+        try:
+            request = encode_request("POST", self._base_path + path, self._host_header, headers, body)
+        except ValueError as exc:
+            raise TransportFault(str(exc)) from exc
         for attempt in (1, 2):
-            conn = self._connection(timeout)
-            reused = getattr(self._local, "used", False)
             try:
-                conn.request("POST", self._base_path + path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                self._local.used = True
-                if response.will_close:
-                    self._drop_connection()
-                return FastResponse(response.status, data)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                conn = self._connection(timeout)
+                reused = conn.used
+                conn.used = True
+                response, keep = conn.exchange(request, timeout)
+            except StaleConnection as exc:
                 self._drop_connection()
                 if reused and attempt == 1:
                     continue  # the server closed an idle keep-alive connection: reconnect once
-                raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
-            except (OSError, http.client.HTTPException) as exc:
+                raise TransportFault(f"connection closed by the server: {exc.__cause__!r}") from exc
+            except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS, a garbled answer
                 self._drop_connection()
                 raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
-        raise TransportFault("unreachable")
+            if not keep:
+                self._drop_connection()
+            return response
+        raise TransportFault("unreachable")  # pragma: no cover (the loop returns or raises)
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self, timeout: float) -> SyncConnection:
+        conn: SyncConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.idle_closed():
+            self._drop_connection()
+            conn = None
         if conn is None:
+            context = None
             if self._scheme == "https":
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                                   context=ssl.create_default_context())
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            self._local.conn, self._local.used = conn, False
-        elif conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        conn.timeout = timeout
+                context = self._ssl_context = self._ssl_context or ssl.create_default_context()
+            conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), timeout,
+                                                     context)
         return conn
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
-        self._local.used = False
         if conn is not None:
             conn.close()
 
@@ -187,10 +227,12 @@ class Endpoint:
             return count
 
     def close(self) -> None:
+        self._drop_connection()  # this thread's; other threads' close with their thread
         with self._lock:
             client, self._client = self._client, None
             async_clients = list(self._async_clients.values())
             self._async_clients = weakref.WeakKeyDictionary()
+            self._async_pools = weakref.WeakKeyDictionary()  # their loops own the sockets; dropped with them
         if client is not None:
             client.close()
         for aclient in async_clients:
@@ -210,6 +252,17 @@ def _proxied(url: str) -> bool:
 
 _registry: dict[tuple[str, str | None], Endpoint] = {}
 _registry_lock = threading.Lock()
+_every_endpoint: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # also those released but still in use
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for endpoint in list(_every_endpoint):
+        endpoint._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_endpoint(url: str, api_key: str | None) -> Endpoint:

@@ -23,6 +23,8 @@ FRAMEWORKS: list[tuple[str, str | None, str]] = [
     # compiled graphs of LangGraph and LangChain 1.x create_agent: their ToolNodes' tools
     ("langgraph", "CompiledStateGraph", "langchain"),
     ("crewai", None, "crewai"),
+    ("agents.agent", "Agent", "openai_agents"),  # openai-agents (its exact module, not any `agents`)
+    ("claude_agent_sdk", "ClaudeAgentOptions", "claude_agent_sdk"),
     ("autogen_agentchat", None, "autogen"),
     ("autogen", None, "autogen"),
 ]

@@ -17,7 +17,7 @@ class SessionContext:
     def __init__(self, config: ThothConfig, session_id: str | None = None) -> None:
         self.config = config
         self.session_id = session_id or config.session_id or str(uuid.uuid4())
-        self.tool_calls: list[str] = []
+        self.tool_calls: list[str] = []  # append-only: snapshots are prefixes of it
         self.token_spend: int = 0
         self._lock = threading.Lock()
 
@@ -38,11 +38,15 @@ class SessionContext:
 
     def history_for(self, tool_name: str) -> list[str]:
         """`session_tool_calls` for the wire: completed calls, plus this one unless already last."""
-        with self._lock:
-            calls = list(self.tool_calls)
-        if not calls or calls[-1] != tool_name:
-            calls.append(tool_name)
-        return calls
+        return self.snapshot(tool_name).to_list()
+
+    def snapshot(self, tool_name: str | None = None) -> CallsSnapshot:
+        """`history_for(tool_name)` (or the completed calls, without a name) in O(1): copied only
+        when an event is serialized, off the caller's path."""
+        calls = self.tool_calls
+        n = len(calls)
+        current = tool_name if tool_name is not None and (not n or calls[n - 1] != tool_name) else None
+        return CallsSnapshot(calls, n, current)
 
     # ContextVar plumbing -------------------------------------------------------------------------
     def activate(self) -> Token[SessionContext | None]:
@@ -54,6 +58,22 @@ class SessionContext:
 
     def __repr__(self) -> str:
         return f"SessionContext(session_id={self.session_id!r}, agent_id={self.agent_id!r}, tool_calls={len(self.tool_calls)})"
+
+
+class CallsSnapshot:
+    """The session's first `n` calls (plus `current`). `SessionContext.tool_calls` only ever
+    grows by appending, so a prefix of it never changes and needs no copy until it is read."""
+
+    __slots__ = ("_calls", "_n", "_current")
+
+    def __init__(self, calls: list[str], n: int, current: str | None) -> None:
+        self._calls, self._n, self._current = calls, n, current
+
+    def to_list(self) -> list[str]:
+        calls = self._calls[: self._n]
+        if self._current is not None:
+            calls.append(self._current)
+        return calls
 
 
 def get_current_session() -> SessionContext | None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from thoth.http import Endpoint, error_message, get_endpoint
+from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig, parse_decision
 
 log = logging.getLogger("thoth")
@@ -75,7 +75,7 @@ class StepUpClient:
     # ---------------------------------------------------------------------------------------------
     def _request(self, decision: EnforcementDecision, remaining: float) -> tuple[str, dict[str, Any]]:
         assert self.endpoint is not None and decision.hold_token
-        wait = max(0, int(min(LONG_POLL_SECONDS, remaining)))
+        wait = _wait_seconds(remaining)
         url = f"{self.endpoint.url}/v1/enforce/hold/{quote(decision.hold_token, safe='')}"
         kwargs: dict[str, Any] = {
             "params": {"wait": wait},
@@ -96,11 +96,17 @@ class StepUpClient:
         return self._read(response, decision)
 
     async def _poll_async(self, decision: EnforcementDecision, remaining: float) -> EnforcementDecision | None:
-        assert self.endpoint is not None
-        url, kwargs = self._request(decision, remaining)
+        assert self.endpoint is not None and decision.hold_token
+        response: httpx.Response | FastResponse
         try:
-            response = await self.endpoint.async_client().get(url, **kwargs)
-        except httpx.HTTPError as exc:
+            if self.endpoint.fast_path:
+                wait = _wait_seconds(remaining)
+                path = f"/v1/enforce/hold/{quote(decision.hold_token, safe='')}?wait={wait}"
+                response = await self.endpoint.arequest_fast("GET", path, timeout=wait + 10.0, bearer=True)
+            else:
+                url, kwargs = self._request(decision, remaining)
+                response = await self.endpoint.async_client().get(url, **kwargs)
+        except (TransportFault, httpx.HTTPError) as exc:
             log.warning("Thoth hold poll failed (%s); still waiting for approval", exc)
             return None
         return self._read(response, decision)
@@ -111,7 +117,7 @@ class StepUpClient:
         return max(0.0, min(self.config.step_up_poll_interval_seconds - spent, deadline - time.monotonic()))
 
     @staticmethod
-    def _read(response: httpx.Response, held: EnforcementDecision) -> EnforcementDecision | None:
+    def _read(response: httpx.Response | FastResponse, held: EnforcementDecision) -> EnforcementDecision | None:
         status = response.status_code
         if status >= 500 or status in (408, 429):
             return None  # transient: keep polling until the deadline
@@ -137,6 +143,11 @@ class StepUpClient:
         if merged["decision"] is DecisionType.BLOCK and not body.get("reason"):
             merged["reason"] = "step-up denied"
         return EnforcementDecision.from_wire(merged)
+
+
+def _wait_seconds(remaining: float) -> int:
+    """How long the server may hold one poll: the long-poll cap, never past the client's deadline."""
+    return max(0, int(min(LONG_POLL_SECONDS, remaining)))
 
 
 def _no_token(decision: EnforcementDecision) -> EnforcementDecision:

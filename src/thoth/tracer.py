@@ -14,24 +14,19 @@ import functools
 import inspect
 import json
 import logging
-import socket
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from thoth.args import ModificationError, apply_modified, json_safe, to_wire_args
+from thoth.events import build_event, decision_meta
 from thoth.exceptions import ThothPolicyViolation
 from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
-from thoth.session import SessionContext, _current
+from thoth.session import CallsSnapshot, SessionContext, _current
 
 log = logging.getLogger("thoth")
 
-SDK_VERSION = "0.2.0"
-EVENT_TTL_SECONDS = 90 * 24 * 3600
-_HOSTNAME = socket.gethostname()
 _DEDUP_SIZE = 4096
 _BLOCKING = (DecisionType.BLOCK, DecisionType.DEFER)
 
@@ -102,8 +97,8 @@ class Tracer:
         cached = self._cached(tool_name, tool_args, call_id)
         if cached is not None:
             return cached
-        request = self._request(tool_name, tool_args)
-        self._emit_pre(request, call_id)
+        request, calls = self._request(tool_name, tool_args)
+        self._emit_pre(request, calls, call_id)
         if self.config.enforcement is EnforcementMode.OBSERVE:
             return self._observe(request, call_id)
         decision = self.enforcer.enforce(request)
@@ -111,16 +106,16 @@ class Tracer:
             try:
                 decision = self.step_up.wait(decision, tool_name)
             except ThothPolicyViolation as exc:
-                self._emit_block(request, call_id, _decision_of(exc))
+                self._emit_block(request, calls, call_id, _decision_of(exc))
                 raise
-        return self._conclude(request, call_id, decision)
+        return self._conclude(request, calls, call_id, decision)
 
     async def agovern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
         cached = self._cached(tool_name, tool_args, call_id)
         if cached is not None:
             return cached
-        request = self._request(tool_name, tool_args)
-        self._emit_pre(request, call_id)
+        request, calls = self._request(tool_name, tool_args)
+        self._emit_pre(request, calls, call_id)
         if self.config.enforcement is EnforcementMode.OBSERVE:
             return self._observe(request, call_id)
         decision = await self.enforcer.aenforce(request)
@@ -128,9 +123,9 @@ class Tracer:
             try:
                 decision = await self.step_up.await_(decision, tool_name)
             except ThothPolicyViolation as exc:
-                self._emit_block(request, call_id, _decision_of(exc))
+                self._emit_block(request, calls, call_id, _decision_of(exc))
                 raise
-        return self._conclude(request, call_id, decision)
+        return self._conclude(request, calls, call_id, decision)
 
     def run(
         self,
@@ -142,7 +137,8 @@ class Tracer:
         call_id: str | None = None,
     ) -> Any:
         args, kwargs = tuple(args), dict(kwargs or {})
-        with self.activated():
+        token = _current.set(self.session)  # activated(), without a generator on the hot path
+        try:
             call = self.govern(tool_name, to_wire_args(args, kwargs), call_id=call_id)
             args, kwargs = self._rewrite(call, args, kwargs)
             try:
@@ -151,6 +147,8 @@ class Tracer:
                 call.failed(exc)
                 raise
             return call.done(result)
+        finally:
+            _current.reset(token)
 
     async def arun(
         self,
@@ -162,7 +160,8 @@ class Tracer:
         call_id: str | None = None,
     ) -> Any:
         args, kwargs = tuple(args), dict(kwargs or {})
-        with self.activated():
+        token = _current.set(self.session)
+        try:
             call = await self.agovern(tool_name, to_wire_args(args, kwargs), call_id=call_id)
             args, kwargs = self._rewrite(call, args, kwargs)
             try:
@@ -171,6 +170,8 @@ class Tracer:
                 call.failed(exc)
                 raise
             return call.done(result)
+        finally:
+            _current.reset(token)
 
     def wrap_tool(self, name: str, fn: Any) -> Any:
         """A governed version of `fn` (sync or async; LangChain tools stay LangChain tools)."""
@@ -195,16 +196,15 @@ class Tracer:
     ) -> None:
         total = max(0, int(input_tokens or 0)) + max(0, int(output_tokens or 0))
         self.session.add_tokens(total)
-        event = self._event(
-            "LLM_INVOCATION", tool_name="", content=f"{provider or 'llm'}:{model}",
-            source_type="agent_llm_invocation", session_tool_calls=list(self.session.tool_calls),
-            metadata={
+        self._emit(
+            "LLM_INVOCATION", "", f"{provider or 'llm'}:{model}",
+            {
                 "event_phase": "llm", "model": model, "provider": provider,
                 "input_tokens": input_tokens, "output_tokens": output_tokens,
                 "token_spend": self.session.token_spend,
             },
+            self.session.snapshot(), source_type="agent_llm_invocation",
         )
-        self.emitter.emit(event)
 
     def flush(self, timeout: float = 5.0) -> bool:
         flush = getattr(self.emitter, "flush", None)
@@ -240,26 +240,30 @@ class Tracer:
         while len(self._seen) > _DEDUP_SIZE:
             self._seen.popitem(last=False)
 
-    def _request(self, tool_name: str, tool_args: Any) -> dict[str, Any]:
+    def _request(self, tool_name: str, tool_args: Any) -> tuple[dict[str, Any], CallsSnapshot]:
+        """The enforce request, and the session history as of this call for its events."""
         cfg = self.config
         if tool_args is not None and not isinstance(tool_args, dict):
             tool_args = {"input": tool_args}
+        calls = self.session.snapshot(tool_name)
         request: dict[str, Any] = {
             "agent_id": cfg.agent_id,
             "tenant_id": cfg.tenant_id,
             "user_id": cfg.user_id,
             "tool_name": tool_name,
             "session_id": self.session.session_id,
-            "session_tool_calls": self.session.history_for(tool_name),
             "approved_scope": list(cfg.approved_scope),
             "enforcement_mode": cfg.enforcement.value,
             "environment": cfg.environment,
             "enforcement_trace_id": self.session.session_id,
             "tool_args": json_safe(tool_args) if tool_args is not None else {},
         }
+        # O(session length): only for enforcers that read it (the in-process one keeps its own).
+        if getattr(self.enforcer, "wants_session_tool_calls", True):
+            request["session_tool_calls"] = calls.to_list()
         if cfg.session_intent:
             request["session_intent"] = cfg.session_intent
-        return request
+        return request, calls
 
     def _observe(self, request: dict[str, Any], call_id: str | None) -> GovernedCall:
         """Observe: allow now; ask the server off the critical path so it still records the verdict."""
@@ -278,7 +282,8 @@ class Tracer:
         return GovernedCall(self, request["tool_name"], request["tool_args"], decision, call_id,
                             observed=lambda: holder.get("decision"))
 
-    def _conclude(self, request: dict[str, Any], call_id: str | None, decision: EnforcementDecision) -> GovernedCall:
+    def _conclude(self, request: dict[str, Any], calls: CallsSnapshot, call_id: str | None,
+                  decision: EnforcementDecision) -> GovernedCall:
         tool_args = request["tool_args"]
         if decision.decision is DecisionType.MODIFY:
             if decision.modified_tool_args is None:
@@ -292,7 +297,7 @@ class Tracer:
             decision = decision.model_copy(update={"decision": DecisionType.BLOCK})
         self._remember(call_id, request, decision)
         if decision.decision in _BLOCKING:
-            self._emit_block(request, call_id, decision)
+            self._emit_block(request, calls, call_id, decision)
             raise self._violation(request["tool_name"], decision)
         return GovernedCall(self, request["tool_name"], tool_args, decision, call_id)
 
@@ -307,7 +312,7 @@ class Tracer:
                 "decision": DecisionType.BLOCK, "reason": f"policy modified the arguments but {exc}",
             })
             call._finished = True
-            self._emit_block(self._request(call.tool_name, call.tool_args), call.call_id, decision)
+            self._emit_block(*self._request(call.tool_name, call.tool_args), call.call_id, decision)
             raise self._violation(call.tool_name, decision) from exc
 
     def _violation(self, tool_name: str, decision: EnforcementDecision) -> ThothPolicyViolation:
@@ -327,58 +332,41 @@ class Tracer:
         )
 
     # Events --------------------------------------------------------------------------------------
-    def _event(self, event_type: str, *, tool_name: str, content: str, metadata: dict[str, Any],
-               source_type: str = "agent_tool_call", session_tool_calls: list[str] | None = None,
-               violation_id: str | None = None) -> dict[str, Any]:
-        cfg = self.config
-        now = time.time()
-        iso = datetime.fromtimestamp(now, UTC).isoformat()
-        meta = {
-            "sdk_language": "python", "sdk_version": SDK_VERSION, "environment": cfg.environment,
-            "enforcement_trace_id": self.session.session_id, **metadata,
-        }
-        return {
-            "event_id": f"{cfg.tenant_id}:{uuid.uuid4()}",
-            "tenant_id": cfg.tenant_id, "agent_id": cfg.agent_id,
-            "session_id": self.session.session_id, "user_id": cfg.user_id,
-            "source_type": source_type, "event_type": event_type, "content": content,
-            "metadata": meta, "approved_scope": list(cfg.approved_scope),
-            "enforcement_mode": cfg.enforcement.value,
-            "session_tool_calls": session_tool_calls if session_tool_calls is not None
-            else list(self.session.tool_calls),
-            "tool_name": tool_name, "endpoint_id": _HOSTNAME, "hostname": _HOSTNAME,
-            "occurred_at": iso, "ingested_at": None, "ttl": int(now) + EVENT_TTL_SECONDS,
-            "violation_id": violation_id,
-            "chain_index": None, "hash": None, "previous_hash": None, "signature": None,
-        }
+    def _emit(self, event_type: str, tool_name: str, content: str, metadata: dict[str, Any],
+              calls: CallsSnapshot, decision: EnforcementDecision | None = None,
+              violation_id: str | None = None, source_type: str = "agent_tool_call") -> None:
+        """Hand one event to the emitter. The caller's path only captures the moment and the
+        references: emitters with emit_later build the dict (ids, ISO time, the session history)
+        off this path; others get it built now."""
+        build = functools.partial(build_event, self.config, self.session.session_id, time.time(), event_type,
+                                  tool_name, content, metadata, calls, decision, violation_id, source_type)
+        later = getattr(self.emitter, "emit_later", None)
+        if later is not None:
+            later(build)
+        else:
+            self.emitter.emit(build())
 
-    def _emit_pre(self, request: dict[str, Any], call_id: str | None) -> None:
+    def _emit_pre(self, request: dict[str, Any], calls: CallsSnapshot, call_id: str | None) -> None:
         name = request["tool_name"]
-        self.emitter.emit(self._event(
-            "TOOL_CALL_PRE", tool_name=name, content=f"tool call requested: {name}",
-            session_tool_calls=request["session_tool_calls"],
-            metadata={"event_phase": "pre", "call_id": call_id,
-                      "tool_call": {"name": name, "arguments": request["tool_args"]}},
-        ))
+        self._emit("TOOL_CALL_PRE", name, f"tool call requested: {name}",
+                   {"event_phase": "pre", "call_id": call_id,
+                    "tool_call": {"name": name, "arguments": request["tool_args"]}}, calls)
 
-    def _emit_block(self, request: dict[str, Any], call_id: str | None, decision: EnforcementDecision) -> None:
+    def _emit_block(self, request: dict[str, Any], calls: CallsSnapshot, call_id: str | None,
+                    decision: EnforcementDecision) -> None:
         name = request["tool_name"]
-        self.emitter.emit(self._event(
-            "TOOL_CALL_BLOCK", tool_name=name,
-            content=f"tool call blocked: {name}: {decision.reason or decision.decision.value}",
-            session_tool_calls=request["session_tool_calls"], violation_id=decision.violation_id,
-            metadata={"event_phase": "block", "call_id": call_id,
-                      "tool_call": {"name": name, "arguments": request["tool_args"]},
-                      **_decision_meta(decision)},
-        ))
+        self._emit("TOOL_CALL_BLOCK", name, f"tool call blocked: {name}: {decision.reason or decision.decision.value}",
+                   {"event_phase": "block", "call_id": call_id,
+                    "tool_call": {"name": name, "arguments": request["tool_args"]}},
+                   calls, decision, violation_id=decision.violation_id)
 
     def _finish(self, call: GovernedCall, *, result: Any, error: BaseException | None) -> None:
+        duration_ms = call.duration_ms
         self.session.record_tool_call(call.tool_name)
         meta: dict[str, Any] = {
             "event_phase": "post", "call_id": call.call_id,
             "tool_call": {"name": call.tool_name, "arguments": call.tool_args},  # already JSON-safe
-            "duration_ms": round(call.duration_ms, 3),
-            **_decision_meta(call.decision),
+            "duration_ms": round(duration_ms, 3),
         }
         if error is None:
             meta["result_type"] = type(result).__name__
@@ -388,16 +376,18 @@ class Tracer:
             meta["error"] = True
             meta["error_type"] = type(error).__name__
             content = f"tool call raised {type(error).__name__}: {call.tool_name}"
-        event = self._event("TOOL_CALL_POST", tool_name=call.tool_name, content=content, metadata=meta)
+        calls = self.session.snapshot()  # completed calls, this one included
         observed = call._observed
         if observed is None:
-            self.emitter.emit(event)
+            self._emit("TOOL_CALL_POST", call.tool_name, content, meta, calls, call.decision)
             return
+        event = build_event(self.config, self.session.session_id, time.time(), "TOOL_CALL_POST",
+                            call.tool_name, content, meta, calls, call.decision)
 
         def with_verdict() -> list[dict[str, Any]]:
             # Runs on the event thread after the observe enforce call (queue order).
             verdict = observed()
-            event["metadata"]["observed_decision"] = _decision_meta(verdict) if verdict else None
+            event["metadata"]["observed_decision"] = decision_meta(verdict) if verdict else None
             if verdict is not None and verdict.violation_id:
                 event["violation_id"] = verdict.violation_id
             return [event]
@@ -440,28 +430,6 @@ def _is_langchain_tool(obj: Any) -> bool:
         cls.__name__ == "BaseTool" and cls.__module__.startswith("langchain")
         for cls in type(obj).__mro__
     )
-
-
-def _decision_meta(decision: EnforcementDecision) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "decision": decision.decision.value,
-        "reason": decision.reason,
-        "decision_reason_code": decision.decision_reason_code,
-        "violation_id": decision.violation_id,
-        "risk_score": decision.risk_score,
-        "matched_rule_ids": decision.matched_rule_ids,
-    }
-    if decision.hold_token:
-        meta["hold_token"] = decision.hold_token
-    if decision.fail_mode:
-        meta["fail_mode"] = decision.fail_mode
-    if decision.modification_reason:
-        meta["modification_reason"] = decision.modification_reason
-    extra = decision.model_extra or {}
-    for key in ("would_decision", "policy_decision"):
-        if key in extra:
-            meta[key] = extra[key]
-    return meta
 
 
 def _dedup_key(call_id: str, tool_name: str, tool_args: Any) -> tuple[str, str, str]:

@@ -1,16 +1,20 @@
-"""Fixtures: a real wire-contract server on a free loopback port, and tracers pointed at it."""
+"""Fixtures: the real `thoth serve` (end-to-end tests) and a scriptable wire-contract server
+(failure injection the real server cannot produce), each on a free loopback port."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.server.conftest import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
 
 from thoth.http import get_endpoint, release
 from thoth.instrumentor import build_tracer
 from thoth.tracer import Tracer
 
+from .real_server import Server, Tenant, launch, stop_server
 from .wire_server import WireServer
 
 
@@ -18,6 +22,36 @@ from .wire_server import WireServer
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("THOTH_API_URL", "THOTH_API_KEY", "THOTH_FAIL_CLOSED"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def thoth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `thoth serve` on SQLite for the SDK suite; each test gets its own tenant."""
+    home = tmp_path_factory.mktemp("thoth-home")
+    server = launch(f"sqlite:///{home / 'thoth.db'}", home)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def real(thoth_server: Server) -> Iterator[Tenant]:
+    tenant = Tenant(thoth_server)
+    yield tenant
+    release(thoth_server.url)  # drain and forget this test's event queue and connections
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Server]]:
+    """A real server of the test's own (to stop and restart), on SQLite and on the machine's
+    PostgreSQL (a schema of its own; skipped without PostgreSQL); the list holds the live process."""
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{tmp_path / 'thoth.db'}"
+    else:
+        db_url = request.getfixturevalue("pg_schema_url")
+    holder = [launch(db_url, tmp_path)]
+    yield holder
+    release(holder[0].url)
+    stop_server(holder[0])
 
 
 @pytest.fixture

@@ -24,28 +24,6 @@ def test_events_arrive_in_batches_of_at_most_ten(server: WireServer, make_tracer
     assert len(server.batch_sizes) >= 8
 
 
-def test_server_restart_loses_nothing_and_duplicates_nothing(server: WireServer,
-                                                             make_tracer: Any) -> None:
-    """The agent keeps working while the server is down; every event arrives exactly once."""
-    tracer = make_tracer()
-    tool = tracer.wrap_tool("search", lambda q: f"result {q}")
-    results = [tool(f"before-{i}") for i in range(5)]
-    server.stop()
-    results += [tool(f"down-{i}") for i in range(15)]  # fail-open: the agent is not interrupted
-    time.sleep(1.0)  # the transport retries against a closed port meanwhile
-    server.start()
-    results += [tool(f"after-{i}") for i in range(5)]
-    assert len(results) == 25
-
-    events = delivered(server, timeout=15)
-    assert len(events) == 50  # 25 PRE + 25 POST, each stored exactly once
-    pre_args = sorted(e["metadata"]["tool_call"]["arguments"]["args"][0]
-                      for e in events.values() if e["event_type"] == "TOOL_CALL_PRE")
-    assert pre_args == sorted([f"before-{i}" for i in range(5)] + [f"down-{i}" for i in range(15)]
-                              + [f"after-{i}" for i in range(5)])
-    assert tracer.emitter.dropped == 0
-    assert sum(e["metadata"].get("sdk_fail_open_count", 0) for e in events.values()) == 15
-
 
 def test_a_failed_batch_is_retried_not_dropped(server: WireServer, make_tracer: Any) -> None:
     server.fail("/v1/events/batch", 503, times=3)
@@ -121,11 +99,12 @@ def test_observe_with_the_server_down(server: WireServer, make_tracer: Any) -> N
 @pytest.mark.parametrize("count", [1, 1000])
 def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> None:
     import gc
-    import http.client
 
     import httpx
 
     import thoth
+    from thoth.async_http import AsyncPool
+    from thoth.sync_http import SyncConnection
 
     class Agent:
         def __init__(self) -> None:
@@ -141,11 +120,12 @@ def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> 
         return sum("process_request" not in t.name for t in threading.enumerate())
 
     def pools() -> int:
-        return sum(isinstance(o, httpx.Client | httpx.AsyncClient | http.client.HTTPConnection)
+        return sum(isinstance(o, httpx.Client | httpx.AsyncClient | SyncConnection | AsyncPool)
                    for o in gc.get_objects())
 
     gc.collect()
     threads, clients = sdk_threads(), pools()
+    assert clients >= 2  # the agent's connection and the event thread's
     agents = [instrument_once() for _ in range(count)]
     for agent in agents[:20]:
         agent.tools[0]("x")
@@ -153,3 +133,31 @@ def test_instrument_shares_threads_and_pools(server: WireServer, count: int) -> 
     assert sdk_threads() <= threads
     assert pools() <= clients
     assert get_endpoint(server.url, server.api_key).client is agents[-1].tools[0].__thoth_tracer__.enforcer.endpoint.client
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_uses_its_own_connections_and_event_thread(server: WireServer,
+                                                                  make_tracer: Any) -> None:
+    """A worker forked after instrument() (gunicorn preload, multiprocessing) must not share the
+    parent's sockets (it could read the parent's verdict) and needs an event thread of its own."""
+    import os
+
+    tracer = make_tracer()
+    tool = tracer.wrap_tool("search", lambda q: q)
+    assert tool("parent-before") == "parent-before"  # the parent's connection and event thread exist
+    endpoint = tracer.enforcer.endpoint
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 3
+        try:
+            fresh = getattr(endpoint._local, "conn", None) is None
+            ran = tool("child") == "child"
+            code = 0 if (fresh and ran and tracer.flush(5) and tracer.enforcer.endpoint.fail_open_total == 0) else 1
+        finally:
+            os._exit(code)
+    assert tool("parent-after") == "parent-after"
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    pre = sorted(e["metadata"]["tool_call"]["arguments"]["args"][0]
+                 for e in delivered(server).values() if e["event_type"] == "TOOL_CALL_PRE")
+    assert pre == ["child", "parent-after", "parent-before"]

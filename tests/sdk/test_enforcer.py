@@ -108,3 +108,9 @@ def test_behind_a_proxy_the_enforce_call_uses_httpx(server: WireServer, make_tra
     assert Endpoint("http://thoth.example:8080", "k").fast_path is False
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert Endpoint(server.url, "k").fast_path is True
+
+
+@pytest.mark.parametrize("key", ["thk_abc\n", "thk_abc\r\nx-evil: 1", "clé"])
+def test_a_key_no_header_can_carry_is_a_clear_value_error(server: WireServer, make_tracer: Any, key: str) -> None:
+    with pytest.raises(ValueError, match="THOTH_API_KEY"):
+        make_tracer(api_key=key)

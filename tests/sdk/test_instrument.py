@@ -15,7 +15,6 @@ import thoth
 from thoth import ThothPolicyViolation
 from thoth.instrumentor import detect_framework
 
-from .conftest import delivered
 from .wire_server import WireServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,45 +27,6 @@ def env(server: WireServer, monkeypatch: pytest.MonkeyPatch) -> WireServer:
     monkeypatch.setenv("THOTH_API_URL", server.url)
     return server
 
-
-def test_readme_generic_agent_example(env: WireServer) -> None:
-    # The README's generic-agent example, as written there; the server's policy refuses the
-    # read of /etc/passwd although read_file is in scope.
-    env.script("read_file", lambda req: {"decision": "BLOCK", "reason": "sensitive path",
-                                         "decision_reason_code": "policy_sensitive_path"}
-               if "/etc/passwd" in str(req["tool_args"]) else {"decision": "ALLOW"})
-
-    class FileTool:
-        name = "read_file"
-
-        def run(self, path: str) -> str:
-            with open(path) as f:
-                return f.read()
-
-    class MyAgent:
-        tools = [FileTool()]
-
-        def run(self, prompt: str) -> str:
-            ...
-            return ""
-
-    agent = MyAgent()
-    agent = thoth.instrument(
-        agent,
-        agent_id="file-agent",
-        approved_scope=["read_file"],
-        tenant_id="acme-corp",
-        enforcement="block",
-    )
-    blocked: list[tuple[str, str, str | None]] = []
-    try:
-        result = agent.tools[0].run("/etc/passwd")
-    except ThothPolicyViolation as e:
-        blocked.append((e.tool_name, e.reason, e.violation_id))
-    assert blocked and blocked[0][:2] == ("read_file", "sensitive path")
-    assert blocked[0][2] and blocked[0][2].startswith("vio_")
-    result = agent.tools[0].run(__file__)  # an ordinary read is allowed
-    assert "test_readme_generic_agent_example" in result
 
 
 def test_out_of_scope_call_raises_with_violation_id(env: WireServer) -> None:
@@ -179,16 +139,6 @@ async def test_openai_dict_with_async_tools(env: WireServer) -> None:
                                        approved_scope=["search_docs"], tenant_id="acme-corp")
     assert await governed["search_docs"]({"query": "abc"}) == "ABC"
 
-
-def test_example_script_runs(env: WireServer) -> None:
-    environment = {**os.environ, "THOTH_TENANT_ID": env.tenant_id,
-                   "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "generic_agent.py")],
-                         capture_output=True, text=True, timeout=60, env=environment, check=True).stdout
-    assert "read_file -> quarterly numbers" in out
-    assert "Blocked: delete_file" in out and "Violation record: vio_" in out
-    kinds = sorted(e["event_type"] for e in delivered(env).values())  # sent by the child process
-    assert kinds == ["TOOL_CALL_BLOCK", "TOOL_CALL_POST", "TOOL_CALL_PRE", "TOOL_CALL_PRE"]
 
 
 def test_exit_drains_the_queue(env: WireServer) -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from thoth import ThothPolicyViolation
 
-from .conftest import delivered
 from .wire_server import WireServer
 
 
@@ -26,26 +25,16 @@ def _resolve_soon(server: WireServer, resolution: str, delay: float = 0.2, **ext
     threading.Thread(target=later, daemon=True).start()
 
 
-@pytest.mark.parametrize("long_poll", [True, False])
-def test_approval_runs_the_tool(server: WireServer, make_tracer: Any, long_poll: bool) -> None:
-    server.long_poll = long_poll
+# Approve and deny against the real server: test_real_server.py. Here: what it cannot produce.
+
+def test_a_server_that_ignores_wait_is_polled(server: WireServer, make_tracer: Any) -> None:
+    server.long_poll = False
     server.script("send_email", {"decision": "STEP_UP", "reason": "needs a human"})
     _resolve_soon(server, "ALLOW")
     tool = make_tracer(enforcement="step_up").wrap_tool("send_email", lambda to: f"sent to {to}")
     assert tool("bob") == "sent to bob"
-    if long_poll:
-        assert server.hits["hold"] <= 2  # answered by the long poll, not by repeated polling
+    assert server.hits["hold"] >= 2  # polled again every 50 ms until the resolution
 
-
-def test_denial_raises(server: WireServer, make_tracer: Any) -> None:
-    server.script("send_email", {"decision": "STEP_UP"})
-    _resolve_soon(server, "BLOCK", reason="reviewer said no")
-    ran: list[Any] = []
-    with pytest.raises(ThothPolicyViolation) as info:
-        make_tracer().wrap_tool("send_email", ran.append)("x")
-    assert ran == [] and info.value.reason == "reviewer said no"
-    assert info.value.violation_id
-    assert [e["event_type"] for e in delivered(server).values()].count("TOOL_CALL_BLOCK") == 1
 
 
 def test_resolution_may_modify(server: WireServer, make_tracer: Any) -> None:

@@ -94,3 +94,15 @@ def test_audit_detects_tampering(server: Server, tamper: str) -> None:
     assert result["verified"] is False and result["breach"]["type"]
     proc = cli_verify(server, t)
     assert proc.returncode == 1 and "BROKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_nul_characters_are_refused_not_a_500(server: Server) -> None:
+    # PostgreSQL text cannot store NUL; every database refuses it the same way, with a 422.
+    t = "nul-" + os.urandom(3).hex()
+    with server.client(server.key(t)) as c:
+        r = c.post("/v1/enforce", content=b'{"agent_id": "a\\u0000", "tool_name": "t"}',
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "NUL" in r.json()["message"]
+        r = c.post("/v1/events/batch", content=b'[{"event_id": "e\\u0000"}]', headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        assert c.get("/v1/enforce/hold/hold_%00x").status_code == 404

@@ -126,3 +126,9 @@ def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "ret
         current[event] = [*matchers, *current.get(event, [])]
     options.hooks = current
     return governor
+
+
+def instrument_agent(options: Any, tracer: Tracer, *, on_block: OnBlock = "return") -> Any:
+    """`thoth.instrument(ClaudeAgentOptions(...), ...)`: govern in place, return the same options."""
+    instrument_options(options, tracer, on_block=on_block)
+    return options

@@ -110,6 +110,8 @@ def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
 class LocalEnforcer:
     """The enforcer interface of the SDK (`enforce(request) -> EnforcementDecision`), in-process."""
 
+    wants_session_tool_calls = False  # it keeps each session's history itself: the tracer skips the copy
+
     def __init__(self, config: ThothConfig | None = None, policy: CompiledPolicy | None = None,
                  policy_path: str | os.PathLike[str] | None = None) -> None:
         self.config = config
@@ -256,13 +258,13 @@ class _JsonlWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[dict[str, Any] | Callable[[], dict[str, Any]]] = []  # events or their builders
         self.lock = threading.Lock()
         self.last_write = time.monotonic()
         self.sent = 0
         self.dropped = 0
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
         self.buffer.append(event)  # list.append is atomic under the GIL
         if len(self.buffer) >= self.BATCH or time.monotonic() - self.last_write > self.MAX_DELAY_SECONDS:
             self.flush()
@@ -273,17 +275,33 @@ class _JsonlWriter:
             self.last_write = time.monotonic()
             if not batch:
                 return True
+            events = self._build(batch)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                lines = "".join(json.dumps(e, default=str, separators=(",", ":")) + "\n" for e in batch)
+                lines = "".join(json.dumps(e, default=str, separators=(",", ":")) + "\n" for e in events)
                 with self.path.open("a", encoding="utf-8") as f:
                     f.write(lines)
-                self.sent += len(batch)
+                self.sent += len(events)
                 return True
             except (OSError, TypeError, ValueError) as exc:
-                self.dropped += len(batch)
-                log.error("Thoth: could not write %d events to %s: %s", len(batch), self.path, exc)
+                self.dropped += len(events)
+                log.error("Thoth: could not write %d events to %s: %s", len(events), self.path, exc)
                 return False
+
+    def _build(self, batch: list[dict[str, Any] | Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The batch's events, building those queued by emit_later; a failing builder loses only
+        its own event (this runs inside a governed call when the batch fills up)."""
+        events = []
+        for item in batch:
+            if isinstance(item, dict):
+                events.append(item)
+                continue
+            try:
+                events.append(item())
+            except Exception:  # noqa: BLE001
+                self.dropped += 1
+                log.exception("Thoth: could not build an audit event")
+        return events
 
 
 _writers: dict[Path, _JsonlWriter] = {}
@@ -321,6 +339,10 @@ class LocalEventSink:
 
     def emit(self, event: dict[str, Any]) -> None:
         self._writer.emit(event)
+
+    def emit_later(self, build: Callable[[], dict[str, Any]]) -> None:
+        """Queue an event that `build()` makes when its batch is written (off the governed call)."""
+        self._writer.emit(build)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self._writer.flush()

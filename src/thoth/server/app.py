@@ -7,6 +7,7 @@ everything else goes to the FastAPI control plane. `/` and the dashboard pages a
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 from typing import Any
@@ -72,6 +73,15 @@ class ThothApp:
         except dataplane.BodyTooLarge:
             await dataplane.send_json(send, 413, dataplane.error_body(f"request body larger than {limit} bytes"))
             return
+        # PostgreSQL text cannot hold NUL characters: refuse them here, on every database, rather
+        # than answer 500 from deep inside a query.
+        if "\x00" in scope["path"]:
+            await dataplane.send_json(send, 404, dataplane.error_body("not found"))
+            return
+        if b"\\u0000" in body or b"\x00" in body or b"%00" in scope.get("query_string", b""):
+            await dataplane.send_json(send, 422, dataplane.error_body(
+                "strings must not contain NUL characters (\\u0000)"))
+            return
         sent = False
 
         async def replay() -> dict[str, Any]:
@@ -91,6 +101,13 @@ class ThothApp:
             self._started = True
             self.core.start()
             self.notifier.start()
+            # Each request allocates many short-lived objects; with the default gen-0 threshold
+            # (700) the collector runs every few requests and its older-generation passes walk
+            # the long-lived caches (session histories, baselines): ~20 % of enforce CPU measured.
+            # Refcounting frees per-request garbage anyway; collect cycles less often, and never
+            # re-scan what exists at startup.
+            gc.freeze()
+            gc.set_threshold(10_000, 50, 100)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -104,6 +121,7 @@ class ThothApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.notifier.stop()
+                await self.core.writer.drain()  # queued decisions and events are written first
                 self.core.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -81,6 +81,9 @@ EVENT_FIELDS = (
 # Filled by the server whatever the client sends.
 EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature"})
 _CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
+_EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type",
+                            "tool_name", "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"})
+_EVENT_STRING_LISTS = frozenset({"approved_scope", "session_tool_calls"})
 
 
 def normalize_keys(body: dict[str, Any]) -> dict[str, Any]:
@@ -107,11 +110,14 @@ def _str(body: dict[str, Any], name: str, default: str | None = None, required: 
     return value
 
 
+_STR_TYPE = {str}
+
+
 def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if type(value) is not list or not set(map(type, value)) <= _STR_TYPE:  # C-speed check of every item
         raise ClientError(422, f"'{name}' must be a list of strings")
     return value
 
@@ -148,6 +154,7 @@ class Core:
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
         self._histories: _LRU = _LRU(20_000)
         self._dedup: _LRU = _LRU(100_000)
+        self._reads: dict[Any, asyncio.Future[Any]] = {}
         self._hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -179,6 +186,17 @@ class Core:
         if self.db.postgres:
             return await asyncio.to_thread(fn, *args)
         return fn(*args)
+
+    async def read_once(self, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """`read`, shared by concurrent requests that need the same thing (the calls of a session
+        arriving together): one query instead of one each, and one answer for all of them."""
+        if not self.db.postgres:
+            return fn(*args)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = self._reads[key] = asyncio.ensure_future(self.read(fn, *args))
+            pending.add_done_callback(lambda _: self._reads.pop(key, None))
+        return await asyncio.shield(pending)  # a cancelled request must not cancel the others' read
 
     # ---- auth -------------------------------------------------------------------------
 
@@ -290,10 +308,11 @@ class Core:
         hold_token_in = body.get("hold_token")
         if not isinstance(hold_token_in, str):
             hold_token_in = None
-        digest = args_digest(tool_args)
+        digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
         ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
         if decision == "STEP_UP" or ladder_block or hold_token_in:
+            digest = args_digest(tool_args)
             held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
         would = str(getattr(result, "would_decision", None) or decision).upper()
         risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
@@ -304,7 +323,7 @@ class Core:
             "authorization_decision": decision,
             "reason": result.reason,
             "decision_reason_code": result.reason_code,
-            "violation_id": violation_id if decision in VIOLATION_DECISIONS else None,
+            "violation_id": violation_id,  # also in observe mode: the would-be violation is on record
             "hold_token": None,
             "step_up_timeout_seconds": None,
             "risk_score": risk_score,
@@ -332,7 +351,7 @@ class Core:
             envelope["hold_token"] = hold_token
             envelope["step_up_timeout_seconds"] = timeout
             approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                            orjson.dumps(tool_args, default=str).decode(), digest, agent_id,
+                            orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
                             session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
                             self.required_approvals(tenant_id, tool_name))
         elif decision == "MODIFY":
@@ -348,7 +367,9 @@ class Core:
                orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
                envelope["decision_reason_code"],
                orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
-               envelope["hold_token"], mode, environment, dedup_key, now, response.decode())
+               envelope["hold_token"], mode, environment, dedup_key, now,
+               # The answer is kept only to replay it to a repeated check of the same call.
+               response.decode() if dedup_key is not None else "")
         history.record(tool_name, tool_args, now, decision)
         known[0] += 1
         record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
@@ -450,8 +471,12 @@ class Core:
         entry = self._histories.get(key)
         earlier = len(session_calls) - (1 if session_calls and session_calls[-1] == tool_name else 0)
         if entry is None or earlier > entry[1][0]:
+            rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id, session_id)
+            fresh = self._histories.get(key)  # rebuilt meanwhile by a concurrent call of this session?
+            if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
+                return fresh
             history = engine.SessionHistory()
-            for row in await self.read(self.store.session_history_rows, tenant_id, session_id):
+            for row in rows:
                 engine.replay_decision(history, *row)
             # Calls the client made that no process recorded (e.g. decided locally) are not
             # looked for again and again.
@@ -576,30 +601,37 @@ class Core:
 
     @staticmethod
     def _event(key: KeyInfo, i: int, raw: Any) -> dict[str, Any]:
+        """Validate and normalise one event in one pass over its fields (this runs per event)."""
         if not isinstance(raw, dict):
             raise ClientError(422, f"event {i} must be a JSON object")
-        event = normalize_keys(raw)
-        for name in EVENT_SERVER_FIELDS:
-            event.pop(name, None)
-        try:
-            event_id = _str(event, "event_id", required=True)
-            tenant = _str(event, "tenant_id")
-            for name in ("agent_id", "session_id", "user_id", "source_type", "event_type", "tool_name",
-                         "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"):
-                _str(event, name)
-            _str_list(event, "approved_scope")
-            _str_list(event, "session_tool_calls")
-        except ClientError as exc:
-            raise ClientError(422, f"event {i}: {exc.message}") from None
+        event: dict[str, Any] = {}
+        for name, value in raw.items():
+            snake: str = _CAMEL_TO_SNAKE.get(name) or name
+            if snake in EVENT_SERVER_FIELDS or (snake != name and snake in raw):  # snake case wins
+                continue
+            if value is not None:
+                if snake in _EVENT_STRINGS:
+                    if type(value) is not str:
+                        raise ClientError(422, f"event {i}: '{snake}' must be a string")
+                elif snake in _EVENT_STRING_LISTS:
+                    if type(value) is not list or not all(type(v) is str for v in value):
+                        raise ClientError(422, f"event {i}: '{snake}' must be a list of strings")
+                elif snake == "metadata":
+                    if not isinstance(value, dict):
+                        raise ClientError(422, f"event {i}: 'metadata' must be an object")
+                elif snake == "ttl" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                    raise ClientError(422, f"event {i}: 'ttl' must be a number")
+            event[snake] = value
+        event_id = event.get("event_id")
+        if event_id is None:
+            raise ClientError(422, f"event {i}: 'event_id' is required")
+        if not event_id:
+            raise ClientError(422, f"event {i}: 'event_id' must not be empty")
+        if len(event_id) > 300:
+            raise ClientError(422, f"event {i}: 'event_id' is too long")
+        tenant = event.get("tenant_id")
         if tenant is not None and tenant != key.tenant_id:
             raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
-        if event.get("metadata") is not None and not isinstance(event["metadata"], dict):
-            raise ClientError(422, f"event {i}: 'metadata' must be an object")
-        ttl = event.get("ttl")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)):
-            raise ClientError(422, f"event {i}: 'ttl' must be a number")
-        if len(event_id or "") > 300:
-            raise ClientError(422, f"event {i}: 'event_id' is too long")
         event["tenant_id"] = key.tenant_id
         return event
 

@@ -88,6 +88,8 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
                 raise ClientError(405, "use GET")
             key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
             token = path[len(HOLD_PREFIX):]
+            if "\x00" in token:  # never issued; PostgreSQL could not even look it up
+                raise ClientError(404, "unknown hold token")
             wait = 0.0
             if scope.get("query_string"):
                 values = parse_qs(scope["query_string"].decode("latin-1")).get("wait")
@@ -111,6 +113,11 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
 async def _json_body(core: Core, receive: Any) -> Any:
     raw = await read_body(receive, core.settings.max_body_bytes)
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ClientError(400, "malformed JSON body") from None
+    # PostgreSQL text cannot hold NUL characters (a query with one fails, and the call would
+    # answer 500); refuse them up front on every database. One scan of the raw bytes.
+    if b"\\u0000" in raw:
+        raise ClientError(422, "strings must not contain NUL characters (\\u0000)")
+    return body

@@ -12,6 +12,7 @@ import itertools
 import secrets
 import time
 import uuid
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -126,6 +127,51 @@ _UPSERT_SESSION = (
     " risk_score = CASE WHEN excluded.risk_score > sessions.risk_score"
     "   THEN excluded.risk_score ELSE sessions.risk_score END"
 )
+
+
+class SyncOps:
+    """The write operations `Store.write_batch` needs, over a blocking connection (never suspends:
+    run its coroutines with `run_now`). The SQLite writer and control-plane transactions use it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.postgres
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.conn.execute(sql, params).rowcount)
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, params)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.one(sql, params)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.all(sql, params)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Send a query; `fetch(handle)` gives its rows (here at once)."""
+        return self.conn.all(sql, params)
+
+    async def fetch(self, handle: Any) -> list[Any]:
+        return list(handle)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (the store's writes over SyncOps) to its result."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a blocking write tried to suspend")
 
 
 @dataclass
@@ -497,8 +543,9 @@ class Store:
     def append_events(self, conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
         """Chain server-made events (approval loop records) inside the caller's write transaction."""
         ctx = _WriteContext()
-        self._write_events(conn, ctx, tenant_id, [EventBatch(tenant_id, events)])
-        self._sign_heads(conn, ctx)
+        ops = SyncOps(conn)
+        run_now(self._write_events(ops, ctx, tenant_id, [EventBatch(tenant_id, events)]))
+        run_now(self._sign_heads(ops, ctx))
 
     def pending_holds(self) -> int:
         with self.db.read() as conn:
@@ -536,18 +583,22 @@ class Store:
             head = None
         return audit.verify_chain(tenant_id, [tuple(r) for r in rows], tuple(head) if head else None, trusted)
 
-    # ---- group-commit writes (called by the writer thread) --------------------------------
+    # ---- group-commit writes (called by the writer) ---------------------------------------
+    # Written once, as coroutines over the writer's ops (thoth.server.writer): on PostgreSQL
+    # they run on psycopg's async connection in pipeline mode (`run` and `executemany` only queue
+    # a statement; `one`, `all` and `execute`'s row count wait for the answers), so a transaction
+    # costs about three round trips; on SQLite they never suspend and run synchronously.
 
-    def write_batch(self, conn: Connection, jobs: list[Any]) -> list[Any]:
+    async def write_batch(self, ops: Any, jobs: list[Any]) -> list[Any]:
         ctx = _WriteContext()
         results: list[Any] = [None] * len(jobs)
-        # Plain decisions (no dedup key) go in with one executemany; sessions get one upsert each.
+        # Plain decisions (no dedup key) go in with one COPY / executemany; sessions get one upsert each.
         plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
         if plain:
-            conn.executemany(_INSERT_DECISION, [jobs[i].row for i in plain])
+            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row for i in plain])
             approvals = [jobs[i].approval for i in plain if jobs[i].approval is not None]
             if approvals:
-                conn.executemany(_INSERT_APPROVAL, approvals)
+                await ops.executemany(_INSERT_APPROVAL, approvals)
             for i in plain:
                 results[i] = True
         sessions: dict[tuple[str, str], list[Any]] = {}
@@ -555,7 +606,7 @@ class Store:
         for i, job in enumerate(jobs):
             if isinstance(job, DecisionRecord):
                 if job.dedup_key is not None:
-                    results[i] = self._write_decision(conn, job)
+                    results[i] = await self._write_decision(ops, job)
                 if results[i]:
                     self._count_session(sessions, job)
             elif isinstance(job, EventBatch):
@@ -567,12 +618,12 @@ class Store:
             # All batches of one tenant in this transaction: one duplicate check, one insert.
             indexes = event_jobs.get(tenant, [])
             batches = [jobs[i] for i in indexes] + ([requested[tenant]] if tenant in requested else [])
-            written = self._write_events(conn, ctx, tenant, batches)
+            written = await self._write_events(ops, ctx, tenant, batches)
             for i, result in zip(indexes, written[:len(indexes)], strict=True):
                 results[i] = result
         if sessions:
-            conn.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
-        self._sign_heads(conn, ctx)
+            await ops.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
+        await self._sign_heads(ops, ctx)
         return results
 
     @staticmethod
@@ -600,37 +651,42 @@ class Store:
         s[6] += rec.decision == "STEP_UP"
         s[7] = max(s[7], rec.risk_score)
 
-    def _write_decision(self, conn: Connection, rec: DecisionRecord) -> bool:
+    async def _write_decision(self, ops: Any, rec: DecisionRecord) -> bool:
         if rec.dedup_key is not None:
-            if conn.execute(_INSERT_DECISION_DEDUP, rec.row).rowcount == 0:
+            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row) == 0:
                 return False  # the same call was already recorded (possibly by another process)
         else:
-            conn.execute(_INSERT_DECISION, rec.row)
+            await ops.run(_INSERT_DECISION, rec.row)
         if rec.approval is not None:
-            conn.execute(_INSERT_APPROVAL, rec.approval)
+            await ops.run(_INSERT_APPROVAL, rec.approval)
         return True
 
-    def _head(self, conn: Connection, ctx: _WriteContext, tenant_id: str) -> tuple[int, str]:
-        if tenant_id in ctx.heads:
-            return ctx.heads[tenant_id]
-        conn.execute("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                     (tenant_id, -1, audit.GENESIS))
-        lock = " FOR UPDATE" if conn.postgres else ""
-        row = conn.one("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant_id,))
-        ctx.heads[tenant_id] = (int(row[0]), row[1])
-        return ctx.heads[tenant_id]
-
-    def _write_events(self, conn: Connection, ctx: _WriteContext, tenant: str,
-                      batches: list[EventBatch]) -> list[BatchResult]:
-        index, prev = self._head(conn, ctx, tenant)
+    async def _write_events(self, ops: Any, ctx: _WriteContext, tenant: str,
+                            batches: list[EventBatch]) -> list[BatchResult]:
+        # The chain head and the already-stored ids are both asked before either answer is
+        # awaited: one round trip on PostgreSQL.
+        head = None
+        if tenant not in ctx.heads:
+            await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
+                          " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))
+            # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL;
+            # held to the commit, so two processes never hand out the same chain index.
+            # (SQLite: the whole write transaction is already exclusive.)
+            lock = " FOR UPDATE" if ops.postgres else ""
+            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
-        if conn.postgres:  # one array parameter: one prepared statement whatever the batch size
-            found = conn.all("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)", [tenant, ids])
+        if ops.postgres:  # one array parameter: one prepared statement whatever the batch size
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
+                                    [tenant, ids])
         else:
             marks = ", ".join("?" * len(ids))
-            found = conn.all(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
-                             [tenant, *ids])
-        existing = {r[0] for r in found}
+            found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
+                                    [tenant, *ids])
+        if head is not None:
+            row = (await ops.fetch(head))[0]
+            ctx.heads[tenant] = (int(row[0]), row[1])
+        index, prev = ctx.heads[tenant]
+        existing = {r[0] for r in await ops.fetch(found)}
         ingested_at = iso(now())
         rows = []
         results = []
@@ -653,20 +709,15 @@ class Store:
                 prev = h
                 result.accepted += 1
         if rows:
-            if conn.postgres:
-                with conn.raw.cursor() as cur, cur.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as cp:
-                    for r in rows:
-                        cp.write_row(r)
-            else:
-                conn.executemany(_INSERT_EVENT, rows)
+            await ops.copy("events", EVENT_COLUMNS, rows)
             ctx.heads[tenant] = (index, prev)
             ctx.dirty_heads.add(tenant)
         return results
 
-    def _sign_heads(self, conn: Connection, ctx: _WriteContext) -> None:
+    async def _sign_heads(self, ops: Any, ctx: _WriteContext) -> None:
         for tenant in ctx.dirty_heads:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None
             pub = self.signer.public_key_hex if self.signer else None
-            conn.execute("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
-                         " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))
+            await ops.run("UPDATE chain_heads SET chain_index = ?, hash = ?, signature = ?, public_key = ?,"
+                          " signed_at = ? WHERE tenant_id = ?", (index, h, sig, pub, now(), tenant))

@@ -137,3 +137,22 @@ def test_sync_runner_and_app_side_approval_still_waits_for_thoth(governance, tra
         result = Runner.run_sync(agent, resolve_approvals_sync(result))
     assert ran.names == ["transfer_money", "transfer_money"]
     assert governance.enforce_counts() == {"transfer_money": 2, "wire_funds": 1}
+
+
+def test_thoth_instrument_detects_an_openai_agents_agent(governance, ran):
+    """The seed's three lines work for openai-agents too: thoth.instrument(agent, ...)."""
+    import thoth
+
+    from ..support import instrument_settings
+
+    async def main() -> dict[str, str]:
+        with LLMStub([PARALLEL]) as stub:
+            agent = make_agent(stub, ran)
+            assert thoth.instrument(agent, **instrument_settings(governance)) is agent
+            await Runner.run(agent, "weather, then clean up")
+            return outputs_sent(stub)
+
+    sent = asyncio.run(main())
+    assert sent["get_weather"] == "get_weather ok"
+    assert "blocked by Thoth" in sent["delete_file"]
+    assert ran.names == ["get_weather"]
