@@ -7,6 +7,7 @@ resolves approvals, admin also manages policies and keys.
 
 
 import json
+import math
 import time
 from typing import Annotated, Any, Literal
 
@@ -63,9 +64,12 @@ def _cursor(value: str | None) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        cursor = float(value)
     except ValueError:
         raise ClientError(422, "invalid cursor") from None
+    if not math.isfinite(cursor):  # cursors are timestamps we handed out
+        raise ClientError(422, "invalid cursor")
+    return cursor
 
 
 def build(core: Core) -> FastAPI:
