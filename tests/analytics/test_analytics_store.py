@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from thoth.analytics.engine import AnalyticsEngine
 from thoth.analytics.store import POPULATION_KEY, StoredAnalytics
 
 T0 = 1_700_000_000.0
@@ -111,6 +112,35 @@ def test_least_recently_used_agents_are_saved_and_dropped(tmp_path: Path) -> Non
     stored.flush()
     assert StoredAnalytics(kv.load, kv.save).agent_report("a", T0)["calls"] == 2
     assert StoredAnalytics(kv.load, kv.save).agent_report("b", T0)["calls"] == 1
+
+
+def test_a_sole_writer_saves_what_a_plain_engine_learns(tmp_path: Path) -> None:
+    # The sync of an unchanged row saves the local copy without a replay: same bytes as an
+    # engine that learnt the calls directly.
+    kv = SqliteKV(tmp_path / "s.db")
+    stored = StoredAnalytics(kv.load, kv.save, lock=kv.lock, sync_every=7)
+    plain = AnalyticsEngine()
+    for tool, args, ts, sid in calls(60, 0):
+        stored.observe("agent", tool, args, ts, "ALLOW", session_id=sid)
+        plain.observe("agent", tool, args, ts, "ALLOW", session_id=sid)
+    stored.flush()
+    assert kv.load("agent") == plain.dump_agent("agent")
+
+
+def test_interleaved_writers_replay_onto_each_others_rows(tmp_path: Path) -> None:
+    # Two engines on one store, syncing in turn: each finds the other's row and must replay its
+    # calls onto it, not adopt its own stale copy.
+    kv = SqliteKV(tmp_path / "i.db")
+    a = StoredAnalytics(kv.load, kv.save, lock=kv.lock, sync_every=5)
+    b = StoredAnalytics(kv.load, kv.save, lock=kv.lock, sync_every=3)
+    for tool, args, ts, sid in calls(40, 1):
+        a.observe("agent", tool, args, ts, "ALLOW", session_id=sid)
+        b.observe("agent", tool, args, ts + 0.5, "ALLOW", session_id=sid)
+    a.flush()
+    b.flush()
+    a.sync("agent")  # nothing pending, but b wrote last: a adopts the stored row
+    assert StoredAnalytics(kv.load, kv.save).agent_report("agent", T0 + 1000)["calls"] == 80
+    assert a.agent_report("agent", T0 + 1000)["calls"] == 80  # refreshed from the store
 
 
 @pytest.mark.postgres

@@ -33,9 +33,14 @@ class Tally:
         return OTHER
 
     def add(self, value: str, n: int = 1) -> str:
-        k = self.key(value)
-        c = self.counts.get(k, 0)
-        self.counts[k] = c + n
+        counts = self.counts
+        c = counts.get(value)  # the common case, a known value: one lookup, no call of key()
+        if c is None:
+            k = self.key(value)
+            c = counts.get(k, 0)
+        else:
+            k = value
+        counts[k] = c + n
         self.total += n
         if c == 0 and n == 1:
             self.singletons += 1

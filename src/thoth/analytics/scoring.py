@@ -9,7 +9,9 @@ to the same two domains a thousand times is.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from thoth.analytics.features import CallFeatures
@@ -166,12 +168,12 @@ def _rate_factor(prof: AgentProfile, sess: SessionState, ts: float) -> Factor | 
     gaps = len(recent)  # the gaps from recent[0] up to this call
     if span < 0:
         return None
-    recent_log = sum(_log_gap(b - a) for a, b in zip(recent, list(recent)[1:] + [ts], strict=True)) / gaps
     if prof.gaps.n >= RATE_MIN_GAPS:
-        # The burst must still be going on: a call after a usual pause is not part of it.
+        # The burst must still be going on: a call after a usual pause is not part of it
+        # (checked first: it is the cheap test and ends most calls).
         if _log_gap(ts - recent[-1]) > prof.gaps.mean - 0.7:
             return None
-        ratio = math.exp(prof.gaps.mean - recent_log)
+        ratio = math.exp(prof.gaps.mean - _mean_log_gap(recent, ts))
         if ratio >= 3.0:
             c = min(0.8, 0.3 * math.log2(ratio / 2.0))
             return Factor("rate_burst", c, f"{ratio:.0f}x the usual call rate ({gaps + 1} calls in {span:.0f}s)")
@@ -179,6 +181,16 @@ def _rate_factor(prof: AgentProfile, sess: SessionState, ts: float) -> Factor | 
     if span < 0.5 * gaps:
         return Factor("rate_burst", 0.3, f"{gaps + 1} calls in {span:.1f}s")
     return None
+
+
+def _mean_log_gap(recent: deque[float], ts: float) -> float:
+    """Mean of the log gaps between the session's recent calls and this one."""
+    total = 0.0
+    prev = recent[0]
+    for t in itertools.islice(recent, 1, None):
+        total += _log_gap(t - prev)
+        prev = t
+    return (total + _log_gap(ts - prev)) / len(recent)
 
 
 def combine(found: list[Factor], cold: bool, features: CallFeatures | None) -> AnomalyScore:

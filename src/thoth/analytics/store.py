@@ -7,7 +7,9 @@ by a save atomic across processes (PostgreSQL: a transaction holding
 
 How sharing stays exact: each process scores from its local copy and remembers the calls it
 observed since its last sync (already parsed). A sync loads the stored state, replays those
-calls onto it, saves the result and adopts it. Counts from every process end up in the store
+calls onto it, saves the result and adopts it; when the stored row is still the one this process
+last loaded or saved (no other process wrote since), the local copy already is that row plus
+the calls, so it is saved as it is, without a replay. Counts from every process end up in the store
 and none is lost, as long as load-and-save is atomic (the lock). Between syncs a process does
 not yet see the others' latest calls: the baseline is a slow-moving average, so a few seconds
 of staleness changes scores very little. Session context (secret read, then send) is only as
@@ -17,6 +19,7 @@ shared as the sessions' calls are: route a session to one process, or sync often
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -58,6 +61,9 @@ class StoredAnalytics:
         self._pending: dict[str, list[Pending]] = {}
         self._pending_since: dict[str, float] = {}
         self._population_pending: list[str] = []
+        # Digest of each agent's row as this process last loaded or saved it: a sync that finds
+        # the same row adopts the local copy instead of load + replay.
+        self._saved: dict[str, bytes] = {}
         self._population_loaded = False
 
     # -- the engine's API, with loading on first use ------------------------------------------
@@ -103,7 +109,15 @@ class StoredAnalytics:
         with self._lock(agent_id):
             stored = self._load(agent_id)
             merged = AnalyticsEngine(window_seconds=self.engine.window_seconds)
-            if stored is not None:
+            local = self.engine.agents.get(agent_id)
+            if stored is not None and local is not None and self._saved.get(agent_id) == _digest(stored):
+                # No other process wrote since this one's last load or save: the local copy is
+                # the stored row plus `pending` already.
+                if not pending:
+                    return
+                merged.agents[agent_id] = local
+                pending = []
+            elif stored is not None:
                 try:
                     merged.load_agent(agent_id, stored)
                 except StateError:
@@ -111,15 +125,16 @@ class StoredAnalytics:
                     # this process's copy (it holds at least its own history).
                     merged.agents[agent_id] = self.engine.agents[agent_id]
                     pending = []
-            elif agent_id in self.engine.agents:
+            elif local is not None:
                 # Nothing stored yet: this process's copy is the whole history.
-                merged.agents[agent_id] = self.engine.agents[agent_id]
+                merged.agents[agent_id] = local
                 pending = []
             for f, ts, dname, sid, value in pending:
                 merged.observe_features(agent_id, f, ts, dname, session_id=sid, anomaly=value)
             data = merged.dump_agent(agent_id)
             if data is not None:
                 self._save(agent_id, data)
+                self._saved[agent_id] = _digest(data)
         if agent_id in merged.agents:
             self.engine.agents[agent_id] = merged.agents[agent_id]
 
@@ -159,6 +174,7 @@ class StoredAnalytics:
                 # An unreadable row: start afresh; the next sync overwrites it.
                 with contextlib.suppress(StateError):
                     self.engine.load_agent(agent_id, stored)
+                    self._saved[agent_id] = _digest(stored)
         self._lru[agent_id] = None
         self._lru.move_to_end(agent_id)
         while len(self._lru) > self.max_agents:
@@ -166,3 +182,8 @@ class StoredAnalytics:
             if old in self._pending:
                 self.sync(old)
             self.engine.agents.pop(old, None)
+            self._saved.pop(old, None)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()

@@ -69,7 +69,8 @@ def stored_engine(db: Database, tenant_id: str) -> Any:
     except ImportError:  # pragma: no cover - analytics ships with the package
         return None
     state = TenantState(db, tenant_id)
-    # A sync costs ~1 ms on the event loop (load, replay, dump, save); after every 64 calls of an
-    # agent that was ~20 us per decision under load. Baselines are slow-moving averages: sync
-    # after 1024 calls or 5 s (StoredAnalytics' default), whichever comes first.
+    # A sync runs on the event loop: load, dump, save, plus a replay of the agent's unsaved calls
+    # when another process wrote the row since (a sole writer adopts its own copy). After every
+    # 64 calls of an agent that was ~20 us per decision under load. Baselines are slow-moving
+    # averages: sync after 1024 calls or 5 s (StoredAnalytics' default), whichever comes first.
     return StoredAnalytics(state.load, state.save, lock=state.lock, sync_every=1024)

@@ -113,11 +113,12 @@ class InlineWriter:
         self._checkpointer: threading.Thread | None = None
 
     def start(self) -> None:
-        self._conn = self.db.connect()
         # SQLite checkpoints the WAL inside the commit that crosses 1000 pages, with an fsync:
         # a 4 ms stall of the event loop every ~100 commits (the p99). A thread checkpoints
-        # instead (sqlite releases the GIL while it copies and syncs).
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        # instead (sqlite releases the GIL while it copies and syncs), for every connection of
+        # the process: the pool's too (analytics syncs, control-plane writes).
+        self.db.checkpoint_in_background()
+        self._conn = self.db.connect()
         self._stopping.clear()
         self._checkpointer = threading.Thread(target=self._checkpoint_forever, name="thoth-checkpoint", daemon=True)
         self._checkpointer.start()
