@@ -36,6 +36,7 @@ ran: list[str] = []
 def test_login_session_appears_approve_step_up_and_edit_policy(server: Server, browser: Any) -> None:
     import thoth
 
+    ran.clear()  # the test runs once per database backend
     page = log_in(browser, server.url, "admin", server.admin_password)
     key = server.key("sdk")
 
@@ -51,7 +52,9 @@ def test_login_session_appears_approve_step_up_and_edit_policy(server: Server, b
 
     # a step-up: the SDK call waits until someone approves in the browser
     result: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: result.update(out=tools["issue_refund"]({"order": "A-1", "amount": 30})))
+    # a daemon: if the test fails while the call still waits for approval, pytest can still exit
+    worker = threading.Thread(target=lambda: result.update(out=tools["issue_refund"]({"order": "A-1", "amount": 30})),
+                              daemon=True)
     worker.start()
     page.goto(server.url + "/approvals")
     card = page.wait_for_selector("article.approval", timeout=15000)  # arrives by live polling
