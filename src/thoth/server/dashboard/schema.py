@@ -35,6 +35,16 @@ _TABLES = (
         created_at DOUBLE PRECISION NOT NULL,
         created_by TEXT
     )""",
+    # Decision counts of closed hours (see rollups.py): one row per tenant and hour, the stats
+    # as JSON because only this process reads them back, whole.
+    """CREATE TABLE IF NOT EXISTS dashboard_rollups (
+        tenant_id VARCHAR(200) NOT NULL,
+        hour INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        stats TEXT NOT NULL,
+        counted_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, hour)
+    )""",
 )
 
 # Read paths of the pages (see docs/dashboard.md, "Indexes"). The server's own indexes cover
