@@ -59,9 +59,11 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-def start(home: Path, extra_env: dict[str, str] | None = None) -> Server:
+def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None,
+          first_start: bool = True) -> Server:
+    """`thoth serve` on a free port; on its first start on a database it prints the admin's password."""
     port = free_port()
-    db_url = f"sqlite:///{home / 'thoth.db'}"
+    db_url = db_url or f"sqlite:///{home / 'thoth.db'}"
     env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC, **(extra_env or {})}
     env.pop("THOTH_DATABASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url],
@@ -85,12 +87,12 @@ def start(home: Path, extra_env: dict[str, str] | None = None) -> Server:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    assert password, "thoth serve did not print the first admin's password"
+    assert password or not first_start, "thoth serve did not print the first admin's password"
     # Keep draining output so the server never blocks on a full pipe.
     import threading
 
     threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
-    return Server(url, db_url, proc, password)
+    return Server(url, db_url, proc, password or "")
 
 
 def stop(server: Server) -> None:
