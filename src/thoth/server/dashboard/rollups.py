@@ -36,7 +36,8 @@ SETTLE_SECONDS = 120
 MAX_HOURS = 24 * 60
 # What the pages read: 30 days plus the analytics' 7-day baseline. The background keeps these filled.
 KEEP_HOURS = 24 * 37
-# Missing hours counted inside a request (the hour that just closed); more go to the background.
+# Missing hours counted inside a request (the hour that just closed; kept in memory, stored by
+# the background); with more missing the request answers with what is stored.
 SYNC_HOURS = 3
 # Hours counted per background query: small enough to yield the database to requests often.
 CHUNK_HOURS = 12
@@ -141,8 +142,10 @@ class Rollups:
                 self._trim(cache)
             need = [h for h in need if h not in stored]
         if need and len(need) <= SYNC_HOURS:
-            self._recount(tenant_id, need)
+            # Counted here but stored by the background: a request never waits for a write lock.
+            self._recount(tenant_id, need, store=False)
             need = []
+            self.want(tenant_id)
         elif need:
             self.want(tenant_id)
         open_hours: dict[int, HourStats] = {}
@@ -223,13 +226,14 @@ class Rollups:
 
     # ---- counting and storage -------------------------------------------------------------
 
-    def _recount(self, tenant_id: str, hours: list[int]) -> None:
+    def _recount(self, tenant_id: str, hours: list[int], store: bool = True) -> None:
         counted_at = time.time()
         fresh: dict[int, HourStats] = {}
         for lo, hi in _runs(hours, CHUNK_HOURS):
             fresh.update(self._count(tenant_id, lo, hi))
         stats = {h: fresh.get(h) or HourStats() for h in hours}
-        self._store(tenant_id, stats, counted_at)
+        if store:
+            self._store(tenant_id, stats, counted_at)
         with self._lock:
             cache = self._closed.setdefault(tenant_id, {})
             cache.update(stats)
