@@ -18,10 +18,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from tests.dashboard.browser import browser, shot
 from tests.dashboard.conftest import Server, start, stop
 
 from thoth.server.dashboard.rollups import HOUR, last_closed_hour
 from thoth.server.dashboard.users import create_user
+
+__all__ = ["browser"]  # a fixture
 
 PG_URL = os.environ.get("THOTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "rollup-password-1"
@@ -159,4 +162,34 @@ def test_overview_answers_while_hours_are_missing_and_rollups_survive_a_restart(
         wait_for(lambda: stored(server, tenant)[late_hour][0] == sum(counts[late_hour].values()) + 1)
         wait_for(lambda: shown_total(c.get("/?range=7d").text) == len(times) + 1)
     finally:
+        stop(server)
+
+
+@pytest.mark.browser
+def test_overview_in_a_browser_refreshes_itself_until_the_chart_is_complete(browser: Any, tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'thoth.db'}"
+    server = start(tmp_path, None, db_url)
+    tenant, user = f"t-{uuid.uuid4().hex[:8]}", f"roll-{uuid.uuid4().hex[:6]}"
+    create_user(server.store.db, user, PASSWORD, "viewer", tenant)
+    closed = last_closed_hour(time.time())
+    times = [h * HOUR + 30 * k for h in range(closed - 40, closed - 2) for k in range(3)]
+    insert_decisions(server, tenant, times)
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    try:
+        # Log in without opening the overview, so nothing is counted before the lock is held.
+        page.goto(server.url + "/login?next=/sessions")
+        page.fill("input[name=username]", user)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(server.url + "/sessions")
+        with rollups_write_locked(db_url):
+            page.goto(server.url + "/?range=7d")
+            assert "Still counting" in page.inner_text("#overview-filling")
+            shot(page, "overview-filling")
+        # No navigation from here: the notice polls, then the page reloads itself complete.
+        page.wait_for_selector("#overview-filling", state="detached", timeout=30_000)
+        page.wait_for_load_state()
+        assert shown_total(page.content()) == len(times)
+    finally:
+        page.close()
         stop(server)
