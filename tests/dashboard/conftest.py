@@ -59,9 +59,7 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None,
-          first_start: bool = True) -> Server:
-    """`thoth serve` on a free port; on its first start on a database it prints the admin's password."""
+def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None) -> Server:
     port = free_port()
     db_url = db_url or f"sqlite:///{home / 'thoth.db'}"
     env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC, **(extra_env or {})}
@@ -87,12 +85,12 @@ def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | Non
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    assert password or not first_start, "thoth serve did not print the first admin's password"
+    assert password, "thoth serve did not print the first admin's password"
     # Keep draining output so the server never blocks on a full pipe.
     import threading
 
     threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
-    return Server(url, db_url, proc, password or "")
+    return Server(url, db_url, proc, password)
 
 
 def stop(server: Server) -> None:
