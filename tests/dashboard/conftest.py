@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.server.conftest import PG_URL, _pg_available
 
 from thoth.server.db import Database
 from thoth.server.store import Store
@@ -102,9 +103,35 @@ def stop(server: Server) -> None:
     server.store.db.close()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request: Any) -> Iterator[str | None]:
+    """A fresh database per test module (the first start creates and prints the first admin):
+    SQLite in the server's home, or a PostgreSQL schema of its own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not _pg_available():
+        pytest.skip("PostgreSQL not reachable at " + PG_URL)
+    import psycopg
+
+    schema = f"thoth_dash_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def server_db_url(database_url: str | None, tmp_path: Path) -> str:
+    """A database URL without a server: the module's PostgreSQL schema, or a fresh SQLite file."""
+    return database_url or f"sqlite:///{tmp_path / 'thoth.db'}"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start(tmp_path_factory.mktemp("thoth-home"), {"THOTH_HOLD_TIMEOUT_SECONDS": "120"})
+def server(tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> Iterator[Server]:
+    s = start(tmp_path_factory.mktemp("thoth-home"), {"THOTH_HOLD_TIMEOUT_SECONDS": "120"}, database_url)
     yield s
     stop(s)
 

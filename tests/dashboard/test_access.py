@@ -126,3 +126,15 @@ def test_bad_input_gets_a_clear_answer_not_a_500(server: Server) -> None:
     assert r.status_code == 422
     r = c.post("/approvals/nope/resolve", data={"decision": "approve", "csrf_token": token})
     assert r.status_code == 404
+
+
+def test_nul_characters_in_forms_are_refused(server: Server) -> None:
+    """PostgreSQL cannot store NUL in text: every form refuses it with a 4xx, on both backends."""
+    c = server.login()
+    token = csrf_of(c.get("/settings").text)
+    for path, data in (("/settings/channels", {"kind": "webhook", "target": "https://x.example/\x00",
+                                               "secret": "0123456789abcdef\x00"}),
+                       ("/settings/keys", {"role": "viewer", "name": "k\x00"}),
+                       ("/policies", {"document": "version: 1\n", "comment": "c\x00"})):
+        r = c.post(path, data={**data, "csrf_token": token})
+        assert r.status_code == 422 and "NUL" in r.text, (path, r.status_code)

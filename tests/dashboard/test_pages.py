@@ -148,6 +148,10 @@ def test_notification_channels(server: Server) -> None:
     token = csrf_of(c.get("/settings").text)
     bad = c.post("/settings/channels", data={"kind": "webhook", "target": "javascript:alert(1)", "csrf_token": token})
     assert bad.status_code == 422
-    ok = c.post("/settings/channels", data={"kind": "slack_webhook", "target": "https://hooks.example/T1",
-                                            "csrf_token": token})
+    legacy = c.post("/settings/channels", data={"kind": "slack_webhook", "target": "https://hooks.example/T1",
+                                                "csrf_token": token})
+    assert legacy.status_code == 422  # the notifier delivers slack, webhook and email only
+    ok = c.post("/settings/channels", data={"kind": "webhook", "target": "https://hooks.example/T1",
+                                            "secret": "a-webhook-secret-of-some-length", "csrf_token": token})
     assert ok.status_code == 200 and "https://hooks.example/T1" in ok.text
+    assert "a-webhook-secret-of-some-length" not in ok.text and "secret set" in ok.text

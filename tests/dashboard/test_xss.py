@@ -53,6 +53,7 @@ def test_planted_payloads_never_execute(server: Server, browser: Any) -> None:
     token = csrf_of(admin.get("/settings").text)
     admin.post("/settings/keys", data={"role": "viewer", "name": PAYLOADS[1], "csrf_token": token})
     admin.post("/settings/channels", data={"kind": "webhook", "target": "https://x.example/" + PAYLOADS[1],
+                                           "secret": "0123456789abcdef", "agent": PAYLOADS[0], "rule": PAYLOADS[1],
                                            "csrf_token": token})
     admin.post("/policies", data={"document": "version: 1\nname: x\ndescription: " + repr(PAYLOADS[0]) + "\n",
                                   "comment": PAYLOADS[1], "csrf_token": token})

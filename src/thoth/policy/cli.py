@@ -277,6 +277,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     print(f"evaluated {summary.get('evaluated', 0)} calls: {summary.get('decisions', {})}")
     print(f"{summary.get('changed', 0)} decision(s) would change")
+    if summary.get("summary"):  # the server's sentence: "this draft would have blocked 12 more calls ..."
+        print(f"{summary['summary']}:")
     for item in summary.get("items", [])[:50]:
         print(f"  {item.get('session_id')}  {item.get('tool_name')}: {item.get('current')} -> {item.get('candidate')}"
               f"  ({', '.join(item.get('matched_rule_ids') or []) or item.get('reason')})")

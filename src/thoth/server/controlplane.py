@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from thoth.server import engine
+from thoth.server import engine, simulation
 from thoth.server.core import READ_ROLES, RESOLVE_ROLES, ClientError, Core, public_approval
 from thoth.server.dataplane import api_key
 from thoth.server.openapi_dataplane import add_data_plane
@@ -36,6 +36,18 @@ class Resolve(BaseModel):
 class PolicyPut(BaseModel):
     document: str | dict[str, Any] = Field(description="policy document: YAML/JSON text or an object")
     comment: str | None = Field(default=None, max_length=2000)
+
+
+class Simulate(BaseModel):
+    document: str | dict[str, Any] = Field(description="the draft policy: YAML/JSON text or an object")
+    tenant_id: str | None = Field(default=None, max_length=200, description="checked against the key's tenant")
+    days: int = Field(default=simulation.DEFAULT_DAYS, ge=1, le=simulation.MAX_DAYS,
+                      description="replay sessions active in the last N days")
+    max_sessions: int = Field(default=simulation.DEFAULT_SESSIONS, ge=1, le=simulation.MAX_SESSIONS,
+                              description="the most recent sessions only")
+    limit: int = Field(default=simulation.DEFAULT_CALLS, ge=1, le=simulation.MAX_CALLS,
+                       description="at most this many calls in all")
+    max_items: int = Field(default=simulation.DEFAULT_ITEMS, ge=0, le=1000, description="examples listed")
 
 
 class Rollback(BaseModel):
@@ -183,6 +195,17 @@ def build(core: Core) -> FastAPI:
         if doc is None:
             raise ClientError(404, "unknown policy version")
         return {"tenant_id": key.tenant_id, "version": version, "document": doc}
+
+    @app.post("/v1/policies/simulate", tags=["policies"])
+    def simulate_policy(key: Admin, body: Simulate) -> dict[str, Any]:
+        """Replay recent sessions through a draft: how many calls it would decide differently."""
+        if body.tenant_id is not None and body.tenant_id != key.tenant_id:
+            raise ClientError(403, "tenant_id does not match the API key's tenant")
+        text = body.document if isinstance(body.document, str) else json.dumps(body.document, default=str, ensure_ascii=False)
+        _validate_policy(text)
+        policy = engine.compile_policy(text)
+        return simulation.run(core.db, key.tenant_id, policy, days=body.days, max_sessions=body.max_sessions,
+                              max_calls=body.limit, max_items=body.max_items)
 
     @app.post("/v1/policies/rollback", tags=["policies"])
     def rollback(key: Admin, body: Rollback) -> dict[str, Any]:

@@ -310,8 +310,8 @@ class Core:
             hold_token_in = None
         digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
-        if decision == "STEP_UP" or (decision == "BLOCK" and result.reason_code == "repeated_violation") \
-                or hold_token_in:
+        ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
+        if decision == "STEP_UP" or ladder_block or hold_token_in:
             digest = args_digest(tool_args)
             held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
         would = str(getattr(result, "would_decision", None) or decision).upper()
@@ -342,7 +342,7 @@ class Core:
         }
         approval_row = None
         if held is not None and decision in VIOLATION_DECISIONS:
-            decision = self._apply_approval(envelope, held, decision, result.reason_code)
+            decision = self._apply_approval(envelope, held, decision, ladder_block)
             violation_id = envelope["violation_id"]
         if decision == "STEP_UP" and envelope["hold_token"] is None:
             hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
@@ -414,12 +414,18 @@ class Core:
         return approval if approval["status"] in ("pending", "approved") else None
 
     @staticmethod
-    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str, code: str) -> str:
+    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str,
+                        ladder_block: bool) -> str:
         """An approved hold allows its call; a pending one answers with the same hold, not a new one.
 
         Only a step-up (or the progressive ladder's block of that very re-check) is lifted; a
         block the policy would give anyway is not something the approver was asked about."""
-        if decision == "BLOCK" and code != "repeated_violation":
+        if decision == "BLOCK" and not ladder_block:
+            return decision
+        # The scope/intent ladder's block of the very call an approver allowed is lifted; while
+        # the hold is pending, the same out-of-scope call again is a repeat and stays blocked.
+        if decision == "BLOCK" and envelope["decision_reason_code"] != "repeated_violation" \
+                and approval["status"] != "approved":
             return decision
         if approval["status"] == "approved":
             envelope.update(decision="ALLOW", authorization_decision="ALLOW", violation_id=None,
@@ -470,8 +476,8 @@ class Core:
             if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
                 return fresh
             history = engine.SessionHistory()
-            for name, args, ts, decision in rows:
-                history.record(name, args, ts, decision)
+            for row in rows:
+                engine.replay_decision(history, *row)
             # Calls the client made that no process recorded (e.g. decided locally) are not
             # looked for again and again.
             entry = (history, [max(len(history), earlier)])
@@ -633,6 +639,17 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def _ladder_block(result: Any, mode: str) -> bool:
+    """A BLOCK that only the session's earlier violations caused (the progressive ladder): what
+    the re-check of a held call gets, since the hold itself counted as the first violation."""
+    code = result.reason_code
+    if code == "repeated_violation":
+        return True
+    kinds = set(getattr(result, "violations", None) or ())
+    return mode == "progressive" and code in ("policy_scope_violation", "intent_violation") \
+        and bool(kinds) and kinds <= {"scope", "intent"}
 
 
 def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) -> tuple[int, str] | None:

@@ -63,7 +63,8 @@ if not HAVE_POLICY_ENGINE:
             self.violations = 0
             self.tools: set[str] = set()
 
-        def record(self, tool_name: str, tool_args: Any, ts: float, decision: str) -> None:
+        def record(self, tool_name: str, tool_args: Any, ts: float, decision: str,
+                   reason_code: str | None = None) -> None:
             self.calls += 1
             self.tools.add(tool_name)
             if decision in ("BLOCK", "STEP_UP"):
@@ -109,6 +110,27 @@ if not HAVE_POLICY_ENGINE:
         raise PolicyValidationError(["the policy engine (thoth.policy) is not installed in this build"])  # type: ignore[list-item]
 
 
+# What the ladder counts of a stored decision: the engine's built-in checks name their rules.
+_CODE_OF_RULE = {"builtin.scope": "policy_scope_violation", "builtin.intent": "intent_violation"}
+_LADDER_CODES = frozenset({"policy_scope_violation", "intent_violation", "intent_unknown"})
+_VIOLATIONS = frozenset({"BLOCK", "STEP_UP", "DEFER"})
+
+
+def replay_decision(history: Any, tool_name: str, tool_args: Any, ts: float, decision: str,
+                    would_decision: str | None, reason_code: str | None, matched_rule_ids: list[str]) -> None:
+    """Add one stored decision to a rebuilt session history, counted as when it was decided.
+
+    Observe-mode rows allowed the call but count what the policy would have done; a call whose
+    hold was approved is stored with reason_code step_up_approved, so the violated check (scope,
+    intent) comes from its matched rule ids. Without this the progressive ladder ("a repeat
+    out-of-scope call blocks") would start over after a restart or in another process."""
+    verdict = would_decision if would_decision in _VIOLATIONS else decision
+    code = reason_code if reason_code in _LADDER_CODES else None
+    if code is None:
+        code = next((_CODE_OF_RULE[r] for r in matched_rule_ids if r in _CODE_OF_RULE), reason_code)
+    history.record(tool_name, tool_args, ts, verdict, reason_code=code)
+
+
 __all__ = [
     "HAVE_ANALYTICS",
     "HAVE_POLICY_ENGINE",
@@ -118,4 +140,5 @@ __all__ = [
     "SessionHistory",
     "compile_policy",
     "default_policy",
+    "replay_decision",
 ]

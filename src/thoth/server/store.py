@@ -378,11 +378,14 @@ class Store:
         ]
         return items, (repr(rows[limit - 1][15]) if len(rows) > limit else None)
 
-    def session_history_rows(self, tenant_id: str, session_id: str) -> list[tuple[str, Any, float, str]]:
+    def session_history_rows(self, tenant_id: str, session_id: str
+                             ) -> list[tuple[str, Any, float, str, str | None, str | None, list[str]]]:
+        """(tool, args, ts, decision, would_decision, reason_code, matched_rule_ids) of a session, in order."""
         with self.db.read() as conn:
-            rows = conn.all("SELECT tool_name, tool_args, decided_at, decision FROM decisions"
+            rows = conn.all("SELECT tool_name, tool_args, decided_at, decision, would_decision, reason_code,"
+                            " matched_rule_ids FROM decisions"
                             " WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at", (tenant_id, session_id))
-        return [(r[0], _load(r[1]) or {}, r[2], r[3]) for r in rows]
+        return [(r[0], _load(r[1]) or {}, r[2], r[3], r[4], r[5], _load(r[6]) or []) for r in rows]
 
     def decision_by_dedup(self, tenant_id: str, session_id: str, dedup_key: str) -> bytes | None:
         with self.db.read() as conn:

@@ -12,13 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from thoth.server.dashboard import auth, policy_tools, queries, users
+from thoth.server.dashboard import auth, engine_series, policy_tools, queries, users
 from thoth.server.dashboard.auth import Principal
 from thoth.server.dashboard.render import SECURITY_HEADERS, page
 from thoth.server.dashboard.rollups import Rollups
+from thoth.server.notify import tenant_channels
 
 MAX_FORM_BYTES = 512 * 1024
-CHANNEL_KINDS = ("slack_webhook", "webhook", "email")
+CHANNEL_KINDS = tenant_channels.KINDS
 
 
 class Dashboard:
@@ -63,6 +64,9 @@ class Dashboard:
         if len(body) > MAX_FORM_BYTES:
             raise FormError(413, "form too large")
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        if any("\x00" in k or "\x00" in v[0] for k, v in fields.items()):
+            # PostgreSQL cannot store NUL in text; no field has a use for it on either backend.
+            raise FormError(422, "form fields must not contain NUL characters")
         return {k: v[0] for k, v in fields.items()}
 
     def render(self, request: Request, me: Principal, template: str, status: int = 200, **ctx: Any) -> Response:
@@ -312,9 +316,25 @@ class Dashboard:
     async def analytics(self, request: Request, me: Principal) -> Response:
         rng = _choice(request.query_params.get("range"), queries.RANGES, "7d")
         data = await run_in_threadpool(queries.agent_series, self.rollups, me.tenant_id, rng)
+        data = engine_series.apply(data, self._engine_reports(me.tenant_id, list(data["agents"])))
         agent = request.query_params.get("agent") or ""
         return self.render(request, me, "analytics.html", data=data, range=rng, ranges=list(queries.RANGES),
                            agent=agent, nav="analytics")
+
+    def _engine_reports(self, tenant_id: str, agents: list[str]) -> dict[str, dict[str, Any]]:
+        """The analytics engine's report per agent (GET /v1/analytics/agents/{id}'s body). On the
+        event loop: the tenant's engine is not thread-safe; each report re-reads the stored
+        baseline, so it includes what other processes learnt."""
+        analytics = self.core.analytics(tenant_id) if self.core is not None else None
+        if analytics is None:
+            return {}
+        now, out = time.time(), {}
+        for agent in agents:
+            try:
+                out[agent] = analytics.agent_report(agent, now)
+            except Exception:  # advisory data: the page falls back to the decisions' risk
+                continue
+        return out
 
     # ---- settings -------------------------------------------------------------------------
 
@@ -386,16 +406,17 @@ class Dashboard:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing channels needs the admin role.")
         kind, target = f.get("kind", ""), f.get("target", "").strip()
-        problem = channel_problem(kind, target)
+        fields = {name: f.get(name, "").strip() for name in ("secret", "agent", "rule", "bot_token", "signing_secret")}
+        problem = tenant_channels.problem(kind, target, **fields)
         if problem:
             return await self.settings_page(request, me, error=problem, status=422)
-        await run_in_threadpool(add_channel, self.db, me.tenant_id, kind, target, me.actor)
-        return await self.settings_page(request, me, notice="Channel added.")
+        await run_in_threadpool(lambda: tenant_channels.add(self.db, me.tenant_id, kind, target, me.actor, **fields))
+        return await self.settings_page(request, me, notice="Channel added. Its secrets are stored and not shown again.")
 
     async def delete_channel(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing channels needs the admin role.")
-        await run_in_threadpool(delete_channel, self.db, me.tenant_id, request.path_params["channel_id"])
+        await run_in_threadpool(tenant_channels.delete, self.db, me.tenant_id, request.path_params["channel_id"])
         return await self.settings_page(request, me, notice="Channel removed.")
 
 
@@ -470,36 +491,9 @@ def _with(request: Request, **changes: Any) -> str:
     return request.url.path + "?" + urllib.parse.urlencode(params)
 
 
-# ---- notification channels (read by the approvals notifier) ---------------------------------
-
-
-def channel_problem(kind: str, target: str) -> str | None:
-    if kind not in CHANNEL_KINDS:
-        return "Choose a channel kind."
-    if kind in ("slack_webhook", "webhook") and not target.startswith(("https://", "http://")):
-        return "A webhook channel needs an http(s) URL."
-    if kind == "email" and ("@" not in target or " " in target):
-        return "An email channel needs an address."
-    if len(target) > 2000:
-        return "Target is too long."
-    return None
+# ---- notification channels: thoth.server.notify.tenant_channels (read by the notifier) ---------
 
 
 def list_channels(db: Any, tenant_id: str) -> list[dict[str, Any]]:
-    with db.read() as conn:
-        rows = conn.all("SELECT channel_id, kind, target, created_at, created_by FROM dashboard_channels"
-                        " WHERE tenant_id = ? ORDER BY created_at", (tenant_id,))
-    return [{"channel_id": r[0], "kind": r[1], "target": r[2], "created_at": r[3], "created_by": r[4]} for r in rows]
-
-
-def add_channel(db: Any, tenant_id: str, kind: str, target: str, created_by: str) -> str:
-    channel_id = secrets.token_hex(8)
-    with db.transaction() as conn:
-        conn.execute("INSERT INTO dashboard_channels (channel_id, tenant_id, kind, target, created_at, created_by)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", (channel_id, tenant_id, kind, target, time.time(), created_by))
-    return channel_id
-
-
-def delete_channel(db: Any, tenant_id: str, channel_id: str) -> None:
-    with db.transaction() as conn:
-        conn.execute("DELETE FROM dashboard_channels WHERE channel_id = ? AND tenant_id = ?", (channel_id, tenant_id))
+    """The tenant's channels as the Settings page shows them (no secrets)."""
+    return tenant_channels.listing(db, tenant_id)

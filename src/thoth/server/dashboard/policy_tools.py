@@ -4,12 +4,9 @@ through a draft ("this draft would have blocked 12 more calls")."""
 from __future__ import annotations
 
 import difflib
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 SIMULATION_LIMIT = 20_000
 
@@ -92,52 +89,18 @@ def _strength(decision: str) -> int:
 
 
 def simulate(db: Any, tenant_id: str, draft: str, days: int, limit: int = SIMULATION_LIMIT) -> Simulation:
-    """Replay the tenant's most recent calls of the last `days` days through the draft (the policy
-    engine's own replay: per session, in order, so rate and sequence rules see the same history)
-    and compare with what was decided then."""
-    engine = _engine()
-    from thoth.policy.simulate import simulate as replay
+    """Replay the tenant's most recent sessions of the last `days` days through the draft, with the
+    same selection and bounds as POST /v1/policies/simulate (thoth.server.simulation)."""
+    from thoth.server import simulation
 
-    policy = engine.compile_policy(draft)
-    since = time.time() - days * 86400
-    with db.read() as conn:
-        rows = conn.all(
-            "SELECT session_id, agent_id, user_id, tool_name, tool_args, decision, enforcement_mode, environment,"
-            " risk_score, decided_at FROM decisions WHERE tenant_id = ? AND decided_at >= ?"
-            " ORDER BY decided_at DESC LIMIT ?", (tenant_id, since, limit + 1))
-        sim = Simulation(days=days, truncated=len(rows) > limit)
-        rows = sorted(rows[:limit], key=lambda r: r[9])
-        context: dict[str, tuple[Any, Any]] = {}
-        for sid in {r[0] for r in rows}:
-            # approved_scope and intent are declared by the client on its events, not stored with
-            # the decision: the session's first event says them.
-            e = conn.one("SELECT body FROM events WHERE tenant_id = ? AND session_id = ? ORDER BY chain_index"
-                         " LIMIT 1", (tenant_id, sid))
-            body = orjson.loads(e[0]) if e else {}
-            meta = body.get("metadata")
-            if not isinstance(meta, dict):
-                meta = {}
-            context[sid] = (body.get("approved_scope"), meta.get("session_intent"))
-    calls = []
-    for sid, agent, user, tool, args_text, stored, mode, env, risk, ts in rows:
-        args = orjson.loads(args_text) if args_text else {}
-        scope, intent = context.get(sid, (None, None))
-        calls.append({"tenant_id": tenant_id, "session_id": sid, "agent_id": agent or "", "user_id": user or "system",
-                      "tool_name": tool, "tool_args": args if isinstance(args, dict) else {"args": args},
-                      "approved_scope": scope, "session_intent": intent, "enforcement_mode": mode or "progressive",
-                      "environment": env or "prod", "risk_score": risk, "decision": stored, "ts": ts})
-    result = replay(policy, calls, max_items=len(calls) or 1)
-    sim.calls = int(result["evaluated"])
-    sim.sessions = len(context)
-    for item in result["items"]:
-        was, now = item["current"], item["candidate"]
-        sim.changes[(was, now)] += 1
-        if _strength(now) > _strength(was):
-            sim.newly_blocked += 1
-        elif _strength(now) < _strength(was):
-            sim.newly_allowed += 1
-        if len(sim.examples) < 25:
-            sim.examples.append({"session_id": item["session_id"], "agent_id": item["agent_id"],
-                                 "tool_name": item["tool_name"], "was": was, "now": now, "reason": item["reason"],
-                                 "rules": list(item.get("matched_rule_ids") or [])})
+    policy = _engine().compile_policy(draft)
+    result = simulation.run(db, tenant_id, policy, days=days, max_calls=limit, max_items=25)
+    sim = Simulation(calls=int(result["evaluated"]), sessions=int(result["sessions"]), days=days,
+                     truncated=bool(result["truncated"]), newly_blocked=int(result["newly_blocked"]),
+                     newly_allowed=int(result["newly_allowed"]))
+    for change in result["changes"]:
+        sim.changes[(change["current"], change["candidate"])] = change["count"]
+    sim.examples = [{"session_id": i["session_id"], "agent_id": i["agent_id"], "tool_name": i["tool_name"],
+                     "was": i["current"], "now": i["candidate"], "reason": i["reason"],
+                     "rules": list(i.get("matched_rule_ids") or [])} for i in result["items"]]
     return sim

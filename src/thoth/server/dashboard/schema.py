@@ -33,7 +33,9 @@ _TABLES = (
         kind VARCHAR(20) NOT NULL,
         target TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL,
-        created_by TEXT
+        created_by TEXT,
+        options TEXT,
+        secrets TEXT
     )""",
     # Decision counts of closed hours (see rollups.py): one row per tenant and hour, the stats
     # as JSON because only this process reads them back, whole.
@@ -45,6 +47,13 @@ _TABLES = (
         counted_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant_id, hour)
     )""",
+)
+
+# Columns added after a table first shipped: (table, column, type). Added when missing.
+_COLUMNS = (
+    # Routing (agent, rule) and secrets of a channel (thoth.server.notify.tenant_channels).
+    ("dashboard_channels", "options", "TEXT"),
+    ("dashboard_channels", "secrets", "TEXT"),
 )
 
 # Read paths of the pages (see docs/dashboard.md, "Indexes"). The server's own indexes cover
@@ -71,3 +80,14 @@ def ensure_schema(db: Any) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK_ID,))
         for statement in _TABLES + _INDEXES:
             conn.execute(statement)
+        for table, column, kind in _COLUMNS:
+            if column not in _columns(conn, table):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _columns(conn: Any, table: str) -> set[str]:
+    if conn.postgres:
+        rows = conn.all("SELECT column_name FROM information_schema.columns"
+                        " WHERE table_schema = current_schema() AND table_name = ?", (table,))
+        return {r[0] for r in rows}
+    return {r[1] for r in conn.all(f"PRAGMA table_info({table})")}

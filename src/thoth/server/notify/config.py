@@ -41,6 +41,11 @@ class Channel:
     smtp_password: str = ""
     mail_from: str = "thoth@localhost"
     mail_to: tuple[str, ...] = ()
+    # slack channels from the dashboard's Settings may bring their own Slack app
+    slack_token: str = ""
+    slack_signing_secret: str = ""
+    # why this channel cannot deliver (e.g. an env:NAME secret that is not set): recorded as a failure
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,17 +97,12 @@ class NotifyConfig:
     # Signed requests older than this are refused (Slack recommends five minutes).
     max_request_age_seconds: int = 300
 
+    # SMTP server (and sender) of e-mail channels configured in the dashboard's Settings: `email:`.
+    email_defaults: Channel = field(default_factory=lambda: Channel("email", "email"))
+
     def channels_for(self, tenant: str, agent: str, rules: list[str]) -> list[Channel]:
         """The channels of the most specific matching routes (all routes tied at that level)."""
-        matching = [r for r in self.routes if r.matches(tenant, agent, rules)]
-        if not matching:
-            return []
-        best = max(r.specificity for r in matching)
-        names: list[str] = []
-        for route in matching:
-            if route.specificity == best:
-                names.extend(n for n in route.channels if n not in names)
-        return [self.channels[n] for n in names]
+        return select(self.routes, self.channels, tenant, agent, rules)
 
     def required_approvals(self, tenant: str, tool_name: str) -> int:
         needed = 1
@@ -112,6 +112,20 @@ class NotifyConfig:
             if any(fnmatch.fnmatchcase(tool_name, pattern) for pattern in rule.tools):
                 needed = max(needed, rule.approvals)
         return needed
+
+
+def select(routes: tuple[Route, ...] | list[Route], channels: dict[str, Channel], tenant: str, agent: str,
+           rules: list[str]) -> list[Channel]:
+    """The channels of the most specific routes matching a held call (all routes tied at that level)."""
+    matching = [r for r in routes if r.matches(tenant, agent, rules)]
+    if not matching:
+        return []
+    best = max(r.specificity for r in matching)
+    names: list[str] = []
+    for route in matching:
+        if route.specificity == best:
+            names.extend(n for n in route.channels if n not in names)
+    return [channels[n] for n in names]
 
 
 def _secret(value: Any, where: str) -> str:
@@ -222,8 +236,18 @@ def parse(doc: Any) -> NotifyConfig:
                      require_mapping=bool(raw_slack.get("require_mapping", False)))
     if any(c.kind == "slack" for c in channels.values()) and not slack.bot_token:
         raise NotifyConfigError("a slack channel needs slack.bot_token")
+    raw_email = doc.get("email")
+    email = Channel("email", "email")
+    if raw_email is not None:
+        if not isinstance(raw_email, dict):
+            raise NotifyConfigError("email must be a mapping (host, port, from, starttls, username, password)")
+        email = _channel("email", {"type": "email", "to": ["unused@localhost"], **raw_email})
+        email = Channel("email", "email", smtp_host=email.smtp_host, smtp_port=email.smtp_port,
+                        smtp_starttls=email.smtp_starttls, smtp_username=email.smtp_username,
+                        smtp_password=email.smtp_password, mail_from=email.mail_from)
     dashboard = _str(doc, "dashboard_url", "config").rstrip("/")
     return NotifyConfig(channels=channels, routes=tuple(routes), two_person=tuple(two), slack=slack,
+                        email_defaults=email,
                         dashboard_url=dashboard, public_url=(_str(doc, "public_url", "config") or dashboard).rstrip("/"),
                         max_arg_chars=int(doc.get("max_arg_chars", 1500)),
                         max_request_age_seconds=int(doc.get("max_request_age_seconds", 300)))

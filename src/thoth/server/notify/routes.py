@@ -15,6 +15,7 @@ from fastapi import FastAPI, Query, Request
 
 from thoth.server.core import READ_ROLES, ClientError, public_approval
 from thoth.server.dataplane import api_key
+from thoth.server.notify import tenant_channels
 from thoth.server.notify.render import clean
 from thoth.server.notify.signing import SIGNATURE_HEADER, SignatureError, verify_slack, verify_webhook
 
@@ -35,12 +36,20 @@ def mount(app: FastAPI, core: Any, notifier: Any) -> None:
     async def slack_interactivity(request: Request) -> dict[str, Any]:
         """Slack's Request URL for interactive components (Approve / Deny buttons)."""
         body = await request.body()
-        try:
-            signature = verify_slack(config.slack.signing_secret, request.headers.get("x-slack-request-timestamp"),
-                                     request.headers.get("x-slack-signature"), body,
-                                     config.max_request_age_seconds)
-        except SignatureError as exc:
-            raise ClientError(exc.status, exc.message) from None
+        signature = None
+        failure: SignatureError | None = None
+        candidates = [x for x in (config.slack.signing_secret, *await slack_secrets_of(body)) if x]
+        for secret in candidates or [""]:  # none: verify_slack says interactivity is not configured
+            try:
+                signature = verify_slack(secret, request.headers.get("x-slack-request-timestamp"),
+                                         request.headers.get("x-slack-signature"), body,
+                                         config.max_request_age_seconds)
+                break
+            except SignatureError as exc:
+                failure = failure or exc
+        if signature is None:
+            assert failure is not None
+            raise ClientError(failure.status, failure.message)
         await first_use(signature)
         payload = _slack_payload(body)
         actions = payload.get("actions")
@@ -79,6 +88,9 @@ def mount(app: FastAPI, core: Any, notifier: Any) -> None:
     async def webhook_callback(channel: str, request: Request) -> dict[str, Any]:
         """A webhook receiver resolves an approval: body {approval_id, decision, actor?, reason?}, signed."""
         found = config.channels.get(channel)
+        if found is None:  # a channel configured in the dashboard's Settings
+            stored = await core.read(tenant_channels.by_name, core.db, channel, config)
+            found = stored[1] if stored is not None else None
         if found is None or found.kind != "webhook":
             raise ClientError(404, "unknown webhook channel")
         body = await request.body()
@@ -108,6 +120,24 @@ def mount(app: FastAPI, core: Any, notifier: Any) -> None:
         approval = await core.resolve_approval(tenant, approval_id, decision == "approve",
                                                actor or f"webhook:{channel}", reason, via=f"webhook:{channel}")
         return public_approval(approval)
+
+    async def slack_secrets_of(body: bytes) -> list[str]:
+        """Signing secrets of Slack apps configured in Settings by the tenant of the approval the
+        (not yet verified) payload names: only used to pick the key it must be verified with."""
+        try:
+            payload = _slack_payload(body)
+        except ClientError:
+            return []
+        actions = payload.get("actions")
+        approval_id = actions[0].get("value") if isinstance(actions, list) and actions and \
+            isinstance(actions[0], dict) else None
+        if not isinstance(approval_id, str):
+            return []
+        tenant = await core.read(records.tenant_of, approval_id, "slack")
+        if tenant is None:
+            return []
+        found: list[str] = await core.read(tenant_channels.signing_secrets, core.db, tenant)
+        return found
 
     def reader(request: Request) -> Any:
         return core.authenticate(api_key(request.scope), READ_ROLES)

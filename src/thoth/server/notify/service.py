@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from thoth.server.notify import smtp, webhook
-from thoth.server.notify.config import Channel, NotifyConfig, load
+from thoth.server.notify import smtp, tenant_channels, webhook
+from thoth.server.notify.config import Channel, NotifyConfig, SlackApp, load, select
 from thoth.server.notify.records import Records
 from thoth.server.notify.render import HeldCall, email_request, slack_outcome, slack_request, webhook_body
 from thoth.server.notify.slack import DeliveryError, SlackSender
@@ -33,6 +33,7 @@ class Notifier:
         self.config = config
         self.records = Records(core.store)
         self.slack = SlackSender(config.slack) if config.slack.bot_token else None
+        self._slack_by_token: dict[str, SlackSender] = {}
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -46,8 +47,8 @@ class Notifier:
         self._queue = asyncio.Queue(maxsize=10_000)
         self._http = httpx.AsyncClient()
         self._spawn(self._worker())
-        if self.config.channels:
-            self._spawn(self._reconcile())
+        # Always: channels may also come from the dashboard's Settings (any tenant, any time).
+        self._spawn(self._reconcile())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -76,8 +77,6 @@ class Notifier:
         self._enqueue("progress", approval)
 
     def _enqueue(self, kind: str, approval: dict[str, Any]) -> None:
-        if not self.config.channels:
-            return
         self.start()
         assert self._queue is not None
         try:
@@ -127,21 +126,47 @@ class Notifier:
             dashboard_url=self.config.dashboard_url)
 
     def channels(self, approval: dict[str, Any], call: HeldCall) -> list[Channel]:
-        return self.config.channels_for(call.tenant_id, call.agent_id, call.matched_rule_ids)
+        """Settings first: the tenant's channels from the dashboard, when any of them matches the
+        call (most specific: rule, then agent, then the whole tenant); else the file's routes."""
+        mine, routes = tenant_channels.load(self.core.db, call.tenant_id, self.config)
+        picked = select(routes, {c.name: c for c in mine}, call.tenant_id, call.agent_id, call.matched_rule_ids)
+        return picked or self.config.channels_for(call.tenant_id, call.agent_id, call.matched_rule_ids)
+
+    def channel_named(self, name: str, tenant_id: str) -> Channel | None:
+        found = self.config.channels.get(name)
+        if found is None:
+            stored = tenant_channels.by_name(self.core.db, name, self.config)
+            if stored is not None and stored[0] == tenant_id:
+                found = stored[1]
+        return found
+
+    def sender(self, channel: Channel) -> SlackSender | None:
+        """The Slack app of a channel: its own bot token (Settings), else the file's."""
+        if not channel.slack_token:
+            return self.slack
+        found = self._slack_by_token.get(channel.slack_token)
+        if found is None:
+            app = SlackApp(bot_token=channel.slack_token, base_url=self.config.slack.base_url)
+            found = self._slack_by_token[channel.slack_token] = SlackSender(app)
+        return found
 
     async def notify(self, approval: dict[str, Any]) -> None:
         call = await self.held_call(approval)
-        channels = self.channels(approval, call)
+        channels = await asyncio.to_thread(self.channels, approval, call)
         await asyncio.gather(*(self._send(channel, call, approval) for channel in channels))
 
     async def _send(self, channel: Channel, call: HeldCall, approval: dict[str, Any]) -> None:
         nid = await asyncio.to_thread(self.records.create, approval, channel.name, channel.kind)
         ok, attempts, error, target = False, 1, None, None
         try:
+            if channel.problem:
+                raise DeliveryError(channel.problem)
             if channel.kind == "slack":
-                assert self.slack is not None
+                slack = self.sender(channel)
+                if slack is None:
+                    raise DeliveryError("no Slack bot token configured")
                 text, blocks = slack_request(call, self.config.max_arg_chars)
-                target = await asyncio.to_thread(self.slack.post, channel.slack_channel, text, blocks)
+                target = await asyncio.to_thread(slack.post, channel.slack_channel, text, blocks)
                 ok = True
             elif channel.kind == "webhook":
                 assert self._http is not None
@@ -173,27 +198,29 @@ class Notifier:
                 await self._post_outcome(notification, approval)
 
     async def post_progress(self, approval: dict[str, Any]) -> None:
-        if self.slack is None:
-            return
         call = await self.held_call(approval)
         text, blocks = slack_outcome(call, approval, self.config.max_arg_chars)
         blocks[-1:-1] = [b for b in slack_request(call, self.config.max_arg_chars)[1] if b["type"] == "actions"]
         items = await asyncio.to_thread(self.records.for_approval, approval["tenant_id"], approval["approval_id"])
         for n in items:
             if n["kind"] == "slack" and n["status"] == "sent" and n["outcome_status"] is None and n["target"]:
-                with contextlib.suppress(DeliveryError):
-                    await asyncio.to_thread(self.slack.update, n["target"], text, blocks)
+                channel = await asyncio.to_thread(self.channel_named, n["channel"], approval["tenant_id"])
+                slack = self.sender(channel) if channel is not None else self.slack
+                if slack is not None:
+                    with contextlib.suppress(DeliveryError):
+                        await asyncio.to_thread(slack.update, n["target"], text, blocks)
 
     async def _post_outcome(self, notification: dict[str, Any], approval: dict[str, Any]) -> None:
         if not await asyncio.to_thread(self.records.claim_outcome, notification["notification_id"]):
             return  # another process or the reconcile loop is doing it
-        channel = self.config.channels.get(notification["channel"])
+        channel = await asyncio.to_thread(self.channel_named, notification["channel"], approval["tenant_id"])
+        slack = self.sender(channel) if channel is not None and channel.kind == "slack" else self.slack
         ok, error = False, None
         try:
             call = await self.held_call(approval)
-            if notification["kind"] == "slack" and self.slack is not None and notification["target"]:
+            if notification["kind"] == "slack" and slack is not None and notification["target"]:
                 text, blocks = slack_outcome(call, approval, self.config.max_arg_chars)
-                await asyncio.to_thread(self.slack.update, notification["target"], text, blocks)
+                await asyncio.to_thread(slack.update, notification["target"], text, blocks)
                 ok = True
             elif notification["kind"] == "webhook" and channel is not None and self._http is not None:
                 body = webhook_body("approval.resolved", call, approval, "")
