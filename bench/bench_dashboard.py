@@ -3,7 +3,8 @@
 Seeds a SQLite database through the server's own migrations (1,000,000 events, 500,000
 decisions, 25,000 sessions over the last 7 days, one session of 20,000 events, approvals),
 starts a real `thoth serve` on it, logs in like a browser and times every page: the first
-request (cold caches) and the median / p95 of the following ones.
+request and the median / p95 of the following ones; the pages that read the hourly roll-ups
+are also timed as the very first request of a restarted server (side by side).
 
     PYTHONPATH=src python bench/bench_dashboard.py [--events 1000000] [--runs 7] [--keep DIR]
 """
@@ -142,11 +143,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve(home: Path, db_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "THOTH_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url",
+                             f"sqlite:///{db_path}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc, url
+
+
+def halt(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def timed(c: httpx.Client, path: str) -> tuple[float, httpx.Response]:
+    t0 = time.perf_counter()
+    resp = c.get(path)
+    ms = (time.perf_counter() - t0) * 1000
+    assert resp.status_code == 200, (path, resp.status_code)
+    return ms, resp
+
+
+# Pages that read the hourly roll-ups: timed again as the very first request of a restarted server.
+ROLLUP_PAGES = ["/", "/?range=7d", "/?range=30d", "/analytics", "/analytics?range=30d"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--keep", help="reuse/keep the seeded database in this directory")
+    ap.add_argument("--drop-rollups", action="store_true",
+                    help="empty the stored roll-ups first, to time a first-ever start (counted in the background)")
     a = ap.parse_args()
     home = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="thoth-bench-"))
     home.mkdir(parents=True, exist_ok=True)
@@ -159,22 +194,25 @@ def main() -> int:
         print(f"seeded {int(info['events']):,} events in {time.perf_counter() - t0:.0f} s "
               f"({db_path.stat().st_size / 1e6:.0f} MB)")
     info = orjson.loads(info_path.read_bytes())
-    port = free_port()
-    env = {**os.environ, "THOTH_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url",
-                             f"sqlite:///{db_path}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    if a.drop_rollups:
+        with sqlite3.connect(db_path) as conn:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dashboard_rollups'").fetchone():
+                conn.execute("DELETE FROM dashboard_rollups")
+    proc, url = serve(home, db_path)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         c = httpx.Client(base_url=url, timeout=60)
         token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
         r = c.post("/login", data={"username": "bench", "password": "bench-password-1", "csrf_token": token})
         assert r.status_code == 303, r.text
+        # The first overview of this start: it answers at once; if hours were not stored yet it
+        # says so and the background counts them (the time until complete is printed).
+        t0 = time.perf_counter()
+        first_ms, resp = timed(c, "/?range=30d")
+        filling = "Still counting" in resp.text
+        while "Still counting" in c.get("/?range=30d&part=filling", headers={"HX-Request": "true"}).text:
+            time.sleep(0.2)
+        print(f"first start: first /?range=30d {first_ms:.1f} ms ({'chart still filling' if filling else 'complete'});"
+              f" all hours stored after {time.perf_counter() - t0:.1f} s")
         first = c.get(f"/sessions/{BIG_SESSION}").text
         after = re.search(r'href="\?after=(\d+)"', first)
         middle = f"/sessions/{BIG_SESSION}?after={int(after.group(1)) + 8000 if after else 0}"
@@ -184,23 +222,32 @@ def main() -> int:
                  "/sessions/s-000042", "/violations", f"/violations?agent={AGENTS[7]}&decision=STEP_UP",
                  f"/violations/{info['violation']}", "/approvals", "/approvals/live", "/policies", "/analytics",
                  "/analytics?range=30d", "/settings"]
-        print(f"{'page':58} {'cold ms':>8} {'median':>8} {'p95':>8}")
-        worst = 0.0
+        results: dict[str, tuple[float, float, float]] = {}
         for path in pages:
-            times = []
-            for _ in range(a.runs + 1):
-                t0 = time.perf_counter()
-                resp = c.get(path)
-                times.append((time.perf_counter() - t0) * 1000)
-                assert resp.status_code == 200, (path, resp.status_code)
+            times = [timed(c, path)[0] for _ in range(a.runs + 1)]
             warm = sorted(times[1:])
             p95 = warm[min(len(warm) - 1, int(round(0.95 * (len(warm) - 1))))]
-            worst = max(worst, statistics.median(warm))
-            print(f"{path[:58]:58} {times[0]:8.1f} {statistics.median(warm):8.1f} {p95:8.1f}")
-        print(f"worst warm median: {worst:.1f} ms (goal <= 300 ms: {'met' if worst <= 300 else 'NOT met'})")
+            results[path] = (times[0], statistics.median(warm), p95)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        halt(proc)
+    # Each roll-up page once more as the very first request of a freshly restarted server (the
+    # stored roll-ups are read back; the background check runs at the same time).
+    restart: dict[str, float] = {}
+    for path in ROLLUP_PAGES:
+        proc, url = serve(home, db_path)
+        try:
+            restart[path] = timed(httpx.Client(base_url=url, cookies=c.cookies, timeout=60), path)[0]
+        finally:
+            halt(proc)
+    print(f"{'page':52} {'restart':>8} {'first':>8} {'median':>8} {'p95':>8}   (ms)")
+    for path, (first_ms, median, p95) in results.items():
+        cold = f"{restart[path]:8.1f}" if path in restart else f"{'-':>8}"
+        print(f"{path[:52]:52} {cold} {first_ms:8.1f} {median:8.1f} {p95:8.1f}")
+    worst = max(m for _, m, _ in results.values())
+    worst_cold = max(restart.values())
+    print("restart = the first request of a restarted server; first = the first of this page in a warm server")
+    print(f"worst warm median: {worst:.1f} ms, worst first request after a restart: {worst_cold:.1f} ms"
+          f" (goal <= 300 ms: {'met' if max(worst, worst_cold) <= 300 else 'NOT met'})")
     return 0
 
 

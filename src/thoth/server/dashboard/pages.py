@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -37,18 +36,9 @@ class Dashboard:
         self.secure_cookies = bool(getattr(settings, "secure_cookies", False))
 
     def warm_in_background(self) -> None:
-        """Compute the hourly roll-ups of the last 37 days once, off the request path, so the
-        first overview after a restart is as fast as the next ones."""
-
-        def warm() -> None:
-            try:
-                for tenant in self.store.tenants():
-                    end = int(time.time() // 3600)
-                    self.rollups.hours(tenant, end - 24 * 37, end)
-            except Exception:  # best effort: pages compute what is missing on demand
-                pass
-
-        threading.Thread(target=warm, name="thoth-dashboard-warm", daemon=True).start()
+        """Keep every tenant's hourly roll-ups stored and checked, off the request path (see
+        rollups.py), so the first overview after a restart reads them instead of recounting."""
+        self.rollups.start(self.store.tenants)
 
     # ---- plumbing -----------------------------------------------------------------------
 
@@ -133,6 +123,10 @@ class Dashboard:
     async def overview(self, request: Request, me: Principal) -> Response:
         rng = _choice(request.query_params.get("range"), queries.RANGES, "24h")
         data = await run_in_threadpool(queries.overview, self.rollups, me.tenant_id, rng)
+        if request.query_params.get("part") == "filling":  # the notice polling while hours are counted
+            if not data["filling"]:
+                return Response(headers={"HX-Refresh": "true", **SECURITY_HEADERS})
+            return self.render(request, me, "_overview_filling.html", data=data, range=rng)
         pending = await run_in_threadpool(queries.pending_approvals, self.db, me.tenant_id, 8)
         return self.render(request, me, "overview.html", data=data, range=rng, ranges=list(queries.RANGES),
                            pending=pending, nav="overview")

@@ -51,7 +51,8 @@ def split_cursor(cursor: str | None) -> tuple[float, str] | None:
 def overview(rollups: Rollups, tenant_id: str, range_key: str) -> dict[str, Any]:
     hours = RANGES.get(range_key, 24)
     end = int(time.time() // HOUR)
-    stats = rollups.hours(tenant_id, end - hours + 1, end)
+    window = rollups.window(tenant_id, end - hours + 1, end)
+    stats = window.hours
     # Longer ranges are drawn by day: 720 hourly bars are too thin to read.
     step = 1 if hours <= 24 * 7 else 24
     series: dict[str, list[int]] = {d: [] for d in DECISIONS}
@@ -75,6 +76,8 @@ def overview(rollups: Rollups, tenant_id: str, range_key: str) -> dict[str, Any]
         "totals": {d: totals.get(d, 0) for d in DECISIONS}, "total": sum(totals.values()),
         "top_agents": agents.most_common(8), "top_blocked": blocked.most_common(8),
         "top_stepped_up": stepped.most_common(8), "step": step,
+        # Hours still being counted in the background: the page says so and refreshes itself.
+        "filling": window.missing, "hours": hours,
     }
 
 

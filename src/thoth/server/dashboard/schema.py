@@ -37,6 +37,16 @@ _TABLES = (
         options TEXT,
         secrets TEXT
     )""",
+    # Decision counts of closed hours (see rollups.py): one row per tenant and hour, the stats
+    # as JSON because only this process reads them back, whole.
+    """CREATE TABLE IF NOT EXISTS dashboard_rollups (
+        tenant_id VARCHAR(200) NOT NULL,
+        hour INTEGER NOT NULL,
+        calls INTEGER NOT NULL,
+        stats TEXT NOT NULL,
+        counted_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, hour)
+    )""",
 )
 
 # Columns added after a table first shipped: (table, column, type). Added when missing.
