@@ -16,9 +16,9 @@ import thoth
 from thoth import ThothPolicyViolation
 from thoth.integrations.langchain import ThothMiddleware, middleware, wrap_tool
 
+from ..lc_shared.fakes import scripted, scripted_openai_format
+from ..lc_shared.tools import make_tools
 from ..support import instrument_settings
-from .fakes import scripted, scripted_openai_format
-from .tools import make_tools
 
 PARALLEL = [("get_weather", {"city": "Paris"}), ("delete_file", {"path": "/etc"})]
 

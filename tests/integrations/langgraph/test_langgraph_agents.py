@@ -14,8 +14,8 @@ from langgraph.prebuilt import tools_condition
 from thoth import ThothPolicyViolation
 from thoth.integrations.langgraph import tool_node
 
-from .fakes import scripted
-from .tools import make_tools
+from ..lc_shared.fakes import scripted
+from ..lc_shared.tools import make_tools
 
 PARALLEL = [("get_weather", {"city": "Paris"}), ("delete_file", {"path": "/etc"}),
             ("transfer_money", {"amount": "5"})]

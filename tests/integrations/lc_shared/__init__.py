@@ -1,0 +1,1 @@
+"""Fake chat models and tools shared by the LangChain and LangGraph environments."""
