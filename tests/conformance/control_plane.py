@@ -37,6 +37,10 @@ class ControlPlane:
             base_url=server.url,
             headers={"Authorization": f"Bearer {server.approver_key}"},
             timeout=10.0,
+            # A fresh connection per request: the step-up tests sit idle for about the server's
+            # keep-alive timeout (5 s), and reusing a connection the server is just closing
+            # resets it (a race of the test client, not of the clients under test).
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
