@@ -56,9 +56,10 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def start_thoth(db_url: str, home: str, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_thoth(db_url: str, home: str, src: str = SRC, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`thoth serve` from the `src` tree (another checkout's src/ for an A/B run)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": SRC, "THOTH_HOME": home, **env_extra}
+    env = {**os.environ, "PYTHONPATH": src, "THOTH_HOME": home, **env_extra}
     proc = subprocess.Popen(_pin([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url",
                                   db_url], 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

@@ -32,7 +32,7 @@ def request_body() -> dict[str, object]:
         "tenant_id": "bench", "agent_id": "agent-07", "user_id": "alice", "tool_name": "send_email",
         "session_id": str(uuid.uuid4()), "enforcement_mode": "progressive", "environment": "prod",
         "approved_scope": ["send_email", "read_file", "search", "query_db", "http_get", "write_file"],
-        "session_tool_calls": ["search", "read_file", "query_db", "search", "http_get", "send_email"],
+        "session_tool_calls": ["send_email"],  # the session's calls so far, this one last (see session_calls)
         "tool_args": {"to": "bob@acme.com", "cc": ["carol@acme.com"], "subject": "Quarterly numbers",
                       "body": "Hi Bob, please find the summary below. " * 25},
         "session_intent": "answer customer questions about invoices",
@@ -40,11 +40,22 @@ def request_body() -> dict[str, object]:
     }
 
 
+SESSION_LENGTH = 20
+
+
+def session_calls(position: int) -> list[str]:
+    """session_tool_calls of the call at `position` (0-based) of a bench session: every call of a
+    bench session is the same send_email, so the list the SDK sends grows by one each call."""
+    return ["send_email"] * (position + 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--postgres", default=None, help="postgresql://... (default: SQLite in a temp dir)")
+    ap.add_argument("--baseline", default=None,
+                    help="another checkout (e.g. `git archive main | tar -x -C /tmp/base`): its server runs too")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="thoth-bench-")
     db_url = args.postgres or f"sqlite:///{home}/thoth.db"
@@ -60,25 +71,38 @@ def main() -> None:
             Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
         store.add_policy_version("bench", source.read_text(), "bench")
         policy_note = source.name
-    body = json.dumps({**request_body(), "session_id": "SESSION"})
-    head, tail = body.split("SESSION")
+    body = json.dumps({**request_body(), "session_id": "SESSION", "session_tool_calls": ["CALLS"]})
+    head, rest = body.split("SESSION")
+    mid, tail = rest.split('"CALLS"')
     # Sessions of 20 calls (a realistic agent session; the policy's "longer than 50 calls" rule
     # stays quiet), each run with its own session ids: new sessions keep arriving, as in production.
+    # Each call lists the session's calls so far, as the SDK does.
+    calls = ", ".join(f'"{lua_escape(json.dumps(session_calls(k))[1:-1])}"' for k in range(SESSION_LENGTH))
     lua = (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
            f'wrk.headers["x-api-key"] = "{key}"\n'
-           f'local head, tail = "{lua_escape(head)}", "{lua_escape(tail)}"\n'
+           f'local head, mid, tail = "{lua_escape(head)}", "{lua_escape(mid)}", "{lua_escape(tail)}"\n'
+           f'local calls = {{{calls}}}\n'
            'local run = "@RUN@"\nlocal n = 0\n'
            'request = function()\n  n = n + 1\n'
-           '  return wrk.format(nil, nil, nil, head .. "bench-" .. run .. "-" .. math.floor(n / 20) .. tail)\nend\n')
+           f'  local k = n % {SESSION_LENGTH}\n'
+           f'  return wrk.format(nil, nil, nil, head .. "bench-" .. run .. "-" .. math.floor(n / {SESSION_LENGTH})'
+           ' .. mid .. calls[k + 1] .. tail)\nend\n')
     print(f"request {len(body)} bytes; policy: {policy_note}; database: {db_url.split('?')[0]}")
     # All three servers run at once (pinned to core 0, idle unless loaded) and are loaded in turn,
     # round after round: on a shared machine the load from others drifts, and alternating short
     # runs lets each ratio compare servers measured within seconds of each other.
     names = {"bare": "bare ASGI", "on": "thoth /v1/enforce", "off": "thoth, analytics off"}
+    if args.baseline:
+        names["base"] = "baseline thoth"
     procs = {}
     try:
         for mode in names:
-            procs[mode] = start_bare() if mode == "bare" else start_thoth(db_url, home, THOTH_ANALYTICS=mode)
+            if mode == "bare":
+                procs[mode] = start_bare()
+            elif mode == "base":
+                procs[mode] = start_thoth(db_url, home, str(Path(args.baseline) / "src"), THOTH_ANALYTICS="on")
+            else:
+                procs[mode] = start_thoth(db_url, home, THOTH_ANALYTICS=mode)
         for _, url in procs.values():
             wrk(url + "/v1/enforce", lua, 16, 2)  # warm-up
         ratios: dict[str, list[float]] = {"on": [], "off": []}
@@ -95,6 +119,10 @@ def main() -> None:
             print(f"round {rnd} ratio to bare at 64 connections: thoth {ratios['on'][-1]:.2f}x, "
                   f"analytics off {ratios['off'][-1]:.2f}x; c1 p50 thoth / bare "
                   f"{single['on']['p50_ms'] / single['bare']['p50_ms']:.2f}x")
+            if "base" in loaded:
+                print(f"round {rnd} thoth / baseline: c64 req/s {loaded['on']['rps'] / loaded['base']['rps']:.2f}x, "
+                      f"c64 p99 {loaded['on']['p99_ms'] / loaded['base']['p99_ms']:.2f}x, "
+                      f"c1 p50 {single['on']['p50_ms'] / single['base']['p50_ms']:.2f}x")
     finally:
         for proc, _ in procs.values():
             stop(proc)

@@ -26,7 +26,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_enforce import POLICY_FILE, request_body  # noqa: E402
+from bench_enforce import POLICY_FILE, SESSION_LENGTH, request_body, session_calls  # noqa: E402
 from bench_ingest import BATCH, event_template  # noqa: E402
 
 from thoth.server.app import create_app  # noqa: E402
@@ -37,7 +37,8 @@ def bodies(route: str, n: int) -> list[bytes]:
     run = uuid.uuid4().hex[:8]
     if route == "enforce":
         template = request_body()
-        return [orjson.dumps({**template, "session_id": f"prof-{run}-{i // 20}"}) for i in range(n)]
+        return [orjson.dumps({**template, "session_id": f"prof-{run}-{i // SESSION_LENGTH}",
+                              "session_tool_calls": session_calls(i % SESSION_LENGTH)}) for i in range(n)]
     text = event_template()
     return [("[" + ",".join(text.replace("@ID@", f"{run}-{i}-{j}").replace("@SESSION@", str(i % 200))
                             for j in range(BATCH)) + "]").encode() for i in range(n)]

@@ -91,6 +91,8 @@ class ThothApp:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        # Read-your-writes: decisions answered by this process are committed before a read.
+        await self.core.writer.settled()
         try:
             await self.api(scope, replay, send)
         except Exception:

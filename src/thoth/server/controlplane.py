@@ -125,7 +125,7 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
-        return core.metrics.render(core.store.pending_holds_by_tenant)
+        return core.metrics.render(core.store.pending_holds_by_tenant, core.writer.unrecorded)
 
     # ---- sessions, violations -----------------------------------------------------------
 

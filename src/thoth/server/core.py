@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from thoth.server import analytics_state, engine, migrate
+from thoth.server import analytics_state, engine, journal, migrate
 from thoth.server.audit import Signer
 from thoth.server.db import Database
 from thoth.server.metrics import Metrics
@@ -41,6 +41,8 @@ MODES = frozenset({"observe", "step_up", "block", "progressive"})
 VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
 MAX_EVENTS_PER_BATCH = 1000
 MAX_HOLD_WAIT = 60.0
+# Re-reads of a session's stored history while it lags behind the client's count (seconds).
+_CATCH_UP_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.015)
 log = logging.getLogger("thoth.server")
 
 
@@ -122,6 +124,14 @@ def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
     return value
 
 
+def _observe(analytics: Any, agent_id: str, tool_name: str, tool_args: Any, ts: float, decision: str,
+             session_id: str, anomaly: Any) -> None:
+    try:
+        analytics.observe(agent_id, tool_name, tool_args, ts, decision, session_id=session_id, anomaly=anomaly)
+    except Exception:  # advisory: a baseline that misses one call is still a baseline
+        log.debug("analytics observe failed", exc_info=True)
+
+
 def args_digest(tool_args: Any) -> str:
     return hashlib.sha256(orjson.dumps(tool_args, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
@@ -155,6 +165,7 @@ class Core:
         self._histories: _LRU = _LRU(20_000)
         self._dedup: _LRU = _LRU(100_000)
         self._reads: dict[Any, asyncio.Future[Any]] = {}
+        self._in_flight: dict[tuple[str, str], int] = {}  # (tenant, session) -> enforce calls being decided
         self._hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -170,6 +181,9 @@ class Core:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Decisions a killed server answered but never committed (thoth.server.journal).
+        journal.replay(self.settings.home / "journal", self.store, self.db)
+        self.writer.journal = journal.Journal(self.settings.home / "journal")
         self.writer.start()
         self._flusher = self._loop.create_task(self._flush_analytics_forever())
 
@@ -179,6 +193,9 @@ class Core:
             self._flusher = None
         self.flush_analytics()
         self.writer.stop()
+        if self.writer.journal is not None:
+            self.writer.journal.close()
+            self.writer.journal = None
         self.db.close()
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -287,111 +304,127 @@ class Core:
             if hit is not None:
                 return hit
 
-        policy, policy_version = self.policy_for(tenant_id)
-        history, known = await self._history(tenant_id, session_id, session_calls, tool_name)
-        now = time.time()
-        risk, risk_reasons, anomaly = None, [], None
-        analytics = self.analytics(tenant_id)
-        if analytics is not None:
-            try:
-                anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
-                risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
-            except Exception:  # analytics is advisory: never fail a decision over it
-                anomaly = None
-        call = engine.CallContext(
-            tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
-            approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
-            risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
-        )
-        result = policy.evaluate(call, history)
-        decision = str(result.decision).upper()
-        hold_token_in = body.get("hold_token")
-        if not isinstance(hold_token_in, str):
-            hold_token_in = None
-        digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
-        held = None  # the approval of this exact call, when the policy holds it (or the client names it)
-        ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
-        if decision == "STEP_UP" or ladder_block or hold_token_in:
-            digest = args_digest(tool_args)
-            held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
-        would = str(getattr(result, "would_decision", None) or decision).upper()
-        risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
-        decision_id = new_id("dec")
-        violation_id = new_id("vio") if (decision in VIOLATION_DECISIONS or would in VIOLATION_DECISIONS) else None
-        envelope: dict[str, Any] = {
-            "decision": decision,
-            "authorization_decision": decision,
-            "reason": result.reason,
-            "decision_reason_code": result.reason_code,
-            "violation_id": violation_id,  # also in observe mode: the would-be violation is on record
-            "hold_token": None,
-            "step_up_timeout_seconds": None,
-            "risk_score": risk_score,
-            "matched_rule_ids": list(result.matched_rule_ids or []),
-            "policy_references": list(getattr(result, "policy_references", None) or []),
-            "regulatory_regimes": [],
-            "matched_control_ids": [],
-            "model_signals": list(risk_reasons),
-            "decision_id": decision_id,
-            "session_id": session_id,
-            "enforcement_mode": mode,
-            "would_decision": would,
-            "policy_version": policy_version,
-            # Published clients accept only an integer or null here (a string makes them block).
-            "rule_version": policy_version if isinstance(policy_version, int) else None,
-        }
-        approval_row = None
-        if held is not None and decision in VIOLATION_DECISIONS:
-            decision = self._apply_approval(envelope, held, decision, ladder_block)
-            violation_id = envelope["violation_id"]
-        if decision == "STEP_UP" and envelope["hold_token"] is None:
-            hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
-            # A rule's own step-up timeout (or the policy's default) sets the expiry.
-            timeout = float(getattr(result, "step_up_timeout_seconds", None) or self.settings.hold_timeout_seconds)
-            envelope["hold_token"] = hold_token
-            envelope["step_up_timeout_seconds"] = timeout
-            approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                            orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
-                            session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
-                            self.required_approvals(tenant_id, tool_name))
-        elif decision == "MODIFY":
-            envelope["modified_tool_args"] = result.modified_args
-            envelope["modification_reason"] = result.reason
-        elif decision == "DEFER":
-            envelope["defer_reason"] = result.reason
-            envelope["defer_timeout_seconds"] = getattr(result, "defer_timeout_seconds", None) or 300
-        latency = time.perf_counter() - started
-        envelope["latency_ms"] = round(latency * 1000, 3)
-        response = orjson.dumps(envelope, default=str)
-        row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
-               orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
-               envelope["decision_reason_code"],
-               orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
-               envelope["hold_token"], mode, environment, dedup_key, now,
-               # The answer is kept only to replay it to a repeated check of the same call.
-               response.decode() if dedup_key is not None else "")
-        history.record(tool_name, tool_args, now, decision)
-        known[0] += 1
-        record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
-                                dedup_key, approval_row)
-        stored = await self.writer.submit(record)
-        if not stored and dedup_key is not None:  # another request recorded this call first
-            earlier = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
-            if earlier is not None:
-                self._dedup.put((tenant_id, session_id, dedup_key), earlier)
-                return earlier
-        if dedup_key is not None:
-            self._dedup.put((tenant_id, session_id, dedup_key), response)
-        if analytics is not None:
-            with contextlib.suppress(Exception):
-                analytics.observe(agent_id, tool_name, tool_args, now, decision, session_id=session_id,
-                                  anomaly=anomaly)
-        self.metrics.observe_decision(decision, time.perf_counter() - started)
-        if approval_row is not None:
-            approval = await self.read(self.store.approval_by_token, tenant_id, approval_row[2])
-            if approval is not None:
-                self._fire(self.hold_created_hooks, approval)
-        return response
+        # Calls of this session being decided right now: they explain a client count ahead of ours.
+        flight = (tenant_id, session_id)
+        self._in_flight[flight] = self._in_flight.get(flight, 0) + 1
+        try:
+            policy, policy_version = self.policy_for(tenant_id)
+            history, known = await self._history(tenant_id, session_id, session_calls, tool_name)
+            now = time.time()
+            risk, risk_reasons, anomaly = None, [], None
+            analytics = self.analytics(tenant_id)
+            if analytics is not None:
+                try:
+                    anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
+                    risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
+                except Exception:  # analytics is advisory: never fail a decision over it
+                    anomaly = None
+            call = engine.CallContext(
+                tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
+                approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
+                risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
+            )
+            result = policy.evaluate(call, history)
+            decision = str(result.decision).upper()
+            hold_token_in = body.get("hold_token")
+            if not isinstance(hold_token_in, str):
+                hold_token_in = None
+            digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
+            held = None  # the approval of this exact call, when the policy holds it (or the client names it)
+            ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
+            if decision == "STEP_UP" or ladder_block or hold_token_in:
+                digest = args_digest(tool_args)
+                held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
+            would = str(getattr(result, "would_decision", None) or decision).upper()
+            risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
+            decision_id = new_id("dec")
+            violation_id = new_id("vio") if (decision in VIOLATION_DECISIONS or would in VIOLATION_DECISIONS) else None
+            envelope: dict[str, Any] = {
+                "decision": decision,
+                "authorization_decision": decision,
+                "reason": result.reason,
+                "decision_reason_code": result.reason_code,
+                "violation_id": violation_id,  # also in observe mode: the would-be violation is on record
+                "hold_token": None,
+                "step_up_timeout_seconds": None,
+                "risk_score": risk_score,
+                "matched_rule_ids": list(result.matched_rule_ids or []),
+                "policy_references": list(getattr(result, "policy_references", None) or []),
+                "regulatory_regimes": [],
+                "matched_control_ids": [],
+                "model_signals": list(risk_reasons),
+                "decision_id": decision_id,
+                "session_id": session_id,
+                "enforcement_mode": mode,
+                "would_decision": would,
+                "policy_version": policy_version,
+                # Published clients accept only an integer or null here (a string makes them block).
+                "rule_version": policy_version if isinstance(policy_version, int) else None,
+            }
+            approval_row = None
+            if held is not None and decision in VIOLATION_DECISIONS:
+                decision = self._apply_approval(envelope, held, decision, ladder_block)
+                violation_id = envelope["violation_id"]
+            if decision == "STEP_UP" and envelope["hold_token"] is None:
+                hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
+                # A rule's own step-up timeout (or the policy's default) sets the expiry.
+                timeout = float(getattr(result, "step_up_timeout_seconds", None) or self.settings.hold_timeout_seconds)
+                envelope["hold_token"] = hold_token
+                envelope["step_up_timeout_seconds"] = timeout
+                approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
+                                orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
+                                session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
+                                self.required_approvals(tenant_id, tool_name))
+            elif decision == "MODIFY":
+                envelope["modified_tool_args"] = result.modified_args
+                envelope["modification_reason"] = result.reason
+            elif decision == "DEFER":
+                envelope["defer_reason"] = result.reason
+                envelope["defer_timeout_seconds"] = getattr(result, "defer_timeout_seconds", None) or 300
+            latency = time.perf_counter() - started
+            envelope["latency_ms"] = round(latency * 1000, 3)
+            response = orjson.dumps(envelope, default=str)
+            row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
+                   orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
+                   envelope["decision_reason_code"],
+                   orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
+                   envelope["hold_token"], mode, environment, dedup_key, now,
+                   # The answer is kept only to replay it to a repeated check of the same call.
+                   response.decode() if dedup_key is not None else "")
+            history.record(tool_name, tool_args, now, decision)
+            known[0] += 1
+            record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
+                                    dedup_key, approval_row)
+            if analytics is not None:  # learning from the call can wait until the answer is sent
+                asyncio.get_running_loop().call_soon(_observe, analytics, agent_id, tool_name, tool_args, now, decision,
+                                                     session_id, anomaly)
+            if dedup_key is None and approval_row is None:
+                # Write-behind: the row joins the next group commit, after this answer is sent
+                # (thoth.server.writer; docs/performance.md says what a crash can lose).
+                await self.writer.record(record)
+            else:
+                # A hold is polled next, perhaps through another process, and a dedup key's answer
+                # depends on who stored the call first: both wait for their commit.
+                stored = await self.writer.submit(record)
+                if not stored and dedup_key is not None:  # another request recorded this call first
+                    earlier = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
+                    if earlier is not None:
+                        self._dedup.put((tenant_id, session_id, dedup_key), earlier)
+                        return earlier
+                if dedup_key is not None:
+                    self._dedup.put((tenant_id, session_id, dedup_key), response)
+            self.metrics.observe_decision(decision, time.perf_counter() - started)
+            if approval_row is not None:
+                approval = await self.read(self.store.approval_by_token, tenant_id, approval_row[2])
+                if approval is not None:
+                    self._fire(self.hold_created_hooks, approval)
+            return response
+        finally:
+            left = self._in_flight[flight] - 1
+            if left:
+                self._in_flight[flight] = left
+            else:
+                del self._in_flight[flight]
 
     async def _approval_of_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
                                 digest: str, token: str | None) -> dict[str, Any] | None:
@@ -470,8 +503,20 @@ class Core:
         key = (tenant_id, session_id)
         entry = self._histories.get(key)
         earlier = len(session_calls) - (1 if session_calls and session_calls[-1] == tool_name else 0)
-        if entry is None or earlier > entry[1][0]:
+        # Other calls of this session in flight here are not in the history yet, and not missing.
+        deciding = self._in_flight.get(key, 1) - 1
+        if entry is None or earlier > entry[1][0] + deciding:
             rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id, session_id)
+            # The client counts more earlier calls than are stored: the latest may have been
+            # answered by another process whose write-behind commit is still on its way (under a
+            # millisecond, more under load). Wait for it briefly; calls that were never sent to
+            # a server (failed open) make this wait once, not on every call.
+            for delay in _CATCH_UP_DELAYS if deciding == 0 else ():
+                if len(rows) >= earlier:
+                    break
+                await asyncio.sleep(delay)
+                rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id,
+                                            session_id)
             fresh = self._histories.get(key)  # rebuilt meanwhile by a concurrent call of this session?
             if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
                 return fresh

@@ -27,8 +27,9 @@ class Metrics:
                 return
         self.latency_counts[-1] += 1
 
-    def render(self, holds_pending: Callable[[], dict[str, int]]) -> str:
-        """`holds_pending` -> open holds per tenant, from the database (shared by all processes)."""
+    def render(self, holds_pending: Callable[[], dict[str, int]], unrecorded: int = 0) -> str:
+        """`holds_pending` -> open holds per tenant, from the database (shared by all processes);
+        `unrecorded`: answered decisions whose write-behind row failed on its own (see the log)."""
         pending = holds_pending()
         lines = ["# HELP thoth_decisions_total Enforce decisions by outcome.", "# TYPE thoth_decisions_total counter"]
         for outcome in ("ALLOW", "BLOCK", "STEP_UP", "MODIFY", "DEFER"):
@@ -51,6 +52,9 @@ class Metrics:
                   "# HELP thoth_events_rejected_total Events refused as invalid.",
                   "# TYPE thoth_events_rejected_total counter",
                   f"thoth_events_rejected_total {self.events_rejected}",
+                  "# HELP thoth_decisions_unrecorded_total Answered decisions whose row could not be stored.",
+                  "# TYPE thoth_decisions_unrecorded_total counter",
+                  f"thoth_decisions_unrecorded_total {unrecorded}",
                   "# HELP thoth_holds_pending Step-up holds waiting for a decision.",
                   "# TYPE thoth_holds_pending gauge",
                   f"thoth_holds_pending {sum(pending.values())}",

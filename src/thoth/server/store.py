@@ -589,6 +589,30 @@ class Store:
     # a statement; `one`, `all` and `execute`'s row count wait for the answers), so a transaction
     # costs about three round trips; on SQLite they never suspend and run synchronously.
 
+    def store_journaled(self, db: Any, records: list[DecisionRecord]) -> int:
+        """Decisions replayed from a dead process's journal (thoth.server.journal): those not
+        stored yet go in with their sessions' counts, as the writer would have. Returns how many."""
+        conn = db.connect()
+        try:
+            known: set[str] = set()
+            for i in range(0, len(records), 500):
+                ids = [rec.row[0] for rec in records[i:i + 500]]
+                marks = ", ".join("?" for _ in ids)
+                known.update(r[0] for r in conn.all(f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks})",
+                                                    ids))
+            fresh = [rec for rec in records if rec.row[0] not in known]
+            for i in range(0, len(fresh), 512):
+                conn.begin_write()
+                try:
+                    run_now(self.write_batch(SyncOps(conn), fresh[i:i + 512]))
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return len(fresh)
+        finally:
+            conn.close()
+
     async def write_batch(self, ops: Any, jobs: list[Any]) -> list[Any]:
         ctx = _WriteContext()
         results: list[Any] = [None] * len(jobs)
@@ -611,7 +635,7 @@ class Store:
                     self._count_session(sessions, job)
             elif isinstance(job, EventBatch):
                 event_jobs.setdefault(job.tenant_id, []).append(i)
-            else:
+            elif job is not None:  # None: the writer's barrier (settled()), nothing to write
                 raise TypeError(f"unknown job {job!r}")
         requested = self._approval_requests(jobs, results)
         for tenant in [*event_jobs, *(t for t in requested if t not in event_jobs)]:

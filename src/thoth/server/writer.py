@@ -1,9 +1,19 @@
 """Group commit: one writer per process turns many concurrent writes into one transaction.
 
-Request handlers `await writer.submit(job)` (a decision or an event batch); the answer is sent
-only after the transaction that holds the job has committed, so an acknowledged decision or
-event batch is never lost, while 64 concurrent requests cost one commit instead of 64. The
-queue is bounded by the requests in flight: each one waits for its own commit.
+Two ways in:
+
+- `await writer.submit(job)`: the caller waits until the transaction holding the job has
+  committed. Event batches, step-up holds (a client polls them, maybe through another process)
+  and decisions with a dedup key use it: they are acknowledged only when durable.
+- `await writer.record(job)`: write-behind, for plain decisions. The job joins the next group
+  commit and the caller goes on at once, so a decision is answered without waiting for its
+  commit (the commit runs after the answer is on the wire). Nothing is dropped: a job whose
+  transaction fails for want of the database is queued again; past `MAX_BEHIND` queued jobs,
+  `record` waits like `submit` (back-pressure, and a 503 if the database stays down). What a
+  kill -9 can lose is the last group commit not yet written (under a millisecond of decisions).
+
+`await writer.settled()` waits until everything queued before it has committed: the control
+plane calls it first, so a read sees the decisions this process has answered.
 
 Both writers run on the event loop, not in a thread: a writer thread pays a GIL hand-off (up to
 the interpreter's switch interval) after every database round trip, which made a PostgreSQL
@@ -25,15 +35,18 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from thoth.server.db import Connection, Database, psycopg_conninfo
+from thoth.server.journal import Journal
 from thoth.server.store import Store, SyncOps, run_now
 
 log = logging.getLogger("thoth.server.writer")
 _MAX_BATCH = 512  # jobs per transaction
+MAX_BEHIND = 4 * _MAX_BATCH  # write-behind jobs queued before `record` waits for the commit
 _RECONNECT_DELAYS = (0.1, 0.5, 1.0)
 
 
@@ -86,27 +99,86 @@ class PostgresOps:
         await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
-def _resolve(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any]) -> None:
+# A queued job and the future its caller waits on (None: write-behind, nobody waits).
+Item = tuple[Any, "asyncio.Future[Any] | None"]
+
+
+def _resolve(batch: list[Item], results: list[Any]) -> None:
     for (_, fut), result in zip(batch, results, strict=True):
-        if not fut.done():
+        if fut is not None and not fut.done():
             fut.set_result(result)
 
 
-def _fail(item: tuple[Any, asyncio.Future[Any]], exc: BaseException) -> None:
+def _fail(item: Item, exc: BaseException) -> bool:
+    """A job that fails on its own (not for want of the database). False if nobody was told."""
+    job, fut = item
+    if fut is None:
+        row = getattr(job, "row", None) or ("?",)
+        log.error("write-behind job failed, not recorded: %r (decision %s)", exc, row[0])
+        return False
     log.error("write failed: %r", exc)
-    if not item[1].done():
-        item[1].set_exception(RuntimeError(f"storage write failed: {exc}"))
+    if not fut.done():
+        fut.set_exception(RuntimeError(f"storage write failed: {exc}"))
+    return True
 
 
-class InlineWriter:
-    """Group commit inside the event loop, for SQLite (see the module docstring)."""
-
-    CHECKPOINT_SECONDS = 0.5
+class _GroupCommit:
+    """The queue both writers share: `submit`, `record` (write-behind) and `settled`."""
 
     def __init__(self, db: Database, store: Store) -> None:
         self.db = db
         self.store = store
-        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._pending: list[Item] = []
+        self.unrecorded = 0  # write-behind jobs that failed on their own (logged; see /metrics)
+        self.journal: Journal | None = None  # set by the server: write-behind jobs go there first
+
+    def _schedule(self) -> None:
+        raise NotImplementedError
+
+    def _busy(self) -> bool:
+        return False
+
+    async def submit(self, job: Any) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, fut))
+        self._schedule()
+        return await fut
+
+    async def record(self, job: Any) -> None:
+        if len(self._pending) >= MAX_BEHIND:  # the database is behind (or down): wait for this one
+            await self.submit(job)
+            return
+        if self.journal is not None:
+            self.journal.append(job)  # before the answer: a killed process's next start stores it
+        self._pending.append((job, None))
+        self._schedule()
+
+    async def settled(self) -> None:
+        if self._pending or self._busy():
+            await self.submit(None)  # a barrier: writes nothing, resolves once all before it committed
+
+    def _done(self, batch: list[Item], results: list[Any]) -> None:
+        _resolve(batch, results)
+        if self.journal is not None and self.journal.pending:
+            behind = sum(1 for _, fut in batch if fut is None)
+            if behind:
+                self.journal.settled(behind)
+
+    def _lost(self, item: Item, exc: BaseException) -> None:
+        if not _fail(item, exc):
+            self.unrecorded += 1
+            if self.journal is not None:
+                self.journal.settled(1)
+
+
+class InlineWriter(_GroupCommit):
+    """Group commit inside the event loop, for SQLite (see the module docstring)."""
+
+    CHECKPOINT_SECONDS = 0.5
+    RETRY_SECONDS = 0.2
+
+    def __init__(self, db: Database, store: Store) -> None:
+        super().__init__(db, store)
         self._scheduled = False
         self._conn: Connection | None = None
         self._stopping = threading.Event()
@@ -149,14 +221,16 @@ class InlineWriter:
             self._conn.close()
             self._conn = None
 
-    async def submit(self, job: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((job, fut))
+    def _schedule(self) -> None:
+        # Every request handled in this loop iteration joins the transaction; it is written after
+        # they have sent their answers (the callback runs once the current task step is done).
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return await fut
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def settled(self) -> None:
+        if self._pending:
+            self._flush()  # a SQLite commit takes microseconds: write now rather than wait a turn
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -164,7 +238,7 @@ class InlineWriter:
         for i in range(0, len(batch), _MAX_BATCH):
             self._write(batch[i:i + _MAX_BATCH])
 
-    def _write(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         assert self._conn is not None
         conn = self._conn
         try:
@@ -173,40 +247,50 @@ class InlineWriter:
             conn.commit()
         except Exception as exc:
             conn.rollback()
-            if len(batch) == 1:
-                _fail(batch[0], exc)
-                return
-            for item in batch:  # isolate the failing job: retry each on its own
-                self._write([item])
+            if len(batch) > 1:
+                for item in batch:  # isolate the failing job: retry each on its own
+                    self._write([item])
+            elif batch[0][1] is None and isinstance(exc, sqlite3.OperationalError):
+                # Locked by another process past the busy timeout, disk full, I/O error: keep the
+                # decision and try again shortly (record() waits once too many are queued).
+                log.warning("write-behind job queued again: %s", exc)
+                self._pending.insert(0, batch[0])
+                asyncio.get_running_loop().call_later(self.RETRY_SECONDS, self._schedule)
+            else:
+                self._lost(batch[0], exc)
             return
-        _resolve(batch, results)
+        self._done(batch, results)
 
 
-class Writer:
+class Writer(_GroupCommit):
     """Group commit for PostgreSQL: one task on the event loop with psycopg's async connection."""
 
+    DRAIN_SECONDS = 10.0
+
     def __init__(self, db: Database, store: Store) -> None:
-        self.db = db
-        self.store = store
-        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        super().__init__(db, store)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
+        self._writing = False
 
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="thoth-writer")
 
-    async def submit(self, job: Any) -> Any:
+    def _schedule(self) -> None:
         assert self._wake is not None, "writer not started"
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, fut))
         self._wake.set()
-        return await fut
+
+    def _busy(self) -> bool:
+        return self._writing
 
     async def drain(self) -> None:
         """Write what is queued and close the connection (server shutdown)."""
-        while self._pending and self._task is not None and not self._task.done():
+        deadline = asyncio.get_running_loop().time() + self.DRAIN_SECONDS
+        while (self._pending or self._writing) and self._task is not None and not self._task.done():
+            if asyncio.get_running_loop().time() > deadline:  # the database is gone: stop() reports the loss
+                break
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
@@ -226,8 +310,11 @@ class Writer:
             with contextlib.suppress(Exception):
                 self._conn.pgconn.finish()
             self._conn = None
+        behind = sum(1 for _, fut in self._pending if fut is None)
+        if behind:
+            log.error("server stopped without draining: %d queued decisions not recorded", behind)
         for _, fut in self._pending:
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(RuntimeError("server shutting down"))
         self._pending = []
 
@@ -258,14 +345,26 @@ class Writer:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                await self._write(batch)
+                self._writing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = False
 
-    async def _write(self, batch: list[tuple[Any, asyncio.Future[Any]]], retry: bool = True) -> None:
+    def _unavailable(self, batch: list[Item], message: str) -> None:
+        """The database cannot be reached: waiting callers answer 503; write-behind jobs are kept
+        and go out with the next transaction (the reconnect delays pace the retries)."""
+        behind = [item for item in batch if item[1] is None]
+        for _, fut in batch:
+            if fut is not None and not fut.done():
+                fut.set_exception(StorageUnavailable(message))
+        if behind:
+            self._pending[:0] = behind
+
+    async def _write(self, batch: list[Item], retry: bool = True) -> None:
         conn = await self._connect()
         if conn is None:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(StorageUnavailable("the database is unreachable; retry later"))
+            self._unavailable(batch, "the database is unreachable; retry later")
             return
         try:
             async with conn.pipeline() as pipeline, conn.transaction():
@@ -282,14 +381,12 @@ class Writer:
                 if retry:
                     await self._write(batch, retry=False)
                     return
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StorageUnavailable("lost the database connection; retry later"))
+                self._unavailable(batch, "lost the database connection; retry later")
                 return
             if len(batch) == 1:
-                _fail(batch[0], exc)
+                self._lost(batch[0], exc)
                 return
             for item in batch:  # isolate the failing job: retry each on its own
                 await self._write([item])
             return
-        _resolve(batch, results)
+        self._done(batch, results)
