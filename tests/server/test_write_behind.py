@@ -79,8 +79,9 @@ def test_a_dead_process_journal_is_replayed_once_and_skips_what_was_committed(ba
     journal = Journal(home / "journal")
     lost = [f"dec_lost{i}_{uuid.uuid4().hex[:6]}" for i in range(2)]
     for decision_id in (committed, *lost):
-        journal.append(DecisionRecord((decision_id, *tuple(row)[1:]), tenant, session, "a", "system", "ALLOW",
+        journal.add(DecisionRecord((decision_id, *tuple(row)[1:]), tenant, session, "a", "system", "ALLOW",
                                       0.0, 1.0e9, None))
+    journal.write()
     journal.close()  # pending records: the file stays, unlocked, like a dead process's
     with open(journal.path, "ab") as f:
         f.write(b'[["dec_torn", "t')

@@ -131,6 +131,7 @@ class _GroupCommit:
         self._pending: list[Item] = []
         self.unrecorded = 0  # write-behind jobs that failed on their own (logged; see /metrics)
         self.journal: Journal | None = None  # set by the server: write-behind jobs go there first
+        self._journaled: asyncio.Future[bool] | None = None  # resolved when the buffered records are written
 
     def _schedule(self) -> None:
         raise NotImplementedError
@@ -148,9 +149,29 @@ class _GroupCommit:
         if len(self._pending) >= MAX_BEHIND:  # the database is behind (or down): wait for this one
             await self.submit(job)
             return
-        if self.journal is not None:
-            self.journal.append(job)  # before the answer: a killed process's next start stores it
         self._pending.append((job, None))
+        if self.journal is None:
+            self._schedule()
+            return
+        # The record reaches the journal before the answer is sent (a killed process's next start
+        # stores it): one write per loop iteration for all the decisions made in it.
+        self.journal.add(job)
+        if self._journaled is None:
+            self._journaled = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._write_journal)
+        if not await self._journaled:  # the journal could not be written: wait for the commit
+            await self.settled()
+
+    def _write_journal(self) -> None:
+        assert self.journal is not None and self._journaled is not None
+        done, self._journaled = self._journaled, None
+        try:
+            self.journal.write()
+            done.set_result(True)
+        except OSError as exc:
+            log.warning("decision journal not written (%s): answering after the commit", exc)
+            done.set_result(False)
+        # Scheduled after the wake-ups of the requests just journaled: their answers go out first.
         self._schedule()
 
     async def settled(self) -> None:
