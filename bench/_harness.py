@@ -60,8 +60,11 @@ def start_thoth(db_url: str, home: str, src: str = SRC, **env_extra: str) -> tup
     """`thoth serve` from the `src` tree (another checkout's src/ for an A/B run)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": src, "THOTH_HOME": home, **env_extra}
+    Path(home).mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(_pin([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url",
-                                  db_url], 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  db_url], 0), env=env, stdout=subprocess.DEVNULL,
+                            # A file, not a pipe: a pipe nobody reads blocks the server once full.
+                            stderr=open(Path(home) / "server.log", "ab"))  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/healthz", proc)
     return proc, url

@@ -58,19 +58,15 @@ def main() -> None:
                     help="another checkout (e.g. `git archive main | tar -x -C /tmp/base`): its server runs too")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="thoth-bench-")
-    db_url = args.postgres or f"sqlite:///{home}/thoth.db"
-    upgrade(db_url)
-    store = Store(Database(db_url))
-    key = store.create_key("bench", "sdk")["key"]
-    policy_note = "default policy (scope check)"
-    if engine.HAVE_POLICY_ENGINE:
-        # The 50-rule policy of the research corpus when present; else the largest starter pack.
-        import thoth.policy
-
-        source = POLICY_FILE if POLICY_FILE.exists() else (
-            Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
-        store.add_policy_version("bench", source.read_text(), "bench")
-        policy_note = source.name
+    names = {"bare": "bare ASGI", "on": "thoth /v1/enforce", "off": "thoth, analytics off"}
+    if args.baseline:
+        names["base"] = "baseline thoth"
+    # Each server has a database of its own: sharing one, their writes and analytics syncs
+    # would contend with each other, which is not what a server meets in production.
+    dbs = {mode: database(args.postgres, home, mode) for mode in names if mode != "bare"}
+    keys, policy_note = {}, ""
+    for mode, db_url in dbs.items():
+        keys[mode], policy_note = prepare(db_url)
     body = json.dumps({**request_body(), "session_id": "SESSION", "session_tool_calls": ["CALLS"]})
     head, rest = body.split("SESSION")
     mid, tail = rest.split('"CALLS"')
@@ -79,7 +75,7 @@ def main() -> None:
     # Each call lists the session's calls so far, as the SDK does.
     calls = ", ".join(f'"{lua_escape(json.dumps(session_calls(k))[1:-1])}"' for k in range(SESSION_LENGTH))
     lua = (f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-           f'wrk.headers["x-api-key"] = "{key}"\n'
+           'wrk.headers["x-api-key"] = "@KEY@"\n'
            f'local head, mid, tail = "{lua_escape(head)}", "{lua_escape(mid)}", "{lua_escape(tail)}"\n'
            f'local calls = {{{calls}}}\n'
            'local run = "@RUN@"\nlocal n = 0\n'
@@ -87,28 +83,28 @@ def main() -> None:
            f'  local k = n % {SESSION_LENGTH}\n'
            f'  return wrk.format(nil, nil, nil, head .. "bench-" .. run .. "-" .. math.floor(n / {SESSION_LENGTH})'
            ' .. mid .. calls[k + 1] .. tail)\nend\n')
-    print(f"request {len(body)} bytes; policy: {policy_note}; database: {db_url.split('?')[0]}")
-    # All three servers run at once (pinned to core 0, idle unless loaded) and are loaded in turn,
+    print(f"request {len(body)} bytes; policy: {policy_note}; databases: {args.postgres or 'SQLite'}, one per server")
+    # All servers run at once (pinned to core 0, idle unless loaded) and are loaded in turn,
     # round after round: on a shared machine the load from others drifts, and alternating short
     # runs lets each ratio compare servers measured within seconds of each other.
-    names = {"bare": "bare ASGI", "on": "thoth /v1/enforce", "off": "thoth, analytics off"}
-    if args.baseline:
-        names["base"] = "baseline thoth"
     procs = {}
+    scripts = {mode: lua.replace("@KEY@", keys.get(mode, "")) for mode in names}
     try:
         for mode in names:
             if mode == "bare":
                 procs[mode] = start_bare()
             elif mode == "base":
-                procs[mode] = start_thoth(db_url, home, str(Path(args.baseline) / "src"), THOTH_ANALYTICS="on")
+                procs[mode] = start_thoth(dbs[mode], f"{home}/{mode}", str(Path(args.baseline) / "src"),
+                                          THOTH_ANALYTICS="on")
             else:
-                procs[mode] = start_thoth(db_url, home, THOTH_ANALYTICS=mode)
-        for _, url in procs.values():
-            wrk(url + "/v1/enforce", lua, 16, 2)  # warm-up
+                procs[mode] = start_thoth(dbs[mode], f"{home}/{mode}", THOTH_ANALYTICS=mode)
+        for mode, (_, url) in procs.items():
+            wrk(url + "/v1/enforce", scripts[mode], 16, 2)  # warm-up
         ratios: dict[str, list[float]] = {"on": [], "off": []}
         for rnd in range(1, args.rounds + 1):
-            loaded = {m: wrk(url + "/v1/enforce", lua, 64, args.seconds) for m, (_, url) in procs.items()}
-            single = {m: wrk(url + "/v1/enforce", lua, 1, max(2, args.seconds // 2)) for m, (_, url) in procs.items()}
+            loaded = {m: wrk(url + "/v1/enforce", scripts[m], 64, args.seconds) for m, (_, url) in procs.items()}
+            single = {m: wrk(url + "/v1/enforce", scripts[m], 1, max(2, args.seconds // 2))
+                      for m, (_, url) in procs.items()}
             for mode, name in names.items():
                 lo, si = loaded[mode], single[mode]
                 print(f"round {rnd} {name:<20} c64: {lo['rps']:>7,.0f} req/s  p50 {lo['p50_ms']:.3f} ms  "
@@ -126,8 +122,38 @@ def main() -> None:
     finally:
         for proc, _ in procs.values():
             stop(proc)
-    recorded = store.db.connect().one("SELECT COUNT(*) FROM decisions")[0]
-    print(f"decisions recorded in the database: {recorded:,}")
+    print(f"server logs: {home}/*/server.log")
+    for mode, db_url in dbs.items():
+        conn = Database(db_url).connect()
+        print(f"decisions recorded by {names[mode]}: {conn.one('SELECT COUNT(*) FROM decisions')[0]:,}")
+        conn.close()
+
+
+def database(postgres: str | None, home: str, mode: str) -> str:
+    """A fresh database for one server: a SQLite file, or a schema of its own on PostgreSQL."""
+    if not postgres:
+        return f"sqlite:///{home}/{mode}.db"
+    import psycopg
+
+    schema = f"bench_{mode}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres}{'&' if '?' in postgres else '?'}options=-csearch_path%3D{schema}"
+
+
+def prepare(db_url: str) -> tuple[str, str]:
+    """Migrate, create the bench tenant's key and policy; returns (key, policy file name)."""
+    upgrade(db_url)
+    store = Store(Database(db_url))
+    key = str(store.create_key("bench", "sdk")["key"])
+    if not engine.HAVE_POLICY_ENGINE:
+        return key, "default policy (scope check)"
+    import thoth.policy  # the 50-rule policy of the research corpus when present; else the largest pack
+
+    source = POLICY_FILE if POLICY_FILE.exists() else (
+        Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
+    store.add_policy_version("bench", source.read_text(), "bench")
+    return key, source.name
 
 if __name__ == "__main__":
     main()

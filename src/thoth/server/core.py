@@ -88,8 +88,13 @@ _EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "
 _EVENT_STRING_LISTS = frozenset({"approved_scope", "session_tool_calls"})
 
 
+_CAMEL_ONLY = frozenset(k for k, v in _CAMEL_TO_SNAKE.items() if k != v)
+
+
 def normalize_keys(body: dict[str, Any]) -> dict[str, Any]:
     """camelCase spellings of known fields become snake_case (snake wins when both are present)."""
+    if _CAMEL_ONLY.isdisjoint(body):  # the usual snake_case body: nothing to rename, no copy
+        return body
     out = dict(body)
     for key in body:
         snake = _CAMEL_TO_SNAKE.get(key)

@@ -130,6 +130,7 @@ class _GroupCommit:
         self.store = store
         self._pending: list[Item] = []
         self.unrecorded = 0  # write-behind jobs that failed on their own (logged; see /metrics)
+        self._behind = 0  # decisions that had to wait for their commit (back-pressure)
         self.journal: Journal | None = None  # set by the server: write-behind jobs go there first
         self._journaled: asyncio.Future[bool] | None = None  # resolved when the buffered records are written
 
@@ -147,6 +148,10 @@ class _GroupCommit:
 
     async def record(self, job: Any) -> None:
         if len(self._pending) >= MAX_BEHIND:  # the database is behind (or down): wait for this one
+            self._behind += 1
+            if self._behind in (1, 1000) or self._behind % 100_000 == 0:
+                log.warning("the database is %d decisions behind: answering after the commit (%d times so far)",
+                            len(self._pending), self._behind)
             await self.submit(job)
             return
         self._pending.append((job, None))
