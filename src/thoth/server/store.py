@@ -110,7 +110,8 @@ EVENT_COLUMNS = (
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
 )
-_INSERT_DECISION_DEDUP = _INSERT_DECISION + " ON CONFLICT (tenant_id, session_id, dedup_key) DO NOTHING"
+_INSERT_DECISION_DEDUP = _INSERT_DECISION + (" ON CONFLICT (tenant_id, session_id, dedup_key) WHERE dedup_key IS NOT NULL"
+                                            " DO NOTHING")
 _INSERT_APPROVAL = (
     f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) VALUES ({', '.join('?' * len(APPROVAL_COLUMNS))})"
 )
