@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from .conftest import PG_URL, start_server, stop_server
 
 @pytest.mark.postgres
 def test_writer_reconnects_after_its_backend_is_terminated(pg_schema_url: str, tmp_path: Path) -> None:
-    import psycopg
 
     upgrade(pg_schema_url)
     srv = start_server(pg_schema_url, tmp_path / "home")
@@ -24,10 +24,7 @@ def test_writer_reconnects_after_its_backend_is_terminated(pg_schema_url: str, t
             body = {"tenant_id": t, "agent_id": "a", "tool_name": "search", "approved_scope": ["search"],
                     "session_id": "s1", "enforcement_mode": "block"}
             assert c.post("/v1/enforce", json=body).status_code == 200
-            with psycopg.connect(PG_URL, autocommit=True) as admin:
-                killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                       " WHERE application_name = %s", (f"thoth-writer-{srv.proc.pid}",)).fetchall()
-            assert killed == [(True,)]
+            assert terminate_writer(srv.proc.pid) == [(True,)]
             for i in range(3):  # decisions and events are written again, on a new connection
                 r = c.post("/v1/enforce", json={**body, "tool_call_id": f"c{i}"})
                 assert r.status_code == 200, r.text
@@ -37,3 +34,18 @@ def test_writer_reconnects_after_its_backend_is_terminated(pg_schema_url: str, t
             assert len(v.get("/v1/sessions/s1").json()["decisions"]) == 4
     finally:
         stop_server(srv)
+
+
+def terminate_writer(pid: int) -> list[tuple[bool]]:
+    """Terminate the backend of the writer of server process `pid`, once it has connected (the
+    first write-behind commit opens it, shortly after the first answer)."""
+    import psycopg
+
+    deadline = time.monotonic() + 10
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        while True:
+            killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                   " WHERE application_name = %s", (f"thoth-writer-{pid}",)).fetchall()
+            if killed or time.monotonic() > deadline:
+                return killed
+            time.sleep(0.05)

@@ -15,7 +15,8 @@ from thoth.server.journal import Journal
 from thoth.server.migrate import upgrade
 from thoth.server.store import DecisionRecord, Store
 
-from .conftest import PG_URL, Server, start_server, stop_server
+from .conftest import Server, start_server, stop_server
+from .test_resilience import terminate_writer
 
 
 def _body(tenant: str, session: str, i: int) -> dict[str, object]:
@@ -114,17 +115,13 @@ def test_read_your_writes_after_a_write_behind_answer(server: Server) -> None:
 
 @pytest.mark.postgres
 def test_write_behind_decisions_survive_a_lost_writer_connection(pg_schema_url: str, tmp_path: Path) -> None:
-    import psycopg
-
     upgrade(pg_schema_url)
     srv = start_server(pg_schema_url, tmp_path / "home")
     tenant, session = f"t-{uuid.uuid4().hex[:8]}", "s-lost-conn"
     try:
         with srv.client(srv.key(tenant)) as c:
             assert c.post("/v1/enforce", json=_body(tenant, session, 0)).status_code == 200
-            with psycopg.connect(PG_URL, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                              (f"thoth-writer-{srv.proc.pid}",))
+            assert terminate_writer(srv.proc.pid) == [(True,)]
             for i in range(1, 6):
                 assert c.post("/v1/enforce", json=_body(tenant, session, i)).status_code == 200
         with srv.client(srv.key(tenant, "viewer")) as v:
