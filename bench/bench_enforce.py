@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import lua_escape, start_bare, start_thoth, stop, wrk  # noqa: E402
 
-from thoth.server import engine  # noqa: E402
 from thoth.server.db import Database  # noqa: E402
 from thoth.server.migrate import upgrade  # noqa: E402
 from thoth.server.store import Store  # noqa: E402
@@ -146,14 +145,8 @@ def prepare(db_url: str) -> tuple[str, str]:
     upgrade(db_url)
     store = Store(Database(db_url))
     key = str(store.create_key("bench", "sdk")["key"])
-    if not engine.HAVE_POLICY_ENGINE:
-        return key, "default policy (scope check)"
-    import thoth.policy  # the 50-rule policy of the research corpus when present; else the largest pack
-
-    source = POLICY_FILE if POLICY_FILE.exists() else (
-        Path(thoth.policy.__file__).parent / "packs" / "destructive_actions.yaml")
-    store.add_policy_version("bench", source.read_text(), "bench")
-    return key, source.name
+    store.add_policy_version("bench", POLICY_FILE.read_text(), "bench")
+    return key, POLICY_FILE.name
 
 if __name__ == "__main__":
     main()

@@ -478,7 +478,7 @@ class Core:
         return "STEP_UP"
 
     def analytics(self, tenant_id: str) -> Any:
-        if not self.settings.analytics or not engine.HAVE_ANALYTICS or engine.AnalyticsEngine is None:
+        if not self.settings.analytics:
             return None
         found = self._analytics.get(tenant_id)
         if found is None:
