@@ -34,9 +34,14 @@ log = logging.getLogger("thoth.server.journal")
 class Journal:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"decisions-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        name = f"decisions-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        # Locked under a name replay does not look at, then renamed: a worker starting next to
+        # this one never takes the fresh file for a dead process's.
+        hidden = directory / ("." + name)
+        self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = directory / name
+        os.rename(hidden, self.path)
         self.pending = 0  # journaled records not yet committed
         self._lines: list[bytes] = []
 
