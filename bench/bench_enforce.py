@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -16,11 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import lua_escape, start_bare, start_thoth, stop, wrk  # noqa: E402
+from _harness import SRC, lua_escape, start_bare, start_thoth, stop, wrk  # noqa: E402
 
 from thoth.server.db import Database  # noqa: E402
-from thoth.server.migrate import upgrade  # noqa: E402
-from thoth.server.store import Store  # noqa: E402
 
 POLICY_FILE = Path(__file__).with_name("policy_50_rules.yaml")
 
@@ -63,9 +63,11 @@ def main() -> None:
     # Each server has a database of its own: sharing one, their writes and analytics syncs
     # would contend with each other, which is not what a server meets in production.
     dbs = {mode: database(args.postgres, home, mode) for mode in names if mode != "bare"}
-    keys, policy_note = {}, ""
+    keys: dict[str, str] = {}
     for mode, db_url in dbs.items():
-        keys[mode], policy_note = prepare(db_url)
+        # The baseline's database is set up by the baseline's code (its own migrations).
+        keys[mode] = prepare(db_url, str(Path(args.baseline) / "src") if mode == "base" else SRC)
+    policy_note = POLICY_FILE.name
     body = json.dumps({**request_body(), "session_id": "SESSION", "session_tool_calls": ["CALLS"]})
     head, rest = body.split("SESSION")
     mid, tail = rest.split('"CALLS"')
@@ -140,13 +142,16 @@ def database(postgres: str | None, home: str, mode: str) -> str:
     return f"{postgres}{'&' if '?' in postgres else '?'}options=-csearch_path%3D{schema}"
 
 
-def prepare(db_url: str) -> tuple[str, str]:
-    """Migrate, create the bench tenant's key and policy; returns (key, policy file name)."""
-    upgrade(db_url)
-    store = Store(Database(db_url))
-    key = str(store.create_key("bench", "sdk")["key"])
-    store.add_policy_version("bench", POLICY_FILE.read_text(), "bench")
-    return key, POLICY_FILE.name
+def prepare(db_url: str, src: str) -> str:
+    """Migrate, create the bench tenant's key and policy with the code in `src`; returns the key."""
+    script = ("import sys\nfrom thoth.server.db import Database\nfrom thoth.server.migrate import upgrade\n"
+              "from thoth.server.store import Store\nupgrade(sys.argv[1])\nstore = Store(Database(sys.argv[1]))\n"
+              "print(store.create_key('bench', 'sdk')['key'])\n"
+              "store.add_policy_version('bench', open(sys.argv[2]).read(), 'bench')\n")
+    out = subprocess.run([sys.executable, "-c", script, db_url, str(POLICY_FILE)], env={**os.environ, "PYTHONPATH": src},
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1]
+
 
 if __name__ == "__main__":
     main()
