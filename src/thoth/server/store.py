@@ -675,9 +675,12 @@ class Store:
             lock = " FOR UPDATE" if ops.postgres else ""
             head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
-        if ops.postgres:  # one array parameter: one prepared statement whatever the batch size
-            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
-                                    [tenant, ids])
+        if ops.postgres:
+            # One parameter whatever the number of ids (one prepared statement), sent as JSON:
+            # psycopg adapts a list element by element in Python (~0.7 us an id), orjson in ~5 ns.
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ?"
+                                    " AND event_id = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
+                                    [tenant, orjson.dumps(ids).decode()])
         else:
             marks = ", ".join("?" * len(ids))
             found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
@@ -699,8 +702,8 @@ class Store:
                     continue
                 existing.add(event["event_id"])
                 index += 1
-                record = dict(event)
-                record.update(tenant_id=tenant, ingested_at=ingested_at, chain_index=index, previous_hash=prev)
+                record = {**event, "tenant_id": tenant, "ingested_at": ingested_at, "chain_index": index,
+                          "previous_hash": prev}
                 body = audit.canonical(record)
                 h = audit.digest(body)
                 rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
