@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +76,37 @@ def test_large_inserts_are_split(pg_schema_url: str, monkeypatch: pytest.MonkeyP
     back = asyncio.run(_copy_and_read(pg_schema_url, "decisions", DECISION_COLUMNS, rows, "decision_id",
                                       [r[0] for r in rows]))
     assert back == sorted(rows)
+
+
+@pytest.mark.postgres
+def test_a_failing_job_is_isolated_and_the_writer_goes_on(pg_schema_url: str, tmp_path: Path) -> None:
+    from thoth.server.audit import Signer
+    from thoth.server.db import Database
+    from thoth.server.store import DecisionRecord, EventBatch, Store
+
+    upgrade(pg_schema_url)
+    store = Store(Database(pg_schema_url), Signer(tmp_path / "chain.key"))
+    t = f"iso-{uuid.uuid4().hex[:6]}"
+    row = list(_decision(0, "x", 1.0))
+    row[DECISION_COLUMNS.index("decision")] = "D" * 17  # varchar(16): the database refuses the row
+    bad = DecisionRecord(tuple(row), "bulk", "x", "a", "u", "D" * 17, 0.0, 1.0, None)
+
+    def batch(i: int) -> EventBatch:
+        return EventBatch(t, [{"event_id": f"{t}:{i}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"}])
+
+    async def go() -> tuple[list[Any], Any]:
+        w = writer.Writer(store.db, store)
+        w.start()
+        try:  # submitted together: one transaction, which fails; each job is then tried on its own
+            together = await asyncio.gather(w.submit(batch(0)), w.submit(bad), w.submit(batch(1)),
+                                            return_exceptions=True)
+            return together, await w.submit(batch(2))  # the connection is not left in a failed transaction
+        finally:
+            await w.drain()
+
+    together, after = asyncio.run(go())
+    assert together[0].accepted == 1 and together[2].accepted == 1 and after.accepted == 1
+    assert isinstance(together[1], RuntimeError) and "storage write failed" in str(together[1])
+    chain = store.verify_chain(t)
+    assert chain["verified"] is True and chain["records_checked"] == 3
+    store.db.close()
