@@ -73,9 +73,10 @@ class PostgresOps:
         cur = await self.conn.execute(sql.replace("?", "%s"), params)
         return list(await cur.fetchall())
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows."""
-        return await self.conn.execute(sql.replace("?", "%s"), params)
+    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
+        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows.
+        prepare=False: planned at every execution (psycopg prepares a statement at its 5th)."""
+        return await self.conn.execute(sql.replace("?", "%s"), params, prepare=prepare)
 
     async def fetch(self, handle: Any) -> list[Any]:
         return list(await handle.fetchall())
