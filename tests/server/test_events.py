@@ -49,6 +49,22 @@ def test_both_shapes_camel_case_and_idempotency(server: Server) -> None:
         assert result["verified"] is True and result["records_checked"] == 11 and result["breach"] is None
 
 
+def test_idempotency_with_unusual_event_ids(server: Server) -> None:
+    # Ids with JSON, SQL-array and unicode syntax in them: the known-id lookup must match them exactly.
+    t = tenant()
+    ids = [f'{t}:"q"', f"{t}:back\\slash", f"{t}:{{a,b}}", f"{t}:ünï 漢 🙂", f"{t}:tab\there", f"{t}:'"]
+    with server.client(server.key(t)) as c:
+        r = c.post("/v1/events/batch", json=[event(t, event_id=i) for i in ids])
+        assert r.json()["accepted"] == len(ids)
+        r = c.post("/v1/events/batch", json=[event(t, event_id=i) for i in [*ids, f"{t}:new"]])
+        assert r.json() == {"accepted": 1, "duplicates": len(ids), "status": "ok"}
+    with server.client(server.key(t, "viewer")) as v:
+        events = v.get("/v1/sessions/s1").json()["events"]
+        assert [e["event_id"] for e in events] == [*ids, f"{t}:new"]
+        assert [e["chain_index"] for e in events] == list(range(len(ids) + 1))
+        assert v.get("/v1/audit/verify").json()["verified"] is True
+
+
 def test_ingest_token_header_and_rejections(server: Server) -> None:
     t = tenant()
     key = server.key(t, "ingest")

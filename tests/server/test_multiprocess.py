@@ -58,3 +58,35 @@ def test_hold_created_resolved_and_seen_on_three_processes(pg_schema_url: str, t
     finally:
         for srv in servers:
             stop_server(srv)
+
+
+@pytest.mark.postgres
+def test_concurrent_ingest_on_two_processes_one_chain(pg_schema_url: str, tmp_path: Path) -> None:
+    # Both processes receive every event id at the same time: each is stored once, with one chain index.
+    from concurrent.futures import ThreadPoolExecutor
+
+    upgrade(pg_schema_url)
+    home = tmp_path / "home"
+    servers = [start_server(pg_schema_url, home) for _ in range(2)]
+    try:
+        t = f"mp-{time.time_ns()}"
+        sdk = servers[0].key(t, "sdk")
+        batches = [[{"event_id": f"{t}:{b}-{j}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"} for j in range(10)]
+                   for b in range(40)]
+
+        def send(job: tuple[str, list[dict[str, str]]]) -> dict[str, int]:
+            url, batch = job
+            r = httpx.post(url + "/v1/events/batch", headers={"x-api-key": sdk}, json=batch, timeout=30)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        jobs = [(srv.url, batch) for batch in batches for srv in servers]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, jobs))
+        assert sum(a["accepted"] for a in answers) == 400
+        assert sum(a["duplicates"] for a in answers) == 400
+        verify = httpx.get(servers[1].url + "/v1/audit/verify", headers={"x-api-key": servers[1].key(t, "viewer")})
+        assert verify.json()["verified"] is True and verify.json()["records_checked"] == 400
+    finally:
+        for srv in servers:
+            stop_server(srv)

@@ -150,8 +150,9 @@ class SyncOps:
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.conn.all(sql, params)
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Send a query; `fetch(handle)` gives its rows (here at once)."""
+    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
+        """Send a query; `fetch(handle)` gives its rows (here at once). `prepare` is PostgresOps'
+        (these connections run the control plane's few writes: their plans do not matter)."""
         return self.conn.all(sql, params)
 
     async def fetch(self, handle: Any) -> list[Any]:
@@ -700,9 +701,14 @@ class Store:
             lock = " FOR UPDATE" if ops.postgres else ""
             head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
-        if ops.postgres:  # one array parameter: one prepared statement whatever the batch size
-            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND event_id = ANY(?)",
-                                    [tenant, ids])
+        if ops.postgres:
+            # The ids as one JSON parameter: psycopg adapts a list element by element in Python
+            # (~0.7 us an id), orjson in ~5 ns. Planned at every execution, not prepared: a plan
+            # cached while the table was small (a new database) kept scanning the whole table for
+            # every batch until the next ANALYZE (2-4k events/s; 30k with this).
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ?"
+                                    " AND event_id = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
+                                    [tenant, orjson.dumps(ids).decode()], prepare=False)
         else:
             marks = ", ".join("?" * len(ids))
             found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
@@ -724,8 +730,8 @@ class Store:
                     continue
                 existing.add(event["event_id"])
                 index += 1
-                record = dict(event)
-                record.update(tenant_id=tenant, ingested_at=ingested_at, chain_index=index, previous_hash=prev)
+                record = {**event, "tenant_id": tenant, "ingested_at": ingested_at, "chain_index": index,
+                          "previous_hash": prev}
                 body = audit.canonical(record)
                 h = audit.digest(body)
                 rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),

@@ -40,6 +40,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from thoth.server.db import Connection, Database, psycopg_conninfo
 from thoth.server.journal import Journal
 from thoth.server.store import Store, SyncOps, run_now
@@ -52,6 +54,8 @@ MAX_BEHIND = 4 * _MAX_BATCH  # write-behind jobs queued before `record` waits fo
 # decision, and the next request waited for it; now ~10 share one.
 COMMIT_DELAY = 0.002
 _RECONNECT_DELAYS = (0.1, 0.5, 1.0)
+_MAX_JSON_BYTES = 64 << 20  # rows per insert statement, as JSON (PostgresOps.copy)
+_JSON_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) -> SQL; same in every schema
 
 
 class StorageUnavailable(RuntimeError):
@@ -86,9 +90,10 @@ class PostgresOps:
         cur = await self.conn.execute(sql.replace("?", "%s"), params)
         return list(await cur.fetchall())
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows."""
-        return await self.conn.execute(sql.replace("?", "%s"), params)
+    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
+        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows.
+        prepare=False: planned at every execution (psycopg prepares a statement at its 5th)."""
+        return await self.conn.execute(sql.replace("?", "%s"), params, prepare=prepare)
 
     async def fetch(self, handle: Any) -> list[Any]:
         return list(await handle.fetchall())
@@ -98,9 +103,36 @@ class PostgresOps:
             await cur.executemany(sql.replace("?", "%s"), rows)
 
     async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        # COPY cannot run in pipeline mode; a pipelined executemany costs no round trip of its own.
-        marks = ", ".join("%s" for _ in columns)
-        await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        """Insert many rows with one statement: they travel as one JSON array of arrays, unpacked by
+        the server. A pipelined executemany sends a Bind/Execute per row and adapts every value in
+        Python (~10 us of client CPU per event row, ~20 us of server CPU); orjson writes the array
+        in ~1.5 us a row and the server inserts it in ~15. COPY costs the same client CPU (~2 us
+        less on the server) but cannot run in pipeline mode: the transaction would leave and
+        re-enter it, 2-3 more round trips, each waiting for the busy event loop while the chain
+        head is locked. (JSON has no NaN or infinity: they are stored as NULL, as SQLite stores NaN.)"""
+        if not rows:
+            return
+        doc = orjson.dumps(rows)
+        if len(doc) > _MAX_JSON_BYTES and len(rows) > 1:  # a jsonb value is capped at 256 MB
+            half = len(rows) // 2
+            await self.copy(table, columns, rows[:half])
+            await self.copy(table, columns, rows[half:])
+            return
+        await self.run(await self._json_insert(table, columns), (doc.decode(),))
+
+    async def _json_insert(self, table: str, columns: Sequence[str]) -> str:
+        key = (table, tuple(columns))
+        sql = _JSON_INSERTS.get(key)
+        if sql is None:
+            # Each value is cast to its column's type, read from the catalog once per process
+            # (without the length of varchar(n): the assignment then still refuses a value too long).
+            types = dict(await self.all("SELECT attname, atttypid::regtype::text FROM pg_attribute"
+                                        " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped",
+                                        (table,)))
+            values = ", ".join(f"(r->>{i})::{types[c]}" for i, c in enumerate(columns))
+            sql = _JSON_INSERTS[key] = (f"INSERT INTO {table} ({', '.join(columns)})"
+                                        f" SELECT {values} FROM jsonb_array_elements(?::jsonb) AS r")
+        return sql
 
 
 # A queued job and the future its caller waits on (None: write-behind, nobody waits).
@@ -420,8 +452,13 @@ class Writer(_GroupCommit):
             self._unavailable(batch, "the database is unreachable; retry later")
             return
         try:
-            async with conn.pipeline() as pipeline, conn.transaction():
+            # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
+            # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
+            # each also waiting for the busy loop (under load, ~3x the transaction's latency).
+            async with conn.pipeline() as pipeline:
+                await conn.execute("BEGIN")
                 results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch])
+                await conn.execute("COMMIT")
             # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
         except asyncio.CancelledError:
             raise
@@ -436,6 +473,8 @@ class Writer(_GroupCommit):
                     return
                 self._unavailable(batch, "lost the database connection; retry later")
                 return
+            with contextlib.suppress(Exception):  # the transaction failed or never committed: end it
+                await conn.rollback()
             if len(batch) == 1:
                 self._lost(batch[0], exc)
                 return
