@@ -71,6 +71,10 @@ def test_the_walk_is_bounded_whatever_the_shape() -> None:
         assert time.perf_counter() - started < 0.01, args  # not proportional to the 100,000 items
         assert f.size <= MAX_LEAVES * 3000
     assert extract("t", deep).destinations == ()  # deeper than MAX_DEPTH: not looked at
+    # Exactly MAX_LEAVES one-character leaves, whatever the mix of lists and values.
+    for args in ({"a": ["x"] * 48, **{f"b{i}": "y" for i in range(47)}}, [{"a": ["x"] * 30, "b": "y"}, ["z"] * 40],
+                 {f"k{i}": ["x", ["y"]] for i in range(40)}):
+        assert extract("t", args).size == MAX_LEAVES
 
 
 def best_of(args: object, n: int = 5) -> float:

@@ -151,7 +151,7 @@ def _visit(c: Any, role: int, depth: int, room: int, vals: list[str], pathy: lis
     items of a list have the role of the list's key."""
     n0 = len(vals)
     other = 0
-    kids: list[tuple[Any, int]] | None = None
+    kids: list[tuple[Any, int, int]] | None = None  # (container, role, depth) to walk after
     role_of = _ROLE_OF.get
     if isinstance(c, dict):
         for k, v in c.items() if len(c) <= room else islice(c.items(), room):
@@ -171,9 +171,34 @@ def _visit(c: Any, role: int, depth: int, room: int, vals: list[str], pathy: lis
                 other += 1
             elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
                 r = role_of(k)
-                if kids is None:
-                    kids = []
-                kids.append((v, _key_role(k) if r is None else r))
+                if r is None:
+                    r = _key_role(k)
+                if (t is list and v and depth + 1 < MAX_DEPTH
+                        and len(v) + len(c) <= room - (len(vals) - n0) - other):
+                    # A short list's strings and numbers here, in order (e.g. "cc" before "body")
+                    # and without a call; there is room for all of it and the rest of `c`.
+                    for w in v:
+                        t = type(w)
+                        if t is str:
+                            vals.append(w)
+                            if w and w[0] in "/~.":
+                                pathy.append((len(vals) - 1, r))
+                                if r & _SEND_OR_RECIPIENT:
+                                    marks.append((len(vals) - 1, r & _SEND_OR_RECIPIENT))
+                            elif r:
+                                marks.append((len(vals) - 1, r))
+                        elif t in _SCALARS:
+                            other += 1
+                        elif t is dict or t is list or isinstance(w, _CONTAINERS):
+                            if kids is None:
+                                kids = []
+                            kids.append((w, r, depth + 2))
+                        else:
+                            other += 1
+                else:
+                    if kids is None:
+                        kids = []
+                    kids.append((v, r, depth + 1))
             else:
                 other += 1
     else:
@@ -192,16 +217,16 @@ def _visit(c: Any, role: int, depth: int, room: int, vals: list[str], pathy: lis
             elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
                 if kids is None:
                     kids = []
-                kids.append((v, role))
+                kids.append((v, role, depth + 1))
             else:
                 other += 1
     if kids is not None:
-        for v, r in kids:
+        for v, r, d in kids:
             left = room - (len(vals) - n0) - other
             if left <= 0:
                 break
-            if v and depth + 1 < MAX_DEPTH:
-                other += _visit(v, r, depth + 1, left, vals, pathy, marks)
+            if v and d < MAX_DEPTH:
+                other += _visit(v, r, d, left, vals, pathy, marks)
             else:
                 vals.append("")
     return other
