@@ -36,10 +36,6 @@ class Window:
         self.anomaly = Moments()
         self.anomaly_max = 0.0
 
-    def add(self, family: str, key: str) -> None:
-        d = self.counts[family]
-        d[key] = d.get(key, 0) + 1
-
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "calls": self.calls, "flagged": self.flagged, "counts": self.counts,
                 "anomaly": self.anomaly.to_list(), "anomaly_max": self.anomaly_max}

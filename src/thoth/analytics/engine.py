@@ -31,8 +31,15 @@ NOT_LEARNT = frozenset({"BLOCK", "DEFER", "DENY", "STEP_UP"})
 def _decision_name(decision: object) -> str:
     if decision is None:
         return "UNKNOWN"
+    if type(decision) is str:  # the usual case, e.g. "ALLOW": no getattr, no copy
+        name = _DECISION_NAMES.get(decision)
+        if name is not None:
+            return name
     name = str(getattr(decision, "value", decision)).upper()
     return name[:16] or "UNKNOWN"
+
+
+_DECISION_NAMES = {d: d for d in ("ALLOW", "BLOCK", "STEP_UP", "DEFER", "DENY", "MODIFY", "UNKNOWN")}
 
 
 class AgentState:
@@ -136,7 +143,8 @@ class AnalyticsEngine:
         k = prof.decisions.add(dname)
         if win is not None:
             win.calls += 1
-            win.add("decisions", k)
+            d = win.counts["decisions"]
+            d[k] = d.get(k, 0) + 1
             if dname in FLAGGED:
                 win.flagged += 1
             if anomaly is not None:
@@ -161,15 +169,19 @@ class AnalyticsEngine:
     @staticmethod
     def _learn_content(prof: AgentProfile, win: Window | None, sess: SessionState, f: CallFeatures,
                        ts: float) -> None:
-        keys = [("tools", prof.tools.add(f.tool))]
-        prof.transitions.add((sess.last_tool or "^") + ">" + f.tool)
-        keys += [("destinations", prof.destinations.add(d)) for d in f.destinations]
-        keys += [("recipients", prof.recipients.add(r)) for r in f.recipients]
-        keys += [("paths", prof.paths.add(p)) for p in f.paths]
+        tool = f.tool
+        keys = [("tools", prof.tools.add(tool))]
+        prof.transitions.add((sess.last_tool or "^") + ">" + tool)
+        if f.destinations:
+            keys += [("destinations", prof.destinations.add(d)) for d in f.destinations]
+        if f.recipients:
+            keys += [("recipients", prof.recipients.add(r)) for r in f.recipients]
+        if f.paths:
+            keys += [("paths", prof.paths.add(p)) for p in f.paths]
         prof.hours[int(ts // 3600) % 24] += 1
-        sizes = prof.sizes.get(f.tool)
+        sizes = prof.sizes.get(tool)
         if sizes is None and len(prof.sizes) < prof.tools.cap:
-            sizes = prof.sizes[f.tool] = Moments()
+            sizes = prof.sizes[tool] = Moments()
         if sizes is not None:
             sizes.add(math.log2(f.size + 1.0))
         if f.sensitive is not None:
@@ -179,10 +191,12 @@ class AnalyticsEngine:
             if sess.secret is not None:
                 prof.egress_after_secret += 1
         if f.sensitive is not None and sess.secret is None:
-            sess.secret = f"{f.sensitive} via {f.tool}"
+            sess.secret = f"{f.sensitive} via {tool}"
         if win is not None:
+            counts = win.counts
             for family, key in keys:
-                win.add(family, key)
+                d = counts[family]
+                d[key] = d.get(key, 0) + 1
 
     def _window_for(self, agent: AgentState, ts: float) -> Window | None:
         """The open window for `ts`, closing the previous one; None for a late, older call."""
