@@ -51,8 +51,11 @@ class Connection:
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.raw.execute(self._sql(sql), params)
+    def execute(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
+        """`prepare=False`: PostgreSQL plans the query at every execution (see Store.session_history_rows)."""
+        if self.postgres:
+            return self.raw.execute(self._sql(sql), params, prepare=prepare)
+        return self.raw.execute(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self.postgres:
@@ -61,8 +64,8 @@ class Connection:
         else:
             self.raw.executemany(sql, rows)
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.execute(sql, params).fetchall())
+    def all(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> list[Any]:
+        return list(self.execute(sql, params, prepare).fetchall())
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.execute(sql, params).fetchone()

@@ -384,9 +384,14 @@ class Store:
                              ) -> list[tuple[str, Any, float, str, str | None, str | None, list[str]]]:
         """(tool, args, ts, decision, would_decision, reason_code, matched_rule_ids) of a session, in order."""
         with self.db.read() as conn:
+            # Planned at every execution: psycopg prepares a query at its fifth run, and a plan
+            # made while the table was small (stale statistics: no ANALYZE yet) walked the tenant's
+            # whole (tenant_id, decided_at) index for every new session, ~25,000 rows a read in
+            # the bench, where (tenant_id, session_id, decided_at) finds the session's few.
             rows = conn.all("SELECT tool_name, tool_args, decided_at, decision, would_decision, reason_code,"
                             " matched_rule_ids FROM decisions"
-                            " WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at", (tenant_id, session_id))
+                            " WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at", (tenant_id, session_id),
+                            prepare=False)
         return [(r[0], _load(r[1]) or {}, r[2], r[3], r[4], r[5], _load(r[6]) or []) for r in rows]
 
     def decision_by_dedup(self, tenant_id: str, session_id: str, dedup_key: str) -> bytes | None:
