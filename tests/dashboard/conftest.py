@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.server.conftest import PG_URL, _pg_available
+from tests.server.conftest import pg_schema
 
 from thoth.server.db import Database
 from thoth.server.store import Store
@@ -110,17 +110,8 @@ def database_url(request: Any) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    if not _pg_available():
-        pytest.skip("PostgreSQL not reachable at " + PG_URL)
-    import psycopg
-
-    schema = f"thoth_dash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema("thoth_dash") as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ a schema of their own, dropped at the end, and are skipped when no PostgreSQL an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -100,19 +101,29 @@ def stop_server(server: Server) -> None:
     server.store.db.close()
 
 
-@pytest.fixture(scope="session")
-def pg_schema_url() -> Iterator[str]:
+@contextlib.contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """A database URL whose search_path is a fresh PostgreSQL schema, dropped afterwards
+    (skips the test when PostgreSQL is not reachable)."""
     if not _pg_available():
         pytest.skip("PostgreSQL not reachable at " + PG_URL)
     import psycopg
 
-    schema = f"thoth_test_{uuid.uuid4().hex[:10]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    with pg_schema("thoth_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -57,7 +57,7 @@ class Journal:
         lines, self._lines = self._lines, []
         os.write(self._fd, b"\n".join(lines) + b"\n")
 
-    def settled(self, count: int) -> None:
+    def committed(self, count: int) -> None:
         """`count` journaled records were committed (or given up); empty the file when none is left."""
         self.pending -= count
         if self.pending <= 0:
@@ -103,7 +103,7 @@ def _parse(data: bytes) -> Iterator[DecisionRecord]:
         try:
             row, tenant, session, agent, user, decision, risk, ts = orjson.loads(line)
             yield DecisionRecord(tuple(row), tenant, session, agent, user, decision, risk, ts, None)
-        except (orjson.JSONDecodeError, TypeError, ValueError):  # a line torn by the kill
+        except (TypeError, ValueError):  # a line torn by the kill (JSONDecodeError is a ValueError)
             log.warning("skipping an unreadable journal line (%d bytes)", len(line))
 
 

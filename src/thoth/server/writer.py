@@ -226,13 +226,13 @@ class _GroupCommit:
         if self.journal is not None and self.journal.pending:
             behind = sum(1 for _, fut in batch if fut is None)
             if behind:
-                self.journal.settled(behind)
+                self.journal.committed(behind)
 
     def _lost(self, item: Item, exc: BaseException) -> None:
         if not _fail(item, exc):
             self.unrecorded += 1
             if self.journal is not None:
-                self.journal.settled(1)
+                self.journal.committed(1)
 
 
 class InlineWriter(_GroupCommit):
