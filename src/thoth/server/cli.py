@@ -138,7 +138,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "auto"
     http = "httptools" if importlib.util.find_spec("httptools") else "auto"
-    fast = {"loop": loop, "http": http, "lifespan": "on", "log_level": "warning", "access_log": False}
+    # No proxy-header rewriting: nothing reads the client address, and it costs every request.
+    fast = {"loop": loop, "http": http, "lifespan": "on", "log_level": "warning", "access_log": False,
+            "proxy_headers": False}
     if workers > 1:
         # Each worker process builds its own app from the environment (uvicorn's factory mode).
         import os

@@ -41,7 +41,9 @@ async def read_body(receive: Any, limit: int) -> bytes:
 
 
 async def send_json(send: Any, status: int, payload: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+    # With a content-length the server writes the body as is (without one: chunked framing).
+    headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
