@@ -76,6 +76,15 @@ class Connection:
         if not self.postgres:
             self.raw.execute("BEGIN IMMEDIATE")
 
+    def begin_snapshot(self) -> None:
+        """Start a read-only transaction whose reads all see the database as of one moment
+        (PostgreSQL: REPEATABLE READ; SQLite: a deferred transaction, a WAL read snapshot)."""
+        if self.postgres:
+            self.raw.rollback()  # SET TRANSACTION must open the transaction
+            self.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        else:
+            self.raw.execute("BEGIN")
+
     def commit(self) -> None:
         self.raw.commit() if self.postgres else self.raw.execute("COMMIT")
 

@@ -581,10 +581,16 @@ class Store:
 
     def verify_chain(self, tenant_id: str) -> dict[str, Any]:
         with self.db.read() as conn:
-            rows = conn.all("SELECT chain_index, previous_hash, hash, body FROM events WHERE tenant_id = ?"
-                            " ORDER BY chain_index", (tenant_id,))
-            head = conn.one("SELECT chain_index, hash, signature, public_key FROM chain_heads WHERE tenant_id = ?",
-                            (tenant_id,))
+            # Both reads in one snapshot: a batch committed between them (events keep arriving)
+            # would otherwise look like a chain extended past its signed head.
+            conn.begin_snapshot()
+            try:
+                rows = conn.all("SELECT chain_index, previous_hash, hash, body FROM events WHERE tenant_id = ?"
+                                " ORDER BY chain_index", (tenant_id,))
+                head = conn.one("SELECT chain_index, hash, signature, public_key FROM chain_heads"
+                                " WHERE tenant_id = ?", (tenant_id,))
+            finally:
+                conn.rollback()  # a read-only snapshot: nothing to commit
         trusted = self.signer.public_key_hex if self.signer else None
         if head is not None and head[0] < 0:
             head = None
