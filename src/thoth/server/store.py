@@ -651,7 +651,9 @@ class Store:
             elif job is not None:  # None: the writer's barrier (settled()), nothing to write
                 raise TypeError(f"unknown job {job!r}")
         requested = self._approval_requests(jobs, results)
-        for tenant in [*event_jobs, *(t for t in requested if t not in event_jobs)]:
+        # Locks are taken in sorted order (chain heads, then session rows): two transactions in
+        # flight at once (server processes sharing PostgreSQL) never wait for each other in a cycle.
+        for tenant in sorted({*event_jobs, *requested}):
             # All batches of one tenant in this transaction: one duplicate check, one insert.
             indexes = event_jobs.get(tenant, [])
             batches = [jobs[i] for i in indexes] + ([requested[tenant]] if tenant in requested else [])
@@ -659,7 +661,7 @@ class Store:
             for i, result in zip(indexes, written[:len(indexes)], strict=True):
                 results[i] = result
         if sessions:
-            await ops.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sessions.items()])
+            await ops.executemany(_UPSERT_SESSION, [(*key, *vals) for key, vals in sorted(sessions.items())])
         await self._sign_heads(ops, ctx)
         return results
 
