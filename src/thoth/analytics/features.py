@@ -43,6 +43,8 @@ _LOCAL_ASCII = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.
 # an address against ~1 us in the loop of _emails. (Possessive: "@" is no local character, so
 # giving some back could never let the "@" match; nor a label, as the line ends after the last.)
 _ADDRESS_LINE = re.compile(r"\n([\w.+-]{1,64}+@([A-Za-z0-9-]{1,63}+(?:\.[A-Za-z0-9-]{1,63}+)++))(?=\n|\Z)")
+# The same for lower-case ASCII text, with smaller classes: 15% quicker.
+_ADDRESS_LINE_LOWER = re.compile(r"\n([a-z0-9_.+-]{1,64}+@([a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+)++))(?=\n|\Z)")
 # A URL is scheme://[userinfo@]host, the scheme a letter then up to 15 of [A-Za-z0-9+.-].
 _URL_REST = re.compile(r"://(?:[^/\s@]*@)?([A-Za-z0-9.-]{1,253})")
 _SCHEME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-"
@@ -118,10 +120,9 @@ def _path_prefixes(cands: list[str], paths: list[str]) -> bool:
             and joined.count("\n") == len(cands) - 1):  # no "" either: it would join as "\n\n"
         # Paths of a call often share their first two components (files of one folder). The
         # prefix depends only on the path up to the first character of the third component, so
-        # if the first and the last path in sort order share that much, all share it.
-        lo = min(cands)
-        m = _TWO_COMPONENTS.match(lo)
-        if m is not None and max(cands).startswith(lo[:m.end() + 2]):
+        # if all the paths start as the first one does up to there, all have its prefix.
+        m = _TWO_COMPONENTS.match(cands[0])
+        if m is not None and joined.count("\n" + cands[0][:m.end() + 2]) == len(cands) - 1:
             paths.append(m[0][:MAX_VALUE_LEN])
             return True
         found = _PATH_PREFIXES.findall("\n" + joined)  # all of them in one C pass: 1/3 of the cost
@@ -179,16 +180,16 @@ def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tu
             for k, v in c.items() if len(c) <= left else islice(c.items(), left):
                 t = type(v)
                 if t is str:
-                    vals.append(v)
                     r = role_of(k)
                     if r is None:
                         r = _key_role(k)
                     if v and v[0] in "/~.":
-                        pathy.append((len(vals) - 1, r))
+                        pathy.append((len(vals), r))
                         if r & _SEND_OR_RECIPIENT:
-                            marks.append((len(vals) - 1, r & _SEND_OR_RECIPIENT))
+                            marks.append((len(vals), r & _SEND_OR_RECIPIENT))
                     elif r:
-                        marks.append((len(vals) - 1, r))
+                        marks.append((len(vals), r))
+                    vals.append(v)
                 elif t in _SCALARS:
                     other += 1
                 elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
@@ -203,17 +204,15 @@ def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tu
                         for w in v:
                             t = type(w)
                             if t is str:
-                                vals.append(w)
                                 if w and w[0] in "/~.":
-                                    pathy.append((len(vals) - 1, r))
+                                    pathy.append((len(vals), r))
                                     if r & _SEND_OR_RECIPIENT:
-                                        marks.append((len(vals) - 1, r & _SEND_OR_RECIPIENT))
+                                        marks.append((len(vals), r & _SEND_OR_RECIPIENT))
                                 elif r:
-                                    marks.append((len(vals) - 1, r))
-                            elif t in _SCALARS:
-                                other += 1
-                            elif t is dict or t is list or isinstance(w, _CONTAINERS):
-                                if kids is None:
+                                    marks.append((len(vals), r))
+                                vals.append(w)
+                            elif t is dict or t is list or (t not in _SCALARS and isinstance(w, _CONTAINERS)):
+                                if kids is None:  # (records: containers tested before numbers)
                                     kids = []
                                 kids.append((w, r, depth + 2))
                             else:
@@ -228,17 +227,15 @@ def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tu
             for v in c if len(c) <= left else c[:left]:
                 t = type(v)
                 if t is str:
-                    vals.append(v)
                     if v and v[0] in "/~.":
-                        pathy.append((len(vals) - 1, role))
+                        pathy.append((len(vals), role))
                         if role & _SEND_OR_RECIPIENT:
-                            marks.append((len(vals) - 1, role & _SEND_OR_RECIPIENT))
+                            marks.append((len(vals), role & _SEND_OR_RECIPIENT))
                     elif role:
-                        marks.append((len(vals) - 1, role))
-                elif t in _SCALARS:
-                    other += 1
-                elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
-                    if kids is None:
+                        marks.append((len(vals), role))
+                    vals.append(v)
+                elif t is dict or t is list or (t not in _SCALARS and isinstance(v, _CONTAINERS)):
+                    if kids is None:  # (a tuple isinstance is slow)
                         kids = []
                     kids.append((v, role, depth + 1))
                 else:
@@ -281,18 +278,23 @@ def _tool_facts(tool_name: str) -> tuple[str | None, bool]:
 def _address_lines(text: str, n: int, dests: list[str], recips: list[str]) -> bool:
     """If each of the `n` "@" of `text` is in a line that is one address and nothing else, append
     what _emails would (the lines hold all the addresses, whole) and return True."""
-    # Lower case first, if it changes no match (ASCII: \w and the domain take either case) and
+    # ASCII: lower case first, as it changes no match (\w and the domain take either case) and
     # costs less than item by item (~0.25 us a KB).
-    lower = len(text) <= SCAN_CHARS and text.isascii()
-    found = _ADDRESS_LINE.findall(("\n" + text).lower() if lower else "\n" + text)
-    if len(found) != n:
-        return False
-    if lower:
-        dests += [d for _, d in found]
-        recips += [a[:MAX_VALUE_LEN] for a, _ in found]
+    if len(text) <= SCAN_CHARS and text.isascii():
+        found = _ADDRESS_LINE_LOWER.findall(("\n" + text).lower())
+        if len(found) != n:
+            return False
+        domains = [d for _, d in found]
+        addresses = [a[:MAX_VALUE_LEN] for a, _ in found]
     else:
-        dests += [d.lower() for _, d in found]
-        recips += [a.lower()[:MAX_VALUE_LEN] for a, _ in found]
+        found = _ADDRESS_LINE.findall("\n" + text)
+        if len(found) != n:
+            return False
+        domains = [d.lower() for _, d in found]
+        addresses = [a.lower()[:MAX_VALUE_LEN] for a, _ in found]
+    # Often one domain (a team's addresses): once is enough, and cheaper to tell than to hash.
+    dests += domains if domains.count(domains[0]) < n else domains[:1]
+    recips += addresses
     return True
 
 
@@ -442,7 +444,7 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
         if len(names) == 1:
             sensitive = _sensitive_marker(names[0])
         else:  # one scan of all the candidates; the first candidate holding a marker names it
-            if max(map(len, names)) > SCAN_CHARS:
+            if size > SCAN_CHARS and max(map(len, names)) > SCAN_CHARS:
                 names = [n[:SCAN_CHARS] for n in names]
             low = "\n".join(names).lower()
             for m in _SENSITIVE:
