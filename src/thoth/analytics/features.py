@@ -78,6 +78,11 @@ _EGRESS_WORDS = ("send", "mail", "post", "upload", "webhook", "slack", "message"
 _SENSITIVE = ("secret", "credential", "password", "passwd", "token", "api_key", "apikey",
               "private_key", "id_rsa", "id_ed25519", ".ssh", ".env", ".aws", ".pem", "shadow",
               "vault", "keychain", ".netrc", "kubeconfig")
+# Each marker holds one of these, so a text that holds none of them holds no marker: the usual
+# answer, from 3 one-character searches (memchr, ~20 ns) and 7 others instead of 19 (a list of
+# 12 paths: 0.8 us against 2 us). The one-character probes, the likeliest, go first: a text
+# that holds one pays ~20 ns more than the 19 searches.
+_PROBES = ("w", "k", "_", "secret", "credential", ".env", "vault", ".ssh", ".pem", ".netrc")
 
 
 # Not frozen: a frozen dataclass's __init__ costs ~0.8 us more, on every enforced call. Treat it
@@ -190,7 +195,7 @@ def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tu
                     elif r:
                         marks.append((len(vals), r))
                     vals.append(v)
-                elif t in _SCALARS:
+                elif t is int or t in _SCALARS:  # (ids first)
                     other += 1
                 elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
                     r = role_of(k)
@@ -259,13 +264,23 @@ def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tu
             vals.append("")
 
 
-def _sensitive_marker(s: str) -> str | None:
-    # 19 substring scans of the lowered head beat one case-insensitive regex alternation by ~5-15x.
-    low = s[:SCAN_CHARS].lower()
+def _first_marker(low: str) -> str | None:
+    """The first marker of _SENSITIVE in the lower-case text `low`."""
+    # Substring searches of the lowered text beat one case-insensitive regex alternation by
+    # ~5-15x.
+    for p in _PROBES:
+        if p in low:
+            break
+    else:
+        return None
     for m in _SENSITIVE:
         if m in low:
             return m
     return None
+
+
+def _sensitive_marker(s: str) -> str | None:
+    return _first_marker(s[:SCAN_CHARS].lower())
 
 
 @lru_cache(maxsize=1024)
@@ -446,11 +461,8 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
         else:  # one scan of all the candidates; the first candidate holding a marker names it
             if size > SCAN_CHARS and max(map(len, names)) > SCAN_CHARS:
                 names = [n[:SCAN_CHARS] for n in names]
-            low = "\n".join(names).lower()
-            for m in _SENSITIVE:
-                if m in low:
-                    sensitive = next(filter(None, map(_sensitive_marker, names)))
-                    break
+            if _first_marker("\n".join(names).lower()) is not None:
+                sensitive = next(filter(None, map(_sensitive_marker, names)))
     return CallFeatures(
         tool_name[:MAX_VALUE_LEN],
         _first_distinct(dests) if dests else (),  # (a call less for the usual empty lists)
