@@ -323,11 +323,13 @@ def _address_lines(text: str, n: int, dests: list[str], recips: list[str]) -> bo
 def _emails(text: str, at: int, dests: list[str], recips: list[str]) -> None:
     """Append the domains and the addresses of the e-mail addresses in `text`, lower case;
     `at` is the position of the first "@"."""
-    # Several addresses (one costs as much either way): perhaps each is a line of its own.
+    # Several addresses (one costs as much either way): perhaps each is a line of its own (at
+    # most MAX_LEAVES then). Not tried on a text of long lines, as it would most likely fail
+    # after a search of ~5 ns a character, added to the loop below.
     following = text.find("@", at + 1)
-    if following > 0:
+    if following > 0 and len(text) <= 64 * MAX_LEAVES:
         n = text.count("@", at)
-        if n <= MAX_LEAVES and _address_lines(text, n, dests, recips):  # (at most one a line)
+        if n <= MAX_LEAVES and len(text) <= 64 * n and _address_lines(text, n, dests, recips):
             return
     ascii_ = text.isascii()  # O(1); if so a local part is a run of _LOCAL_ASCII
     prev = 0  # the end of the last address: the next one's local part starts after it
@@ -484,9 +486,12 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
 def _first_distinct(values: list[str]) -> tuple[str, ...]:
     if len(values) < 2:  # the common case: no dict needed
         return tuple(values)
-    # If the first ones all differ (the owners of records), they are the answer: a set of them
-    # is built at twice the speed of a dict of all.
+    # If the first ones all differ (the owners of records), they are the answer; or all are the
+    # same (their domain). A set of them is built at twice the speed of a dict of all.
     head = values[:8]
-    if len(set(head)) == len(head):
+    distinct = len(set(head))
+    if distinct == len(head):
         return tuple(head)
+    if distinct == 1 and values.count(head[0]) == len(values):
+        return (head[0],)
     return tuple(dict.fromkeys(values))[:8]
