@@ -98,8 +98,9 @@ def test_address_search_is_linear_in_the_text() -> None:
 # -- nested arguments ---------------------------------------------------------------------------
 
 def test_records_give_the_features_worked_out_by_hand() -> None:
-    args = {"records": [{"id": i, "path": f"/data/reports/q{i}.csv", "owner": f"U{i}@Corp.example"}
-                        for i in range(12)], "options": {"format": "csv", "limit": 500}}
+    records: list[dict[str, object]] = [{"id": i, "path": f"/data/reports/q{i}.csv", "owner": f"U{i}@Corp.example"}
+                                        for i in range(12)]
+    args = {"records": records, "options": {"format": "csv", "limit": 500}}
     f = extract("send_email", args)
     assert f.tool == "send_email" and f.egress  # "send" in the tool name
     assert f.destinations == ("corp.example",)
@@ -109,7 +110,7 @@ def test_records_give_the_features_worked_out_by_hand() -> None:
     # of 8 each (12 ids and the limit).
     assert f.size == (200 + 42) + (150 + 32) + 3 + 13 * 8
     assert f.sensitive is None
-    args["records"][10]["path"] = "/home/u10/.ssh/id_rsa"  # a secret in the eleventh record
+    records[10]["path"] = "/home/u10/.ssh/id_rsa"  # a secret in the eleventh record
     assert extract("read_file", args).sensitive == "id_rsa"
 
 
