@@ -8,7 +8,9 @@ with a tuple), a character scanned in C a nanosecond or less, and a regular expr
 starts with a character class ~30 ns per character it is tried at. So the walk does as little
 as it can per value (keep strings, look up the key's role, look at the first character), and
 the searches (addresses, URLs, path prefixes, secret markers) run once over the joined text
-of all leaves, in C, anchored on a literal ("@", "://") where they can be.
+of all leaves, in C, anchored on a literal ("@", "://") where they can be. Shapes that recur
+(records in a list, leaves that are one address each, the files of one folder) take shortcuts
+that give the same features: tests/analytics/test_analytics_features.py holds the plain rules.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ MAX_VALUE_LEN = 128
 _AT_DOMAIN = re.compile(r"@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
 _LOCAL_REVERSED = re.compile(r"[\w.+-]{1,64}")
 _LOCAL_ASCII = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-"  # \w.+- in ASCII
+# A line of "\n" + the joined text that is one address and nothing else (a "to" or "owner"
+# argument, the usual case). All of them in one C pass, ~0.2 us an address against ~1 us in
+# the loop of _emails. (Possessive: "@" is no local character, so giving some back could never
+# let the "@" match; nor a label, as the line ends after the last.)
+_ADDRESS_LINE = re.compile(r"\n([\w.+-]{1,64}+@[A-Za-z0-9-]{1,63}+(?:\.[A-Za-z0-9-]{1,63}+)++)(?=\n|\Z)")
+# The same for lower-case ASCII text, with smaller classes: 15% quicker.
+_ADDRESS_LINE_LOWER = re.compile(r"\n([a-z0-9_.+-]{1,64}+@[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+)++)(?=\n|\Z)")
 # A URL is scheme://[userinfo@]host, the scheme a letter then up to 15 of [A-Za-z0-9+.-].
 _URL_REST = re.compile(r"://(?:[^/\s@]*@)?([A-Za-z0-9.-]{1,253})")
 _SCHEME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-"
@@ -46,6 +55,8 @@ _DRIVE_PATH = re.compile(r"\n[^\n]:[\\/]")
 # The prefix of each line of "\n" + a "\n"-joined list of paths with no "\\", "//", " " or empty
 # line: the first component, and the second too when a third follows (as _path_prefix does).
 _PATH_PREFIXES = re.compile(r"\n(/?[^/\n]*(?:/[^/\n]+(?=/[^/\n]))?)")
+# The same prefix when it has two components (a third follows), for one path.
+_TWO_COMPONENTS = re.compile(r"/?+[^/\n]*/[^/\n]+(?=/[^/\n])")  # ("/?+": "/a" is no "" then "a")
 
 # Keys whose value names who or where data goes.
 _RECIPIENT_KEYS = frozenset(
@@ -69,6 +80,11 @@ _EGRESS_WORDS = ("send", "mail", "post", "upload", "webhook", "slack", "message"
 _SENSITIVE = ("secret", "credential", "password", "passwd", "token", "api_key", "apikey",
               "private_key", "id_rsa", "id_ed25519", ".ssh", ".env", ".aws", ".pem", "shadow",
               "vault", "keychain", ".netrc", "kubeconfig")
+# Each marker holds one of these, so a text that holds none of them holds no marker: the usual
+# answer, from 3 one-character searches (memchr, ~20 ns) and 7 others instead of 19 (12 paths:
+# 0.8 us against 1.8 us). The one-character probes, the likeliest, go first: a text that holds
+# one pays ~40 ns more than the 19 searches.
+_PROBES = ("w", "k", "_", "secret", "credential", ".env", "vault", ".ssh", ".pem", ".netrc")
 
 
 # Not frozen: a frozen dataclass's __init__ costs ~0.8 us more, on every enforced call. Treat it
@@ -103,16 +119,29 @@ def _path_prefix(s: str) -> str | None:
     return None
 
 
-def _path_prefixes(cands: list[str], paths: list[str]) -> None:
+def _path_prefixes(cands: list[str], paths: list[str]) -> bool:
     """Append the prefixes of the path-like leaves `cands` (their first character is one of
-    "/~." or they start with a drive letter) that are paths."""
+    "/~." or they start with a drive letter) that are paths; False if some are not paths."""
     joined = "\n".join(cands)
-    if (len(joined) <= 1024 and " " not in joined and "\\" not in joined and "//" not in joined
+    if (len(joined) <= 1024 and " " not in joined and "\\" not in joined
             and joined.count("\n") == len(cands) - 1):  # no "" either: it would join as "\n\n"
-        found = _PATH_PREFIXES.findall("\n" + joined)  # all of them in one C pass: 1/3 of the cost
-        paths += found if max(map(len, found)) <= MAX_VALUE_LEN else [p[:MAX_VALUE_LEN] for p in found]
-    else:
-        paths += filter(None, map(_path_prefix, cands))
+        # Paths of a call often share their first two components (files of one folder). The
+        # prefix depends only on the path up to the first character of the third component, so
+        # if all the paths start as the first one does up to there, all have its prefix. (A "//"
+        # further on is an empty component that _path_prefix drops, after the third.)
+        m = _TWO_COMPONENTS.match(cands[0])
+        if m is not None:
+            head = cands[0][:m.end() + 2]
+            if "//" not in head and joined.count("\n" + head) == len(cands) - 1:
+                paths.append(m[0][:MAX_VALUE_LEN])
+                return True
+        if "//" not in joined:
+            found = _PATH_PREFIXES.findall("\n" + joined)  # all of them in one C pass: 1/3 of the cost
+            paths += found if max(map(len, found)) <= MAX_VALUE_LEN else [p[:MAX_VALUE_LEN] for p in found]
+            return True
+    n = len(paths)
+    paths += filter(None, map(_path_prefix, cands))
+    return len(paths) - n == len(cands)
 
 
 # Roles of an argument key, as bits.
@@ -138,107 +167,126 @@ def _key_role(k: object) -> int:
     return role
 
 
-def _visit(c: Any, role: int, depth: int, room: int, vals: list[str], pathy: list[tuple[int, int]],
-           marks: list[tuple[int, int]]) -> int:
-    """Append the string leaves of container `c` (at `depth`) to `vals`, at most `room` leaves;
-    to `pathy` (index, key role) of those that look like a path (they start with one of "/~."),
-    to `marks` (index, key role) of the others whose key has a role, and of the path-like ones
-    whose key makes them a recipient. Returns the number of other leaves (numbers, booleans,
-    nulls), which count for 8 characters each.
+def _visit(c: Any, vals: list[str], pathy: list[tuple[int, int]], marks: list[tuple[int, int]]) -> int:
+    """Append the string leaves of the non-empty container `c` to `vals` (empty), at most
+    MAX_LEAVES leaves; to `pathy` (index, key role) of those that look like a path (they start
+    with one of "/~."), to `marks` (index, key role) of the others whose key has a role, and of
+    the path-like ones whose key makes them a recipient. Returns the number of other leaves
+    (numbers, booleans, nulls), which count for 8 characters each.
 
-    A container's own values come before those of the containers in it. An empty container or
-    one deeper than MAX_DEPTH counts as a leaf (an empty string): that bounds the walk. The
-    items of a list have the role of the list's key."""
-    n0 = len(vals)
+    A container's own values come before those of the containers in it (depth first). An empty
+    container or one deeper than MAX_DEPTH counts as a leaf (an empty string): that bounds the
+    walk. The items of a list have the role of the list's key.
+
+    The containers still to walk are on a stack, not in calls: a call per container cost ~80 ns
+    more each (1 us of the 8 that 12 records took)."""
     other = 0
-    kids: list[tuple[Any, int, int]] | None = None  # (container, role, depth) to walk after
+    role = depth = 0
+    left = MAX_LEAVES  # leaves that may still be taken
+    todo: list[tuple[Any, int, int]] | None = None  # (container, role, depth), the next one last
     role_of = _ROLE_OF.get
-    if isinstance(c, dict):
-        for k, v in c.items() if len(c) <= room else islice(c.items(), room):
-            t = type(v)
-            if t is str:
-                vals.append(v)
-                r = role_of(k)
-                if r is None:
-                    r = _key_role(k)
-                if v and v[0] in "/~.":
-                    pathy.append((len(vals) - 1, r))
-                    if r & _SEND_OR_RECIPIENT:
-                        marks.append((len(vals) - 1, r & _SEND_OR_RECIPIENT))
-                elif r:
-                    marks.append((len(vals) - 1, r))
-            elif t in _SCALARS:
-                other += 1
-            elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
-                r = role_of(k)
-                if r is None:
-                    r = _key_role(k)
-                if (t is list and v and depth + 1 < MAX_DEPTH
-                        and len(v) + len(c) <= room - (len(vals) - n0) - other):
-                    # A short list's strings and numbers here, in order (e.g. "cc" before "body")
-                    # and without a call; there is room for all of it and the rest of `c`.
-                    for w in v:
-                        t = type(w)
-                        if t is str:
-                            vals.append(w)
-                            if w and w[0] in "/~.":
-                                pathy.append((len(vals) - 1, r))
-                                if r & _SEND_OR_RECIPIENT:
-                                    marks.append((len(vals) - 1, r & _SEND_OR_RECIPIENT))
-                            elif r:
-                                marks.append((len(vals) - 1, r))
-                        elif t in _SCALARS:
-                            other += 1
-                        elif t is dict or t is list or isinstance(w, _CONTAINERS):
-                            if kids is None:
-                                kids = []
-                            kids.append((w, r, depth + 2))
-                        else:
-                            other += 1
+    while True:
+        kids: list[tuple[Any, int, int]] | None = None  # the containers in `c`, in order
+        if isinstance(c, dict):
+            for k, v in c.items() if len(c) <= left else islice(c.items(), left):
+                t = type(v)
+                if t is str:
+                    r = role_of(k)
+                    if r is None:
+                        r = _key_role(k)
+                    if v and v[0] in "/~.":
+                        pathy.append((len(vals), r))
+                        if r & _SEND_OR_RECIPIENT:
+                            marks.append((len(vals), r & _SEND_OR_RECIPIENT))
+                    elif r:
+                        marks.append((len(vals), r))
+                    vals.append(v)
+                elif t is int or t in _SCALARS:  # (ids first)
+                    other += 1
+                elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
+                    r = role_of(k)
+                    if r is None:
+                        r = _key_role(k)
+                    if (t is list and v and depth + 1 < MAX_DEPTH
+                            and len(v) + len(c) <= MAX_LEAVES - len(vals) - other):
+                        # A short list's strings and numbers here, in order (e.g. "cc" before
+                        # "body") and without a container of its own; there is room for all of
+                        # it and the rest of `c`.
+                        for w in v:
+                            t = type(w)
+                            if t is str:
+                                if w and w[0] in "/~.":
+                                    pathy.append((len(vals), r))
+                                    if r & _SEND_OR_RECIPIENT:
+                                        marks.append((len(vals), r & _SEND_OR_RECIPIENT))
+                                elif r:
+                                    marks.append((len(vals), r))
+                                vals.append(w)
+                            elif t is dict or t is list or (t not in _SCALARS and isinstance(w, _CONTAINERS)):
+                                if kids is None:  # (records: containers tested before numbers)
+                                    kids = []
+                                kids.append((w, r, depth + 2))
+                            else:
+                                other += 1
+                    else:
+                        if kids is None:
+                            kids = []
+                        kids.append((v, r, depth + 1))
                 else:
-                    if kids is None:
+                    other += 1
+        else:
+            for v in c if len(c) <= left else c[:left]:
+                t = type(v)
+                if t is str:
+                    if v and v[0] in "/~.":
+                        pathy.append((len(vals), role))
+                        if role & _SEND_OR_RECIPIENT:
+                            marks.append((len(vals), role & _SEND_OR_RECIPIENT))
+                    elif role:
+                        marks.append((len(vals), role))
+                    vals.append(v)
+                elif t is dict or t is list or (t not in _SCALARS and isinstance(v, _CONTAINERS)):
+                    if kids is None:  # (a tuple isinstance is slow)
                         kids = []
-                    kids.append((v, r, depth + 1))
+                    kids.append((v, role, depth + 1))
+                else:
+                    other += 1
+        if kids is not None:
+            kids.reverse()
+            if todo is None:
+                todo = kids
             else:
-                other += 1
-    else:
-        for v in c if len(c) <= room else c[:room]:
-            t = type(v)
-            if t is str:
-                vals.append(v)
-                if v and v[0] in "/~.":
-                    pathy.append((len(vals) - 1, role))
-                    if role & _SEND_OR_RECIPIENT:
-                        marks.append((len(vals) - 1, role & _SEND_OR_RECIPIENT))
-                elif role:
-                    marks.append((len(vals) - 1, role))
-            elif t in _SCALARS:
-                other += 1
-            elif t is dict or t is list or isinstance(v, _CONTAINERS):  # (a tuple isinstance is slow)
-                if kids is None:
-                    kids = []
-                kids.append((v, role, depth + 1))
-            else:
-                other += 1
-    if kids is not None:
-        for v, r, d in kids:
-            left = room - (len(vals) - n0) - other
+                todo += kids
+        # The next container to walk; an empty or too deep one is a leaf.
+        while True:
+            if not todo:
+                return other
+            left = MAX_LEAVES - len(vals) - other
             if left <= 0:
+                return other
+            c, role, depth = todo.pop()
+            if c and depth < MAX_DEPTH:
                 break
-            if v and d < MAX_DEPTH:
-                other += _visit(v, r, d, left, vals, pathy, marks)
-            else:
-                vals.append("")
-    return other
+            vals.append("")
 
 
-def _sensitive_marker(s: str) -> str | None:
-    # 19 substring scans of the lowered head beat one case-insensitive regex alternation by ~5-15x.
-    low = s[:SCAN_CHARS].lower()
+def _first_marker(low: str) -> str | None:
+    """The first marker of _SENSITIVE in the lower-case text `low`."""
+    # Substring searches of the lowered text beat one case-insensitive regex alternation by
+    # ~5-15x.
+    for p in _PROBES:
+        if p in low:
+            break
+    else:
+        return None
     for m in _SENSITIVE:
         if m in low:
             return m
     return None
+
+
+def _sensitive_marker(s: str) -> str | None:
+    return _first_marker(s[:SCAN_CHARS].lower())
 
 
 @lru_cache(maxsize=1024)
@@ -248,9 +296,43 @@ def _tool_facts(tool_name: str) -> tuple[str | None, bool]:
     return _sensitive_marker(tool_name), any(w in low for w in _EGRESS_WORDS)
 
 
+def _address_lines(text: str, n: int, dests: list[str], recips: list[str]) -> bool:
+    """If each of the `n` "@" of `text` is in a line that is one address and nothing else, append
+    what _emails would (the lines hold all the addresses, whole) and return True."""
+    if len(text) <= SCAN_CHARS and text.isascii():
+        # Lower case first: it changes no match (\w and the domain take either case) and costs
+        # less than address by address (~0.25 us a KB).
+        found = _ADDRESS_LINE_LOWER.findall(("\n" + text).lower())
+        if len(found) != n:
+            return False
+        # Often one domain (a team's addresses), told by one count and appended once; if it
+        # is at most 63 characters long, no address is longer than MAX_VALUE_LEN.
+        first = found[0]
+        domain = first[first.index("@") + 1:]
+        if len(domain) <= 63 and ("\n".join(found) + "\n").count("@" + domain + "\n") == n:
+            dests.append(domain)
+            recips += found
+            return True
+    else:
+        found = [a.lower() for a in _ADDRESS_LINE.findall("\n" + text)]
+        if len(found) != n:
+            return False
+    dests += [a[a.index("@") + 1:] for a in found]
+    recips += [a[:MAX_VALUE_LEN] for a in found]
+    return True
+
+
 def _emails(text: str, at: int, dests: list[str], recips: list[str]) -> None:
     """Append the domains and the addresses of the e-mail addresses in `text`, lower case;
     `at` is the position of the first "@"."""
+    # Several addresses (one costs as much either way): perhaps each is a leaf, or a line, of its
+    # own. Not tried on a text of long lines, where it would most likely fail after a search of
+    # ~5 ns a character, added to the loop below.
+    following = text.find("@", at + 1)
+    if following > 0 and len(text) <= 64 * MAX_LEAVES:
+        n = text.count("@", at)
+        if n <= MAX_LEAVES and len(text) <= 64 * n and _address_lines(text, n, dests, recips):
+            return
     ascii_ = text.isascii()  # O(1); if so a local part is a run of _LOCAL_ASCII
     prev = 0  # the end of the last address: the next one's local part starts after it
     m = _AT_DOMAIN.match(text, at)
@@ -274,6 +356,8 @@ def _emails(text: str, at: int, dests: list[str], recips: list[str]) -> None:
             address = local.lower() + "@" + domain
             dests.append(domain)
             recips.append(address if len(address) <= MAX_VALUE_LEN else address[:MAX_VALUE_LEN])
+        if following < 0:  # (this "@" was the only one)
+            return
         at = text.find("@", end)  # (memchr: a fast jump over the text between addresses)
         if at < 0:
             return
@@ -320,7 +404,7 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
     pathy: list[tuple[int, int]] = []  # (index in vals, key role) of the leaves that may be paths
     marks: list[tuple[int, int]] = []  # (index in vals, key role) of other leaves whose key has one
     if type(tool_args) is dict or isinstance(tool_args, _CONTAINERS):
-        size = 8 * _visit(tool_args, 0, 0, MAX_LEAVES, vals, pathy, marks)
+        size = 8 * _visit(tool_args, vals, pathy, marks) if tool_args else 0
     elif type(tool_args) is str:
         vals.append(tool_args)
         if tool_args and tool_args[0] in "/~.":
@@ -360,8 +444,7 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
     names: list[str] = []  # leaves that may name a secret: paths and values of name-like keys
     if pathy:
         names = [vals[i] for i, _ in pathy]
-        _path_prefixes(names, paths)
-        if len(paths) < len(names):  # rare: not all are paths; for those, the key decides
+        if not _path_prefixes(names, paths):  # rare: not all are paths; for those, the key decides
             names = [vals[i] for i, _ in pathy if _path_prefix(vals[i]) is not None]
             marks = sorted(marks + [(i, r & ~_SEND_OR_RECIPIENT) for i, r in pathy
                                     if r & ~_SEND_OR_RECIPIENT and _path_prefix(vals[i]) is None])
@@ -387,16 +470,15 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
         if len(names) == 1:
             sensitive = _sensitive_marker(names[0])
         else:  # one scan of all the candidates; the first candidate holding a marker names it
-            low = "\n".join([n[:SCAN_CHARS] for n in names]).lower()
-            for m in _SENSITIVE:
-                if m in low:
-                    sensitive = next(filter(None, map(_sensitive_marker, names)))
-                    break
+            if size > SCAN_CHARS and max(map(len, names)) > SCAN_CHARS:  # (no leaf is longer than size)
+                names = [n[:SCAN_CHARS] for n in names]
+            if _first_marker("\n".join(names).lower()) is not None:
+                sensitive = next(filter(None, map(_sensitive_marker, names)))
     return CallFeatures(
         tool_name[:MAX_VALUE_LEN],
-        _first_distinct(dests),
-        _first_distinct(recips),
-        _first_distinct(paths),
+        _first_distinct(dests) if dests else (),  # (a call less for the usual empty lists)
+        _first_distinct(recips) if recips else (),
+        _first_distinct(paths) if paths else (),
         size,
         sensitive,
         egress,
@@ -406,4 +488,12 @@ def extract(tool_name: str, tool_args: object) -> CallFeatures:
 def _first_distinct(values: list[str]) -> tuple[str, ...]:
     if len(values) < 2:  # the common case: no dict needed
         return tuple(values)
+    # If the first ones all differ (the owners of records), they are the answer; or all are the
+    # same (their domain). A set of them is built at twice the speed of a dict of all.
+    head = values[:8]
+    distinct = len(set(head))
+    if distinct == len(head):
+        return tuple(head)
+    if distinct == 1 and values.count(head[0]) == len(values):
+        return (head[0],)
     return tuple(dict.fromkeys(values))[:8]
