@@ -1,11 +1,12 @@
 """CPU cost per request of the hot path in process: no HTTP server, no load generator.
 
 usage: PYTHONPATH=src python bench/profile_hot_path.py [enforce|events] [--requests 20000]
-           [--analytics on|off] [--postgres URL] [--profile]
+           [--analytics on|off] [--postgres URL] [--profile] [--time-score]
 Calls the ASGI app directly (64 requests in flight, like wrk -c64) with the bench requests of
 bench_enforce.py / bench_ingest.py and prints CPU microseconds per request (process time, so
 other load on a shared machine distorts it little). --profile prints the cProfile top functions
-(SORT=cumulative to sort by inclusive time).
+(SORT=cumulative to sort by inclusive time). --time-score also prints the anomaly score's own
+time per decision inside the server (issue 8's goal: <= 20 us p50).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import uvloop
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_enforce import POLICY_FILE, SESSION_LENGTH, request_body, session_calls  # noqa: E402
 from bench_ingest import BATCH, event_template  # noqa: E402
 
+from thoth.analytics.store import StoredAnalytics  # noqa: E402
 from thoth.server.app import create_app  # noqa: E402
 from thoth.server.settings import Settings  # noqa: E402
 
@@ -74,6 +77,8 @@ def main() -> None:
     ap.add_argument("--analytics", default="on")
     ap.add_argument("--postgres", default=None)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--time-score", action="store_true",
+                    help="also print the anomaly score's own time per decision inside the server (issue 8)")
     args = ap.parse_args()
     os.environ["THOTH_ANALYTICS"] = args.analytics
     home = tempfile.mkdtemp(prefix="thoth-prof-")
@@ -83,8 +88,22 @@ def main() -> None:
     key = app.core.store.create_key(tenant, "sdk")["key"]
     app.core.store.add_policy_version(tenant, POLICY_FILE.read_text(), "bench")
 
+    score_ns: list[int] = []
+    if args.time_score:
+        score = StoredAnalytics.score
+
+        def timed_score(self: StoredAnalytics, *a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter_ns()
+            try:
+                return score(self, *a, **kw)
+            finally:
+                score_ns.append(time.perf_counter_ns() - t0)
+
+        StoredAnalytics.score = timed_score  # type: ignore[method-assign]
+
     async def go() -> None:
         await run(app, key, args.route, 2000, args.in_flight)  # warm-up
+        score_ns.clear()
         prof = cProfile.Profile() if args.profile else None
         if prof:
             prof.enable()
@@ -96,6 +115,10 @@ def main() -> None:
         print(f"{args.route}: {cpu / args.requests * 1e6:.1f} us CPU per request, {wall / args.requests * 1e6:.1f} us"
               f" wall ({args.requests * per / wall:,.0f} {'events' if per > 1 else 'requests'}/s in process);"
               f" analytics {args.analytics}; {settings.database_url.split(':')[0]}")
+        if score_ns:
+            ns = sorted(score_ns)
+            print(f"anomaly score inside the server: p50 {ns[len(ns) // 2] / 1000:.1f} us, "
+                  f"p99 {ns[int(len(ns) * 0.99)] / 1000:.1f} us ({len(ns)} decisions)")
         app.core.stop()
 
     uvloop.run(go())
