@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -89,4 +90,32 @@ def test_concurrent_ingest_on_two_processes_one_chain(pg_schema_url: str, tmp_pa
         assert verify.json()["verified"] is True and verify.json()["records_checked"] == 400
     finally:
         for srv in servers:
+            stop_server(srv)
+
+
+@pytest.mark.postgres
+def test_a_process_appends_after_another_did(pg_schema_url: str, tmp_path: Path) -> None:
+    # A process appends to the chain head it committed last without reading it first; when another
+    # process appended meanwhile (or an id is a repeat), that guess fails and the batch goes in again,
+    # checked: nothing is lost or stored twice, and the chain stays whole.
+    upgrade(pg_schema_url)
+    home = tmp_path / "home"
+    a, b = (start_server(pg_schema_url, home) for _ in range(2))
+    try:
+        t = f"turns-{time.time_ns()}"
+        sdk = a.key(t, "sdk")
+
+        def send(srv: Any, name: str) -> dict[str, int]:
+            batch = [{"event_id": f"{t}:{name}-{j}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"} for j in range(10)]
+            r = httpx.post(srv.url + "/v1/events/batch", headers={"x-api-key": sdk}, json=batch, timeout=30)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        answers = [send(a, "1"), send(a, "2"), send(b, "3"), send(a, "4"), send(a, "2"), send(b, "4"), send(a, "5")]
+        assert [x["accepted"] for x in answers] == [10, 10, 10, 10, 0, 0, 10]
+        assert [x["duplicates"] for x in answers] == [0, 0, 0, 0, 10, 10, 0]
+        verify = httpx.get(a.url + "/v1/audit/verify", headers={"x-api-key": a.key(t, "viewer")}).json()
+        assert verify["verified"] is True and verify["records_checked"] == 50
+    finally:
+        for srv in (a, b):
             stop_server(srv)

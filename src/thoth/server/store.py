@@ -177,15 +177,23 @@ def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 @dataclass
-class _WriteContext:
+class WriteContext:
+    """What one group-commit transaction knows of the tenants' chains."""
+
+    # Chain heads this process committed last (Store.chain_heads): the transaction appends to
+    # them without first reading the head and the known ids (PostgreSQL; see _write_events).
+    known_heads: dict[str, tuple[int, str]] | None = None
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     dirty_heads: set[str] = field(default_factory=set)
+    guessed: set[str] = field(default_factory=set)  # tenants appended to a known head, ids unchecked
 
 
 class Store:
     def __init__(self, db: Database, signer: audit.Signer | None = None) -> None:
         self.db = db
         self.signer = signer
+        # tenant -> (chain_index, hash) of the head this process last committed (PostgreSQL writer).
+        self.chain_heads: dict[str, tuple[int, str]] = {}
 
     # ---- tenants and keys -------------------------------------------------------------
 
@@ -549,7 +557,7 @@ class Store:
 
     def append_events(self, conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
         """Chain server-made events (approval loop records) inside the caller's write transaction."""
-        ctx = _WriteContext()
+        ctx = WriteContext()
         ops = SyncOps(conn)
         run_now(self._write_events(ops, ctx, tenant_id, [EventBatch(tenant_id, events)]))
         run_now(self._sign_heads(ops, ctx))
@@ -626,8 +634,8 @@ class Store:
         finally:
             conn.close()
 
-    async def write_batch(self, ops: Any, jobs: list[Any]) -> list[Any]:
-        ctx = _WriteContext()
+    async def write_batch(self, ops: Any, jobs: list[Any], ctx: WriteContext | None = None) -> list[Any]:
+        ctx = ctx or WriteContext()
         results: list[Any] = [None] * len(jobs)
         # Plain decisions (no dedup key) go in with one COPY / executemany; sessions get one upsert each.
         plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
@@ -700,11 +708,22 @@ class Store:
             await ops.run(_INSERT_APPROVAL, rec.approval)
         return True
 
-    async def _write_events(self, ops: Any, ctx: _WriteContext, tenant: str,
+    async def _write_events(self, ops: Any, ctx: WriteContext, tenant: str,
                             batches: list[EventBatch]) -> list[BatchResult]:
         # The chain head and the already-stored ids are both asked before either answer is
-        # awaited: one round trip on PostgreSQL.
+        # awaited: one round trip on PostgreSQL, during which the head stays locked.
         head = None
+        known = ctx.known_heads.get(tenant) if ctx.known_heads is not None else None
+        if known is not None and tenant not in ctx.heads:
+            # Append to the head this process committed last, and assume the ids are new: the
+            # whole transaction then goes out at once, no answer awaited while the head is locked.
+            # A wrong guess fails the transaction, which the writer then retries without
+            # known_heads: another process that appended meanwhile holds the next chain index
+            # (the events' primary key), an id stored before violates its unique key.
+            await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ? FOR UPDATE", (tenant,))
+            ctx.heads[tenant] = known
+        elif known is not None:
+            known = None  # a second call for the tenant in this transaction: check its ids
         if tenant not in ctx.heads:
             await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
                           " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))
@@ -714,7 +733,10 @@ class Store:
             lock = " FOR UPDATE" if ops.postgres else ""
             head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
-        if ops.postgres:
+        found = None
+        if known is not None:
+            ctx.guessed.add(tenant)
+        elif ops.postgres:
             # The ids as one JSON parameter: psycopg adapts a list element by element in Python
             # (~0.7 us an id), orjson in ~5 ns. Planned at every execution, not prepared: a plan
             # cached while the table was small (a new database) kept scanning the whole table for
@@ -730,7 +752,7 @@ class Store:
             row = (await ops.fetch(head))[0]
             ctx.heads[tenant] = (int(row[0]), row[1])
         index, prev = ctx.heads[tenant]
-        existing = {r[0] for r in await ops.fetch(found)}
+        existing = {r[0] for r in await ops.fetch(found)} if found is not None else set()
         ingested_at = iso(now())
         rows = []
         results = []
@@ -758,7 +780,7 @@ class Store:
             ctx.dirty_heads.add(tenant)
         return results
 
-    async def _sign_heads(self, ops: Any, ctx: _WriteContext) -> None:
+    async def _sign_heads(self, ops: Any, ctx: WriteContext) -> None:
         for tenant in ctx.dirty_heads:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None
