@@ -75,15 +75,9 @@ def test_concurrent_ingest_on_two_processes_one_chain(pg_schema_url: str, tmp_pa
         batches = [[{"event_id": f"{t}:{b}-{j}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"} for j in range(10)]
                    for b in range(40)]
 
-        def send(job: tuple[str, list[dict[str, str]]]) -> dict[str, int]:
-            url, batch = job
-            r = httpx.post(url + "/v1/events/batch", headers={"x-api-key": sdk}, json=batch, timeout=30)
-            assert r.status_code == 200, r.text
-            return dict(r.json())
-
         jobs = [(srv.url, batch) for batch in batches for srv in servers]
         with ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(send, jobs))
+            answers = list(pool.map(lambda job: post_events(job[0], sdk, job[1]), jobs))
         assert sum(a["accepted"] for a in answers) == 400
         assert sum(a["duplicates"] for a in answers) == 400
         verify = httpx.get(servers[1].url + "/v1/audit/verify", headers={"x-api-key": servers[1].key(t, "viewer")})
@@ -106,10 +100,8 @@ def test_a_process_appends_after_another_did(pg_schema_url: str, tmp_path: Path)
         sdk = a.key(t, "sdk")
 
         def send(srv: Any, name: str) -> dict[str, int]:
-            batch = [{"event_id": f"{t}:{name}-{j}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"} for j in range(10)]
-            r = httpx.post(srv.url + "/v1/events/batch", headers={"x-api-key": sdk}, json=batch, timeout=30)
-            assert r.status_code == 200, r.text
-            return dict(r.json())
+            return post_events(srv.url, sdk, [{"event_id": f"{t}:{name}-{j}", "tenant_id": t,
+                                               "event_type": "TOOL_CALL_PRE"} for j in range(10)])
 
         answers = [send(a, "1"), send(a, "2"), send(b, "3"), send(a, "4"), send(a, "2"), send(b, "4"), send(a, "5")]
         assert [x["accepted"] for x in answers] == [10, 10, 10, 10, 0, 0, 10]
@@ -119,3 +111,9 @@ def test_a_process_appends_after_another_did(pg_schema_url: str, tmp_path: Path)
     finally:
         for srv in (a, b):
             stop_server(srv)
+
+
+def post_events(url: str, key: str, batch: list[dict[str, str]]) -> dict[str, int]:
+    r = httpx.post(url + "/v1/events/batch", headers={"x-api-key": key}, json=batch, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -180,8 +180,8 @@ def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
 class WriteContext:
     """What one group-commit transaction knows of the tenants' chains."""
 
-    # Chain heads this process committed last (Store.chain_heads): the transaction appends to
-    # them without first reading the head and the known ids (PostgreSQL; see _write_events).
+    # Chain heads this process committed last (kept by the PostgreSQL writer): the transaction
+    # appends to them without first reading the head and the known ids (see _write_events).
     known_heads: dict[str, tuple[int, str]] | None = None
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     dirty_heads: set[str] = field(default_factory=set)
@@ -192,8 +192,6 @@ class Store:
     def __init__(self, db: Database, signer: audit.Signer | None = None) -> None:
         self.db = db
         self.signer = signer
-        # tenant -> (chain_index, hash) of the head this process last committed (PostgreSQL writer).
-        self.chain_heads: dict[str, tuple[int, str]] = {}
 
     # ---- tenants and keys -------------------------------------------------------------
 
@@ -722,8 +720,6 @@ class Store:
             # (the events' primary key), an id stored before violates its unique key.
             await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ? FOR UPDATE", (tenant,))
             ctx.heads[tenant] = known
-        elif known is not None:
-            known = None  # a second call for the tenant in this transaction: check its ids
         if tenant not in ctx.heads:
             await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
                           " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))

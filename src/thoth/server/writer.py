@@ -358,6 +358,9 @@ class Writer(_GroupCommit):
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
         self._writing = False
+        # tenant -> (chain_index, hash) of the chain head this process committed last; a tenant
+        # another writer appended to is left out until _contended says otherwise.
+        self._heads: dict[str, tuple[int, str]] = {}
         self._contended: dict[str, float] = {}  # tenant -> until when its head is read first again
 
     def start(self) -> None:
@@ -445,6 +448,17 @@ class Writer(_GroupCommit):
                 finally:
                     self._writing = False
 
+    def _remember_heads(self, heads: dict[str, tuple[int, str]]) -> None:
+        """The chain heads as of the commit just done (their rows were locked), but not of the
+        tenants another writer appended to lately: those are read first for a while."""
+        ts = time.monotonic()
+        for tenant, head in heads.items():
+            if tenant in self._contended:
+                if self._contended[tenant] > ts:
+                    continue
+                del self._contended[tenant]
+            self._heads[tenant] = head
+
     def _unavailable(self, batch: list[Item], message: str) -> None:
         """The database cannot be reached: waiting callers answer 503; write-behind jobs are kept
         and go out with the next transaction (the reconnect delays pace the retries)."""
@@ -461,11 +475,8 @@ class Writer(_GroupCommit):
             self._unavailable(batch, "the database is unreachable; retry later")
             return
         # Tenants whose chain this process appended to last are appended to again without
-        # reading the head first (one round trip less while it is locked), unless another writer
-        # got in the way lately.
-        ts = time.monotonic()
-        known = {t: h for t, h in self.store.chain_heads.items() if self._contended.get(t, 0.0) < ts}
-        ctx = WriteContext(known_heads=known)
+        # reading the head first (one round trip less while it is locked).
+        ctx = WriteContext(known_heads=self._heads)
         try:
             # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
             # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
@@ -482,7 +493,7 @@ class Writer(_GroupCommit):
                 # Another process appended to a chain meanwhile (the next index is taken), or an
                 # event id was stored before: the same batch again, reading the heads and the ids.
                 for tenant in ctx.guessed:
-                    self.store.chain_heads.pop(tenant, None)
+                    self._heads.pop(tenant, None)
                     self._contended[tenant] = time.monotonic() + CONTENDED_SECONDS
                 with contextlib.suppress(Exception):
                     await conn.rollback()
@@ -506,5 +517,5 @@ class Writer(_GroupCommit):
             for item in batch:  # isolate the failing job: retry each on its own
                 await self._write([item])
             return
-        self.store.chain_heads.update(ctx.heads)  # as of this commit (their rows were locked)
+        self._remember_heads(ctx.heads)
         self._done(batch, results)
