@@ -70,9 +70,11 @@ def start_thoth(db_url: str, home: str, src: str = SRC, **env_extra: str) -> tup
     return proc, url
 
 
-def start_bare() -> tuple[subprocess.Popen[bytes], str]:
+def start_bare(script: str | None = None, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare ASGI app, or another app `script` started as `python script PORT *args`."""
     port = free_port()
-    proc = subprocess.Popen(_pin([sys.executable, "-c", BARE_APP, str(port)], 0), stdout=subprocess.DEVNULL,
+    cmd = [sys.executable, "-c", BARE_APP, str(port)] if script is None else [sys.executable, script, str(port), *args]
+    proc = subprocess.Popen(_pin(cmd, 0), env={**os.environ, "PYTHONPATH": SRC}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/", proc)

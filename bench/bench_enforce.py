@@ -1,6 +1,7 @@
 """Enforce throughput and latency of `thoth serve` (1 worker) next to a bare ASGI app, same run.
 
 usage: PYTHONPATH=src python bench/bench_enforce.py [--seconds 5] [--rounds 2] [--postgres URL]
+           [--baseline DIR] [--floor]
 Goals (issue 4): >= 15,000 decisions/s and >= 0.6x bare at 64 connections, p99 <= 10 ms,
 p50 <= 0.2 ms at 1 connection. Server pinned to core 0, wrk to core 1.
 """
@@ -55,14 +56,18 @@ def main() -> None:
     ap.add_argument("--postgres", default=None, help="postgresql://... (default: SQLite in a temp dir)")
     ap.add_argument("--baseline", default=None,
                     help="another checkout (e.g. `git archive main | tar -x -C /tmp/base`): its server runs too")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run bench/floor_app.py: parse + policy + answer only, the least enforce can cost")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="thoth-bench-")
     names = {"bare": "bare ASGI", "on": "thoth /v1/enforce", "off": "thoth, analytics off"}
     if args.baseline:
         names["base"] = "baseline thoth"
+    if args.floor:
+        names["floor"] = "floor (policy only)"
     # Each server has a database of its own: sharing one, their writes and analytics syncs
     # would contend with each other, which is not what a server meets in production.
-    dbs = {mode: database(args.postgres, home, mode) for mode in names if mode != "bare"}
+    dbs = {mode: database(args.postgres, home, mode) for mode in names if mode not in ("bare", "floor")}
     keys: dict[str, str] = {}
     for mode, db_url in dbs.items():
         # The baseline's database is set up by the baseline's code (its own migrations).
@@ -94,6 +99,8 @@ def main() -> None:
         for mode in names:
             if mode == "bare":
                 procs[mode] = start_bare()
+            elif mode == "floor":
+                procs[mode] = start_bare(str(Path(__file__).with_name("floor_app.py")), str(POLICY_FILE))
             elif mode == "base":
                 procs[mode] = start_thoth(dbs[mode], f"{home}/{mode}", str(Path(args.baseline) / "src"),
                                           THOTH_ANALYTICS="on")
@@ -116,6 +123,9 @@ def main() -> None:
             print(f"round {rnd} ratio to bare at 64 connections: thoth {ratios['on'][-1]:.2f}x, "
                   f"analytics off {ratios['off'][-1]:.2f}x; c1 p50 thoth / bare "
                   f"{single['on']['p50_ms'] / single['bare']['p50_ms']:.2f}x")
+            if "floor" in loaded:
+                print(f"round {rnd} floor (parse + policy + answer, nothing recorded) / bare at 64 connections: "
+                      f"{loaded['floor']['rps'] / loaded['bare']['rps']:.2f}x")
             if "base" in loaded:
                 print(f"round {rnd} thoth / baseline: c64 req/s {loaded['on']['rps'] / loaded['base']['rps']:.2f}x, "
                       f"c64 p99 {loaded['on']['p99_ms'] / loaded['base']['p99_ms']:.2f}x, "
