@@ -20,6 +20,7 @@ import orjson
 import uvicorn
 
 from thoth.policy import CallContext, SessionHistory, compile_policy
+from thoth.server import dataplane
 from thoth.server.store import new_id
 
 POLICY = compile_policy(Path(sys.argv[2]).read_text())
@@ -50,16 +51,9 @@ def decide(body: dict[str, Any]) -> bytes:
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    chunks = []
-    more = True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    payload = decide(orjson.loads(b"".join(chunks))) if scope["method"] == "POST" else b"{}"
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]})
-    await send({"type": "http.response.body", "body": payload})
+    # The server's own body reading and answer writing (thoth.server.dataplane).
+    body = await dataplane.read_body(receive, 1 << 20)
+    await dataplane.send_json(send, 200, decide(orjson.loads(body)) if scope["method"] == "POST" else b"{}")
 
 
 if __name__ == "__main__":
