@@ -3,7 +3,7 @@
 Run alone with `nox -f noxfile_conformance.py`, or `import noxfile_conformance` from the
 project's noxfile.py to register the same sessions there.
 
-Our distribution is also named `aten-thoth` and also imports as `thoth`, so a published
+Our distribution (`thoth-governance`) also imports as `thoth`, so a published
 client and our package cannot share a venv. Each session's venv holds only the published
 client and the test tools; our server runs from a separate Python (see `_server_python`) and
 the tests get its URL and keys through THOTH_CONFORMANCE_* variables.

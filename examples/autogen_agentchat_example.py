@@ -5,7 +5,7 @@
 ThothPolicyViolation once the run is over (agentchat never lets a tool error stop a run).
 
 Runs offline: the model is autogen-ext's ReplayChatCompletionClient (scripted replies); the
-Thoth server is the one at THOTH_API_URL / THOTH_API_KEY. pip install "aten-thoth[autogen-agentchat]"
+Thoth server is the one at THOTH_API_URL / THOTH_API_KEY. pip install ".[autogen-agentchat]" (in a clone of Thoth)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ agent makes (built-in tools and in-process MCP tools alike), and fails closed.
 
 Runs offline: the SDK's bundled Claude Code CLI talks to examples/llm_stub.py (a loopback
 stand-in of the Anthropic API, via ANTHROPIC_BASE_URL); the Thoth server is the one at
-THOTH_API_URL / THOTH_API_KEY. pip install "aten-thoth[claude-agent-sdk]"
+THOTH_API_URL / THOTH_API_KEY. pip install ".[claude-agent-sdk]" (in a clone of Thoth)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ tool-call hooks, so every tool call of that agent is checked once before it runs
 
 Runs offline: the agent's LLM is CrewAI's OpenAI provider pointed at examples/llm_stub.py (a
 loopback stand-in of the OpenAI API); the Thoth server is the one at THOTH_API_URL /
-THOTH_API_KEY (e.g. `thoth serve`). pip install "aten-thoth[crewai]"
+THOTH_API_KEY (e.g. `thoth serve`). pip install ".[crewai]" (in a clone of Thoth)
 """
 
 from __future__ import annotations

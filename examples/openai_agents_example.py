@@ -5,7 +5,7 @@ the run with `needs_approval`, and `resolve_approvals` waits for the Thoth revie
 API, dashboard, Slack...) before the run resumes.
 
 Runs offline: the model is the SDK's Responses model pointed at examples/llm_stub.py; the Thoth
-server is the one at THOTH_API_URL / THOTH_API_KEY. pip install "aten-thoth[openai-agents]"
+server is the one at THOTH_API_URL / THOTH_API_KEY. pip install ".[openai-agents]" (in a clone of Thoth)
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ ensure_venv() {
     "$py" -m venv "$dir"
     "$dir/bin/python" -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location 'file:" >&2)
   fi
-  echo "==> installing aten-thoth$extras into $dir"
+  echo "==> installing thoth-governance$extras into $dir"
   # This machine's pip config names a local mirror folder that may be absent: hide that noise.
   "$dir/bin/python" -m pip install -q -e ".$extras" 2> >(grep -v "^WARNING: Location 'file:" >&2)
 }

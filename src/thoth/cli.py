@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         for extra, why in _missing.items():
-            print(f"\nSome commands need the '{extra}' extra: pip install 'aten-thoth[{extra}]' ({why})",
+            print(f"\nSome commands need the '{extra}' extra: pip install '.[{extra}]' in a clone of Thoth ({why})",
                   file=sys.stderr)
         return 2
     try:

@@ -136,6 +136,6 @@ def _local_engine(name: str) -> Any:
     except ImportError as exc:
         raise RuntimeError(
             "api_url='local' evaluates policy in-process and needs the policy engine "
-            f"(pip install 'aten-thoth[policy]'): {exc}"
+            f"(the 'policy' extra: pip install '.[policy]' in a clone of Thoth): {exc}"
         ) from exc
     return getattr(local, name)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from thoth.async_http import AsyncPool
     from thoth.emitter import EventTransport
 
-USER_AGENT = "aten-thoth-python"
+USER_AGENT = "thoth-governance-python"
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 
 

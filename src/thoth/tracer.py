@@ -181,7 +181,7 @@ class Tracer:
             except ImportError as exc:
                 raise RuntimeError(
                     f"'{name}' is a LangChain tool; governing it needs thoth.integrations.langchain "
-                    f"(pip install 'aten-thoth[langchain]'): {exc}"
+                    f"(the 'langchain' extra: pip install '.[langchain]' in a clone of Thoth): {exc}"
                 ) from exc
             return wrap_langchain_tool(self, name, fn)
         if not callable(fn) and callable(getattr(fn, "run", None)):

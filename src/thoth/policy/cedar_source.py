@@ -60,7 +60,7 @@ class CedarSource:
         try:
             import cedarpy
         except ImportError:
-            check.err(path, "Cedar policies need cedarpy: pip install 'aten-thoth[cedar]'")
+            check.err(path, "Cedar policies need cedarpy: the 'cedar' extra: pip install '.[cedar]' in a clone of Thoth")
             return None
         text = spec["policies"]
         try:
