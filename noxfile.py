@@ -11,6 +11,12 @@ then the framework's example script against a local `thoth serve` stand-in.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
 import nox
 
 nox.options.reuse_existing_virtualenvs = True
@@ -23,26 +29,19 @@ TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23"]
 # stand-in of the OpenAI/Anthropic HTTP APIs) and to a governance server started by
 # tests/integrations/run_example.py.
 
-# session name -> (pip requirements of the framework, test folder, example scripts)
-FRAMEWORKS: dict[str, tuple[list[str], str, list[str]]] = {
-    "langchain": (
-        ["langchain>=1.0", "langchain-core>=1.0", "langchain-classic>=1.0", "langgraph>=1.0"],
-        "langchain",
-        ["examples/langchain_example.py"],
-    ),
-    "langgraph": (["langgraph>=1.0", "langchain-core>=1.0"], "langgraph", ["examples/langgraph_example.py"]),
-    "openai": (["openai>=2.0"], "openai", ["examples/openai_example.py"]),
-    "anthropic": (["anthropic>=0.70"], "anthropic", ["examples/anthropic_example.py"]),
-    "autogen": (["autogen[openai]>=0.9,<1"], "autogen", ["examples/autogen_example.py"]),
-    # crewai is the heavy one (~940 MB, chromadb/onnxruntime/lancedb); it pins openai<3.
-    "crewai": (["crewai>=1.15,<2"], "crewai", ["examples/crewai_example.py"]),
-    "openai_agents": (["openai-agents>=0.24"], "openai_agents", ["examples/openai_agents_example.py"]),
-    # autogen-core 0.7 pins protobuf 5: it cannot share an env with most of the others.
-    "autogen_agentchat": (["autogen-agentchat>=0.7,<0.8", "autogen-ext>=0.7,<0.8"], "autogen_agentchat",
-                          ["examples/autogen_agentchat_example.py"]),
-    # ~430 MB: the wheel bundles the Claude Code CLI, which the tests run against the Anthropic stub.
-    "claude_agent_sdk": (["claude-agent-sdk>=0.2"], "claude_agent_sdk", ["examples/claude_agent_sdk_example.py"]),
-}
+
+def _registry() -> ModuleType:
+    """src/thoth/integrations/registry.py (stdlib only): the one table of integrations."""
+    path = Path(__file__).resolve().parent / "src" / "thoth" / "integrations" / "registry.py"
+    spec = importlib.util.spec_from_file_location("thoth_integration_registry", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+INTEGRATIONS = _registry().INTEGRATIONS
 
 QUIET_ENV = {
     # Frameworks that phone home by default: keep CI offline and quiet.
@@ -56,25 +55,26 @@ QUIET_ENV = {
 }
 
 
-def _make_session(name: str, requirements: list[str], folder: str, examples: list[str]) -> None:
+def _make_session(integration: Any) -> None:
+    name, folder, examples = integration.name, integration.name, integration.examples
+    requirements = [*integration.test_requirements]
+
     @nox.session(name=name, python=PYTHON)
     def _session(session: nox.Session) -> None:
-        session.install("-e", ".[server]", *TEST_DEPS, *requirements)
+        # the framework comes from the extra a user installs, so the extra is what is tested
+        session.install("-e", f".[server,{integration.extra}]", *TEST_DEPS, *requirements)
         env = dict(QUIET_ENV)
         session.run("pytest", "-q", "-p", "no:cacheprovider", f"tests/integrations/{folder}", *session.posargs, env=env)
         for script in examples:
             session.run("python", "tests/integrations/run_example.py", script, env=env)
 
-    _session.__doc__ = f"Tests and example for {name} ({', '.join(requirements)})."
+    _session.__doc__ = f"Tests and example for {name} (the '{integration.extra}' extra)."
 
 
-for _name, (_reqs, _folder, _examples) in FRAMEWORKS.items():
-    _make_session(_name, _reqs, _folder, _examples)
+for _integration in INTEGRATIONS:
+    _make_session(_integration)
 
 
 # The published-client conformance sessions (conformance-aten, conformance-atensec).
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).parent))
 import noxfile_conformance  # noqa: E402,F401

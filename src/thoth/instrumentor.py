@@ -1,33 +1,21 @@
 """instrument(), instrument_openai(), instrument_anthropic(), flush(): the three-line API.
 
 Framework objects are recognised by the module of their class (never by importing the
-framework) and handed to `thoth.integrations.<name>.instrument_agent(agent, tracer)`; anything
-else with a `.tools` list is a generic agent (thoth.integrations.generic).
+framework; the table is thoth.integrations.registry) and handed to their adapter's
+`instrument_agent(agent, tracer)`; anything else with a `.tools` list is a generic agent
+(thoth.integrations.generic).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from typing import Any
 
+from thoth.integrations import registry
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext
 from thoth.tracer import Tracer, _governed_callable, _is_async
-
-# (class-module prefix, class name or None for any, integration module). First match wins.
-FRAMEWORKS: list[tuple[str, str | None, str]] = [
-    ("langchain_classic.agents", "AgentExecutor", "langchain"),
-    ("langchain.agents", "AgentExecutor", "langchain"),
-    # compiled graphs of LangGraph and LangChain 1.x create_agent: their ToolNodes' tools
-    ("langgraph", "CompiledStateGraph", "langchain"),
-    ("crewai", None, "crewai"),
-    ("agents.agent", "Agent", "openai_agents"),  # openai-agents (its exact module, not any `agents`)
-    ("claude_agent_sdk", "ClaudeAgentOptions", "claude_agent_sdk"),
-    ("autogen_agentchat", None, "autogen"),
-    ("autogen", None, "autogen"),
-]
 
 
 def default_components(config: ThothConfig) -> tuple[Any, Any, Any]:
@@ -88,7 +76,7 @@ def instrument(
     `on_block` (framework agents only): "raise" stops the run with ThothPolicyViolation, "return"
     hands the model an error result so the run goes on; each framework has its own default.
     """
-    framework = detect_framework(agent)
+    framework = registry.for_agent(agent)
     if framework is None and not isinstance(getattr(agent, "tools", None), list):
         raise TypeError(
             f"thoth.instrument() does not know how to govern a {type(agent).__module__}."
@@ -105,29 +93,19 @@ def instrument(
         instrument_agent(agent, tracer)
     else:
         options = {} if on_block is None else {"on_block": on_block}
-        _framework_module(framework).instrument_agent(agent, tracer, **options)
+        adapter = registry.load(framework)
+        if not hasattr(adapter, "instrument_agent"):
+            raise RuntimeError(f"thoth.integrations.{framework.module} has no instrument_agent(); this build "
+                               f"cannot instrument {framework.name} agents automatically")
+        adapter.instrument_agent(agent, tracer, **options)
     tracer.session.activate()  # get_current_session() in this thread / task from now on
     return agent
 
 
 def detect_framework(agent: Any) -> str | None:
-    for cls in type(agent).__mro__:
-        module = cls.__module__ or ""
-        for prefix, name, integration in FRAMEWORKS:
-            if (module == prefix or module.startswith(prefix + ".")) and name in (None, cls.__name__):
-                return integration
-    return None
-
-
-def _framework_module(name: str) -> Any:
-    try:
-        module = importlib.import_module(f"thoth.integrations.{name}")
-    except ImportError as exc:
-        raise RuntimeError(f"Thoth's {name} integration could not be loaded: {exc}") from exc
-    if not hasattr(module, "instrument_agent"):
-        raise RuntimeError(f"thoth.integrations.{name} has no instrument_agent(); this build cannot "
-                           f"instrument {name} agents automatically")
-    return module
+    """The adapter module (thoth.integrations.<name>) that governs `agent`, or None."""
+    found = registry.for_agent(agent)
+    return None if found is None else found.module
 
 
 def instrument_openai(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 from thoth.args import ModificationError, apply_modified, json_safe, to_wire_args
 from thoth.events import build_event, decision_meta
 from thoth.exceptions import ThothPolicyViolation
+from thoth.integrations import registry
 from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
 from thoth.session import CallsSnapshot, SessionContext, _current
 
@@ -175,15 +176,13 @@ class Tracer:
 
     def wrap_tool(self, name: str, fn: Any) -> Any:
         """A governed version of `fn` (sync or async; LangChain tools stay LangChain tools)."""
-        if _is_langchain_tool(fn):
+        framework = registry.for_tool(fn)
+        if framework is not None:  # a framework's own tool object stays one (e.g. a LangChain BaseTool)
             try:
-                from thoth.integrations.langchain import wrap_tool as wrap_langchain_tool
-            except ImportError as exc:
-                raise RuntimeError(
-                    f"'{name}' is a LangChain tool; governing it needs thoth.integrations.langchain "
-                    f"(the 'langchain' extra: pip install '.[langchain]' in a clone of Thoth): {exc}"
-                ) from exc
-            return wrap_langchain_tool(self, name, fn)
+                adapter = registry.load(framework)
+            except RuntimeError as exc:
+                raise RuntimeError(f"'{name}' is a {framework.label} tool; {exc}") from exc
+            return adapter.wrap_tool(self, name, fn)
         if not callable(fn) and callable(getattr(fn, "run", None)):
             fn = fn.run
         if not callable(fn):
@@ -422,14 +421,6 @@ def _governed_callable(tracer: Tracer, name: str, fn: Callable[..., Any]) -> Cal
 
 def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-
-
-def _is_langchain_tool(obj: Any) -> bool:
-    """Duck-typed: a class named BaseTool from a langchain module (never import langchain here)."""
-    return any(
-        cls.__name__ == "BaseTool" and cls.__module__.startswith("langchain")
-        for cls in type(obj).__mro__
-    )
 
 
 def _dedup_key(call_id: str, tool_name: str, tool_args: Any) -> tuple[str, str, str]:

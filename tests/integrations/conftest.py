@@ -18,26 +18,14 @@ from typing import Any
 
 import pytest
 
+from thoth.integrations.registry import INTEGRATIONS
+
 from .support import REVIEWER_ANSWERS, Governance, Ran, make_tracer
 from .thoth_server import Reviewer, ThothServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))  # examples/llm_stub.py: the OpenAI/Anthropic stand-in
-
-# folder -> a distribution it needs
-_NEEDS = {
-    "langchain": "langchain",
-    "langgraph": "langgraph",
-    "openai": "openai",
-    "openai_agents": "openai-agents",
-    "anthropic": "anthropic",
-    "claude_agent_sdk": "claude-agent-sdk",
-    "crewai": "crewai",
-    "autogen": "autogen",
-    "autogen_agentchat": "autogen-agentchat",
-}
-
 
 def _installed(dist: str) -> bool:
     try:
@@ -47,7 +35,8 @@ def _installed(dist: str) -> bool:
     return True
 
 
-collect_ignore = [folder for folder, dist in _NEEDS.items() if not _installed(dist)]
+# each framework's folder (tests/integrations/<name>/) runs where its distribution is installed
+collect_ignore = [i.name for i in INTEGRATIONS if not _installed(i.dist)]
 
 
 @pytest.fixture(scope="session")
