@@ -25,7 +25,7 @@ def _approval(store: Store, tenant: str, required: int = 1, user: str = "dana", 
     row = dict(approval_id=aid, tenant_id=tenant, hold_token=f"hold_{uuid.uuid4().hex}", violation_id=None,
                decision_id=None, tool_name="wire_transfer", tool_args="{}", args_digest="0" * 64, agent_id="a",
                session_id="s-" + aid, reason="r", requested_at=now, expires_at=now + ttl, status="pending",
-               user_id=user, requested_by="key1", required_approvals=required)
+               user_id=user, requested_by="key1", required_approvals=required, allowed_uses=1, valid_seconds=600)
     with store.db.transaction() as conn:
         conn.execute(f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) VALUES "
                      f"({', '.join('?' * len(APPROVAL_COLUMNS))})", [row[c] for c in APPROVAL_COLUMNS])

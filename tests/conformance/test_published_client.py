@@ -229,6 +229,35 @@ def test_step_up_approved(shape: str, client_settings: dict[str, Any], control: 
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_approved_call_runs_once_and_a_replay_is_held(
+    shape: str, client_settings: dict[str, Any], control: ControlPlane, server: ServerInfo
+) -> None:
+    """An approval allows its call once: the client's hold poll takes the use, and the same call
+    made again is held anew (docs/approvals.md, "Uses")."""
+    agent_id, session_id = new_ids(shape)
+    calls: list[Call] = []
+    tools = governed_tools(
+        shape, client_settings, agent_id=agent_id, session_id=session_id, enforcement="step_up", calls=calls
+    )
+    first = HeldCall(tools[OUT_OF_SCOPE], "one refund")
+    approval = wait_for(lambda: control.pending_approval(session_id, OUT_OF_SCOPE), 15, "the first approval")
+    control.resolve(approval["approval_id"], "approve", "conformance: once")
+    first.join()
+    assert first.error is None and calls == [(OUT_OF_SCOPE, "one refund")]
+    [used] = [a for a in control.approvals("approved") if a["approval_id"] == approval["approval_id"]]
+    assert (used["uses"], used["allowed_uses"]) == (1, 1) and used["valid_until"]
+
+    replay = HeldCall(tools[OUT_OF_SCOPE], "one refund")  # the same call, the same session
+    again = wait_for(lambda: control.pending_approval(session_id, OUT_OF_SCOPE), 15, "the replay's approval")
+    assert again["approval_id"] != approval["approval_id"] and again["hold_token"] != approval["hold_token"]
+    assert replay.running and calls == [(OUT_OF_SCOPE, "one refund")], "the replay ran on the first approval"
+    control.resolve(again["approval_id"], "deny", "conformance: not twice")
+    replay.join()
+    assert isinstance(replay.error, ThothPolicyViolation), f"the replay was not refused: {replay.result!r}"
+    assert calls == [(OUT_OF_SCOPE, "one refund")]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_step_up_denied(shape: str, client_settings: dict[str, Any], control: ControlPlane, server: ServerInfo) -> None:
     held, approval, _, session_id, calls = hold_for_approval(control, shape, client_settings, "every row")
 

@@ -67,6 +67,28 @@ def test_login_session_appears_approve_step_up_and_edit_policy(server: Server, b
     worker.join(20)
     assert result.get("out") == "refunded 30" and ran == ["A-1"]
     assert "customer called, verified" in page.inner_text("#approvals-live")
+    # the approval shows its use and window (the live queue picks the use up on its own)
+    row = page.wait_for_selector("tr:has(td.uses:text('1 / 1'))", timeout=10000)
+    assert "spent" in row.inner_text() and "UTC" in row.inner_text()
+
+    # the same refund again: a replay does not ride on the approval, it is held anew
+    replay: dict[str, Any] = {}
+
+    def refund_again() -> None:
+        try:
+            replay["out"] = tools["issue_refund"]({"order": "A-1", "amount": 30})
+        except thoth.ThothPolicyViolation as exc:
+            replay["blocked"] = exc.reason
+
+    again = threading.Thread(target=refund_again, daemon=True)
+    again.start()
+    card = page.wait_for_selector("article.approval", timeout=15000)
+    assert "issue_refund" in card.inner_text() and "1 time, within 600 s" in card.inner_text()
+    assert again.is_alive() and ran == ["A-1"]
+    page.click("article.approval button.deny")
+    page.wait_for_selector("text=Denied: issue_refund")
+    again.join(20)
+    assert ran == ["A-1"] and replay == {"blocked": "denied by approver"}  # the refund did not run twice
 
     # edit the policy: validation as you type, then save a new version
     page.goto(server.url + "/policies")

@@ -40,6 +40,12 @@ class Governance:
         """tool name -> approval status, for this test's step-ups."""
         return {a["tool_name"]: a["status"] for a in self.server.approvals() if a.get("agent_id") == self.agent_id}
 
+    def approval_uses(self, tool_name: str) -> list[tuple[str, int, int]]:
+        """(status, uses taken, uses allowed) of each of this test's approvals of one tool, oldest first."""
+        found = [a for a in self.server.approvals() if a.get("agent_id") == self.agent_id
+                 and a["tool_name"] == tool_name]
+        return [(a["status"], a["uses"], a["allowed_uses"]) for a in reversed(found)]
+
 
 def instrument_settings(governance: Governance, **settings: Any) -> dict[str, Any]:
     """Keyword arguments for thoth.instrument(...) / instrument_openai(...) against the server."""

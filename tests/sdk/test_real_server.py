@@ -97,6 +97,13 @@ def _approve_later(real: Tenant, approve: bool, resolved_at: list[float], reason
     threading.Thread(target=run, daemon=True).start()
 
 
+def _used_once(real: Tenant) -> dict[str, Any]:
+    """The one approved approval of the tenant: its single use taken by the SDK's wait."""
+    (approved,) = real._call("GET", "/v1/approvals?status=approved", key=real.approver_key)["items"]
+    assert (approved["uses"], approved["allowed_uses"]) == (1, 1) and approved["valid_until"]
+    return approved  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("approve", [True, False])
 def test_step_up_approve_and_deny(real: Tenant, approve: bool) -> None:
     real.put_policy(POLICY)
@@ -114,14 +121,24 @@ def test_step_up_approve_and_deny(real: Tenant, approve: bool) -> None:
         assert tool("bob@acme") == "sent to bob@acme"
         # The approval's latency (issue 6: <= 1 s) is measured by bench/bench_approval_latency.py.
         assert ran_at[0] - resolved_at[0] < 4  # i.e. not the 5 s poll interval
+        first = _used_once(real)
+        # The same call again is a new call: held anew (denied here), the approval does not cover it.
+        _approve_later(real, False, resolved_at, reason="once was enough")
+        with pytest.raises(ThothPolicyViolation) as replay:
+            tool("bob@acme")
+        assert replay.value.reason == "once was enough" and len(ran_at) == 1
+        assert _used_once(real)["approval_id"] == first["approval_id"]
     else:
         with pytest.raises(ThothPolicyViolation) as info:
             tool("bob@acme")
         assert info.value.reason == "not this one" and info.value.violation_id
         assert not ran_at
-    events = stored_events(real, tracer.session.session_id)
-    last = events[-1]
-    assert last["event_type"] == ("TOOL_CALL_POST" if approve else "TOOL_CALL_BLOCK")
+    kinds = [e["event_type"] for e in stored_events(real, tracer.session.session_id)]
+    if approve:  # the approved call ran, its replay was held and denied
+        assert [k for k in kinds if k.startswith("TOOL_CALL")] == ["TOOL_CALL_PRE", "TOOL_CALL_POST",
+                                                                  "TOOL_CALL_PRE", "TOOL_CALL_BLOCK"]
+    else:
+        assert kinds[-1] == "TOOL_CALL_BLOCK"
 
 
 async def test_async_step_up_approve(real: Tenant) -> None:
@@ -145,6 +162,12 @@ async def test_async_step_up_approve(real: Tenant) -> None:
     assert await tool("bob@acme") == "sent to bob@acme"
     task.cancel()
     assert ticks >= 20  # the event loop ran on while the call was held
+    _used_once(real)
+    _approve_later(real, False, resolved_at, reason="no replays")  # the same call again: held anew
+    with pytest.raises(ThothPolicyViolation) as replay:
+        await tool("bob@acme")
+    assert replay.value.reason == "no replays"
+    _used_once(real)
 
 
 def test_modify_runs_the_tool_with_the_servers_arguments(real: Tenant) -> None:

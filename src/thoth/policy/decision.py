@@ -37,6 +37,9 @@ class PolicyDecision:
     policy_version: str | None = None
     # How the decision came about, step by step (for `thoth policy explain`).
     trace: list[str] = field(default_factory=list)
+    # For a STEP_UP: how long its approval stays usable and for how many calls (None: the server's default).
+    approval_valid_seconds: float | None = None
+    approval_uses: int | None = None
 
     @property
     def is_violation(self) -> bool:

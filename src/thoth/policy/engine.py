@@ -66,6 +66,9 @@ class Rule:
     constraint: frozenset[str] | None
     rule_id: str = ""
     kind: str = "rule"
+    # How long an approval of this rule's step-up stays usable, and for how many calls.
+    approval_valid: float | None = None
+    approval_uses: int | None = None
 
 
 @dataclass(slots=True)
@@ -88,6 +91,8 @@ class _Proposal:
     hard: bool = False
     references: tuple[str, ...] = ()
     timeout: float | None = None
+    approval_valid: float | None = None
+    approval_uses: int | None = None
 
 
 @dataclass(slots=True)
@@ -117,6 +122,8 @@ class CompiledPolicy:
     markers: MarkerTable
     namespace: dict[str, Any]
     cedar: Any = None
+    approval_valid: float | None = None  # defaults.approval_valid_seconds
+    approval_uses: int | None = None  # defaults.approval_uses
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
     _tier_proposals: dict[str, Any] = field(default_factory=dict)
@@ -382,8 +389,13 @@ class CompiledPolicy:
                 timeout = best.timeout
             elif best.decision is DEFER:
                 defer_timeout = best.timeout
+        # The rule whose step-up holds the call says how far its approval reaches; else the defaults.
+        valid, uses = self.approval_valid, self.approval_uses
+        if best.decision is STEP_UP:
+            valid = best.approval_valid if best.approval_valid is not None else valid
+            uses = best.approval_uses if best.approval_uses is not None else uses
         return PolicyDecision(decision, would, reason, code, matched, references, modified, flags, call.risk_score,
-                              violations, errors, timeout, defer_timeout, self.version, trace or [])
+                              violations, errors, timeout, defer_timeout, self.version, trace or [], valid, uses)
 
 
 def apply_modifications(args: dict[str, Any], rules: list[Rule]) -> dict[str, Any]:
@@ -508,7 +520,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
 
     defaults = check.mapping(doc.get("defaults"), ("defaults",),
                              ("unknown_tool", "unknown_intent", "require_scope", "step_up_timeout_seconds",
-                              "defer_timeout_seconds"))
+                              "defer_timeout_seconds", "approval_valid_seconds", "approval_uses"))
     unknown_tool = check.action(defaults.get("unknown_tool"), ("defaults", "unknown_tool"), VIOLATION_ACTIONS, "allow")
     unknown_intent = check.action(defaults.get("unknown_intent"), ("defaults", "unknown_intent"),
                                   VIOLATION_ACTIONS, "allow")
@@ -520,6 +532,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
                                    None, 1, 7 * 86400)
     defer_timeout = check.number(defaults.get("defer_timeout_seconds"), ("defaults", "defer_timeout_seconds"),
                                  None, 1, 7 * 86400)
+    approval_valid, approval_uses = _approval_reach(defaults, ("defaults",), check)
 
     tiers_doc = check.mapping(doc.get("tiers"), ("tiers",), TIERS)
     tier_actions = {t: check.action(tiers_doc.get(t, DEFAULT_TIERS[t]), ("tiers", t), VIOLATION_ACTIONS,
@@ -609,12 +622,13 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         rules=rules, catalogue=catalogue, tier_actions=tier_actions, unknown_tool=unknown_tool,
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
-        ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar,
+        ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar, approval_valid=approval_valid,
+        approval_uses=approval_uses,
     )
 
 
 RULE_FIELDS = ("id", "description", "when", "action", "reason", "references", "modify", "hard", "enabled",
-               "code", "timeout_seconds")
+               "code", "timeout_seconds", "approval_valid_seconds", "approval_uses")
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 
@@ -657,6 +671,7 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
             check.err((*path, key), "expected true or false")
             ok = False
     timeout = check.number(spec.get("timeout_seconds"), (*path, "timeout_seconds"), None, 1, 7 * 86400)
+    approval_valid, approval_uses = _approval_reach(spec, path, check)
     modify = None
     if action == "modify":
         modify = _modify_spec(spec.get("modify"), (*path, "modify"), check)
@@ -670,7 +685,24 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     return Rule(id=rule_id, description=str(description), action=action, decision=ACTIONS[action], source=cond,
                 reason=str(reason), references=tuple(references), code=str(spec.get("code", f"rule_{action}")),
                 hard=bool(spec.get("hard", False)), modify=modify, timeout=timeout,
-                constraint=tool_constraint(spec["when"]), rule_id=rule_id)
+                constraint=tool_constraint(spec["when"]), rule_id=rule_id, approval_valid=approval_valid,
+                approval_uses=approval_uses)
+
+
+MAX_APPROVAL_USES = 1000
+
+
+def _approval_reach(spec: dict[str, Any], path: Path, check: _Checker) -> tuple[float | None, int | None]:
+    """approval_valid_seconds and approval_uses of a rule or of defaults (None: not set there)."""
+    valid = check.number(spec.get("approval_valid_seconds"), (*path, "approval_valid_seconds"), None, 1, 7 * 86400)
+    raw = spec.get("approval_uses")
+    uses = None
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_APPROVAL_USES:
+            check.err((*path, "approval_uses"), f"expected a whole number between 1 and {MAX_APPROVAL_USES}")
+        else:
+            uses = raw
+    return valid, uses
 
 
 def _modify_spec(value: Any, path: Path, check: _Checker) -> dict[str, Any] | None:

@@ -220,8 +220,10 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
     if not items:
         print(f"no {args.status} approvals")
     for a in items:
+        reach = (f"  uses {a['uses']}/{a['allowed_uses']} valid until {a['valid_until']}"
+                 if a["status"] == "approved" else f"  expires {a['expires_at']}")
         print(f"{a['approval_id']}  {a['tenant_id']:<16} {a['status']:<8} {a['agent_id']}  {a['tool_name']}"
-              f"  args={json.dumps(a['tool_args'])[:80]}  expires {a['expires_at']}")
+              f"  args={json.dumps(a['tool_args'])[:80]}{reach}")
     return 0
 
 

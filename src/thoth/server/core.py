@@ -41,6 +41,9 @@ MODES = frozenset({"observe", "step_up", "block", "progressive"})
 VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
 MAX_EVENTS_PER_BATCH = 1000
 MAX_HOLD_WAIT = 60.0
+# What an approval allows unless its policy rule says otherwise (approval_uses, approval_valid_seconds).
+APPROVAL_USES = 1
+APPROVAL_VALID_SECONDS = 600.0
 # Re-reads of a session's stored history while it lags behind the client's count (seconds).
 _CATCH_UP_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.015)
 log = logging.getLogger("thoth.server")
@@ -339,7 +342,8 @@ class Core:
             ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
             if decision == "STEP_UP" or ladder_block or hold_token_in:
                 digest = args_digest(tool_args)
-                held = await self._approval_of_call(tenant_id, session_id, agent_id, tool_name, digest, hold_token_in)
+                held = await self._approval_of_call(tenant_id, session_id, agent_id, user_id, tool_name, digest,
+                                                    hold_token_in, decision == "STEP_UP" or ladder_block)
             would = str(getattr(result, "would_decision", None) or decision).upper()
             risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
             decision_id = new_id("dec")
@@ -379,7 +383,9 @@ class Core:
                 approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
                                 orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
                                 session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
-                                self.required_approvals(tenant_id, tool_name))
+                                self.required_approvals(tenant_id, tool_name),
+                                getattr(result, "approval_uses", None) or APPROVAL_USES,
+                                getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
             elif decision == "MODIFY":
                 envelope["modified_tool_args"] = result.modified_args
                 envelope["modification_reason"] = result.reason
@@ -431,25 +437,34 @@ class Core:
             else:
                 del self._in_flight[flight]
 
-    async def _approval_of_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
-                                digest: str, token: str | None) -> dict[str, Any] | None:
-        """The pending or approved approval bound to exactly this call (tool, arguments digest, agent,
-        session), found by the client's hold_token or, for a re-check without one, by the call itself."""
-        if token:
-            approval = await self.read(self.store.approval_by_token, tenant_id, token)
-            if approval is None:
-                raise ClientError(404, "unknown hold token")
-            bound = (approval["tool_name"], approval["args_digest"], approval["agent_id"], approval["session_id"])
-            if bound != (tool_name, digest, agent_id, session_id):
-                return None  # granted for another call: this one is decided on its own
-        else:
-            approval = await self.read(self.store.approval_for_call, tenant_id, session_id, agent_id, tool_name,
-                                       digest)
-            if approval is None:
-                return None
-        if approval["status"] == "pending" and approval["_expires_ts"] <= time.time():
+    async def _approval_of_call(self, tenant_id: str, session_id: str, agent_id: str, user_id: str,
+                                tool_name: str, digest: str, token: str | None,
+                                use: bool) -> dict[str, Any] | None:
+        """The approval bound to exactly this call (tool, arguments digest, agent, user, session):
+        its pending hold, or an approval with a use for it (taken here when `use`: the answer will
+        be the ALLOW). With the client's hold_token: that hold's own use (docs/approvals.md, "Uses").
+        Without one the call is a new call: only a further use of an approval that allows several
+        covers it; otherwise it is held anew."""
+        if not token:
+            found = None
+            for _ in range(3):  # another process may take the last use between the read and the UPDATE
+                found = await self.read(self.store.approval_for_call, tenant_id, session_id, agent_id, user_id,
+                                        tool_name, digest)
+                if found is None or not use or await self.read(self.store.use_approval, found, False):
+                    return found
             return None
-        return approval if approval["status"] in ("pending", "approved") else None
+        approval = await self.read(self.store.approval_by_token, tenant_id, token)
+        if approval is None:
+            raise ClientError(404, "unknown hold token")
+        bound = (approval["tool_name"], approval["args_digest"], approval["agent_id"], approval["session_id"],
+                 approval["user_id"])
+        if bound != (tool_name, digest, agent_id, session_id, user_id):
+            return None  # granted for another call: this one is decided on its own
+        if approval["status"] == "pending":
+            return approval if approval["_expires_ts"] > time.time() else None
+        if approval["status"] != "approved":
+            return None
+        return approval if not use or await self.read(self.store.use_approval, approval, True) else None
 
     @staticmethod
     def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str,
@@ -537,7 +552,9 @@ class Core:
     # ---- holds and approvals -------------------------------------------------------------
 
     @staticmethod
-    def hold_answer(approval: dict[str, Any]) -> dict[str, Any]:
+    def hold_answer(approval: dict[str, Any], usable: bool = True) -> dict[str, Any]:
+        """The poll's answer; `usable` False: approved, but its use is gone (window over, or the
+        uses were spent before this hold's own was taken), so the held call may not run."""
         status = approval["status"]
         answer: dict[str, Any] = {
             "hold_token": approval["hold_token"], "approval_id": approval["approval_id"], "status": status,
@@ -548,9 +565,11 @@ class Core:
             answer.update(resolved=False, resolution=None, decision="STEP_UP", authorization_decision="STEP_UP",
                           reason=approval["request_reason"])
             return answer
-        resolution = "ALLOW" if status == "approved" else "BLOCK"
+        resolution = "ALLOW" if status == "approved" and usable else "BLOCK"
         reason = approval["reason"] or {"approved": "approved", "denied": "denied by approver",
                                         "expired": "approval timed out"}[status]
+        if status == "approved" and not usable:
+            reason = spent_reason(approval)
         answer.update(resolved=True, resolution=resolution, decision=resolution, authorization_decision=resolution,
                       reason=reason, resolved_by=approval["resolved_by"], resolved_at=approval["resolved_at"])
         return answer
@@ -565,6 +584,8 @@ class Core:
                 await self.read(self.store.expire_approvals, key.tenant_id)
                 continue
             remaining = deadline - time.monotonic()
+            if approval["status"] == "approved":  # the first ALLOW takes the hold's use (docs/approvals.md)
+                return self.hold_answer(approval, await self.read(self.store.use_approval, approval, True))
             if approval["status"] != "pending" or remaining <= 0:
                 return self.hold_answer(approval)
             # Woken at once by a resolution in this process; other processes are seen by re-reading.
@@ -711,6 +732,14 @@ def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) ->
     if outcome == "already_reviewed":
         return 409, f"{resolver} has already approved; this tool needs a second, different approver"
     return None
+
+
+def spent_reason(approval: dict[str, Any]) -> str:
+    """Why an approved hold no longer allows its call."""
+    ends = approval.get("_valid_until_ts")
+    if ends is not None and ends <= time.time():
+        return f"the approval was valid until {approval['valid_until']}; the call needs a new approval"
+    return f"the approval's {approval['allowed_uses']} use(s) are spent; the call needs a new approval"
 
 
 def public_approval(approval: dict[str, Any]) -> dict[str, Any]:

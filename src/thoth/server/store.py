@@ -101,7 +101,7 @@ DECISION_COLUMNS = (
 APPROVAL_COLUMNS = (
     "approval_id", "tenant_id", "hold_token", "violation_id", "decision_id", "tool_name", "tool_args",
     "args_digest", "agent_id", "session_id", "reason", "requested_at", "expires_at", "status",
-    "user_id", "requested_by", "required_approvals",
+    "user_id", "requested_by", "required_approvals", "allowed_uses", "valid_seconds",
 )
 EVENT_COLUMNS = (
     "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
@@ -427,7 +427,8 @@ class Store:
     _APPROVAL_SELECT = (
         "SELECT approval_id, tenant_id, hold_token, violation_id, decision_id, tool_name, tool_args, args_digest,"
         " agent_id, session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
-        " resolved_at, user_id, requested_by, required_approvals FROM approvals"
+        " resolved_at, user_id, requested_by, required_approvals, uses, allowed_uses, valid_seconds, valid_until,"
+        " token_used_at FROM approvals"
     )
 
     @staticmethod
@@ -437,7 +438,9 @@ class Store:
                 "agent_id": r[8], "session_id": r[9], "request_reason": r[10], "requested_at": iso(r[11]),
                 "expires_at": iso(r[12]), "status": r[13], "resolved_by": r[14], "reason": r[15],
                 "resolved_at": iso(r[16]) if r[16] else None, "user_id": r[17], "requested_by": r[18],
-                "required_approvals": r[19] or 1, "_expires_ts": r[12]}
+                "required_approvals": r[19] or 1, "uses": r[20], "allowed_uses": r[21], "valid_seconds": r[22],
+                "valid_until": iso(r[23]) if r[23] is not None else None, "_expires_ts": r[12],
+                "_valid_until_ts": r[23], "_token_used_ts": r[24]}
 
     def expire_approvals(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
         """Resolve every overdue pending approval to `expired` (the hold answers BLOCK); returns them."""
@@ -539,11 +542,17 @@ class Store:
                     return "partial", approval
                 resolved_by = ", ".join(reviewers)
             status = "approved" if approve else "denied"
-            conn.execute("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?"
-                         + where, (status, resolved_by, reason, ts, *key))
-            approval.update(status=status, resolved_by=resolved_by, reason=reason, resolved_at=iso(ts))
+            # An approval is usable for its window from now (docs/approvals.md, "Uses").
+            valid_until = ts + approval["valid_seconds"] if approve else None
+            conn.execute("UPDATE approvals SET status = ?, resolved_by = ?, resolution_reason = ?, resolved_at = ?,"
+                         " valid_until = ?" + where, (status, resolved_by, reason, ts, valid_until, *key))
+            approval.update(status=status, resolved_by=resolved_by, reason=reason, resolved_at=iso(ts),
+                            valid_until=iso(valid_until) if valid_until is not None else None,
+                            _valid_until_ts=valid_until)
+            reach = {"valid_until": approval["valid_until"], "allowed_uses": approval["allowed_uses"]} if approve else {}
             self.append_events(conn, approval["tenant_id"], [rules.approval_event(
-                "APPROVAL_RESOLVED", approval, ts, status=status, resolved_by=resolved_by, via=via, reason=reason)])
+                "APPROVAL_RESOLVED", approval, ts, status=status, resolved_by=resolved_by, via=via, reason=reason,
+                **reach)])
         return "ok", approval
 
     def approval_reviews(self, approval_id: str) -> list[dict[str, Any]]:
@@ -572,16 +581,48 @@ class Store:
                             " GROUP BY tenant_id", (now(),))
         return {r[0]: int(r[1]) for r in rows}
 
-    def approval_for_call(self, tenant_id: str, session_id: str, agent_id: str, tool_name: str,
+    # A use may be taken while the window is open and uses are left; the hold token's own use
+    # (the held call the approver saw) is kept for it until it is taken.
+    _USABLE = (" status = 'approved' AND valid_until > ?"
+               " AND uses + CASE WHEN token_used_at IS NULL THEN 1 ELSE 0 END < allowed_uses + ?")
+
+    def approval_for_call(self, tenant_id: str, session_id: str, agent_id: str, user_id: str, tool_name: str,
                           digest: str) -> dict[str, Any] | None:
-        """The newest approval of this exact call (same session, agent, tool and arguments) that is
-        still pending or was approved; None when there is none (a different call needs its own)."""
+        """The newest approval of this exact call (same session, agent, user, tool and arguments)
+        with a use left for another call than the held one; None when there is none."""
         with self.db.read() as conn:
             row = conn.one(self._APPROVAL_SELECT + " WHERE tenant_id = ? AND session_id = ? AND args_digest = ?"
-                           " AND agent_id = ? AND tool_name = ? AND status IN ('pending', 'approved')"
-                           " ORDER BY requested_at DESC LIMIT 1",
-                           (tenant_id, session_id, digest, agent_id, tool_name))
+                           " AND agent_id = ? AND tool_name = ? AND user_id = ? AND" + self._USABLE
+                           + " ORDER BY requested_at DESC LIMIT 1",
+                           (tenant_id, session_id, digest, agent_id, tool_name, user_id, now(), 0))
         return self._approval(row) if row else None
+
+    def use_approval(self, approval: dict[str, Any], with_token: bool) -> bool:
+        """Take a use of an approved approval; True when the call it answers may run.
+
+        With the hold token: the held call's own use, taken once and then the same use for every
+        poll and re-check that carries the token, while the window is open. Without: a further
+        use, when the policy allowed more than one. One conditional UPDATE, so processes sharing
+        the database never hand out more uses than allowed."""
+        ts = now()
+        if with_token:
+            if approval["_token_used_ts"] is not None:  # taken already: the same use, inside its window
+                return approval["_valid_until_ts"] is not None and ts < approval["_valid_until_ts"]
+            sql = ("UPDATE approvals SET uses = uses + 1, token_used_at = ? WHERE approval_id = ?"
+                   " AND token_used_at IS NULL AND" + self._USABLE)
+            params: tuple[Any, ...] = (ts, approval["approval_id"], ts, 1)
+        else:
+            sql = "UPDATE approvals SET uses = uses + 1 WHERE approval_id = ? AND" + self._USABLE
+            params = (approval["approval_id"], ts, 0)
+        with self.db.transaction() as conn:
+            taken = conn.execute(sql, params).rowcount == 1
+            if not taken and with_token:  # a concurrent poll or re-check with the token took it
+                row = conn.one("SELECT valid_until FROM approvals WHERE approval_id = ? AND token_used_at IS NOT NULL",
+                               (approval["approval_id"],))
+                return row is not None and row[0] is not None and ts < row[0]
+        if taken:
+            approval["uses"] += 1
+        return taken
 
     # ---- audit --------------------------------------------------------------------------
 

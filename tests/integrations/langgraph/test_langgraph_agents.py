@@ -66,6 +66,20 @@ def test_seed_wrap_tool_with_create_react_agent(governance, tracer, ran, asynchr
     assert governance.enforce_counts()["delete_file"] == 0
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_approved_call_runs_once_and_its_repeat_is_held_anew(governance, tracer, ran, asynchronous):
+    """The agent makes the same approved payment twice: each run needs an approval of its own."""
+    governed = [tracer.wrap_tool(t.name, t) for t in make_tools(ran, asynchronous=asynchronous)]
+    pay = ("transfer_money", {"amount": "7"})
+    agent = react_agent(scripted([pay], [pay]), governed)
+    inputs = {"messages": [("user", "pay twice")]}
+    asyncio.run(agent.ainvoke(inputs)) if asynchronous else agent.invoke(inputs)
+    assert ran.calls == [("transfer_money", {"amount": "7"})] * 2
+    assert governance.enforce_counts() == {"transfer_money": 2}
+    # two holds, each approved by the reviewer and used once: the first approval did not cover the repeat
+    assert governance.approval_uses("transfer_money") == [("approved", 1, 1), ("approved", 1, 1)]
+
+
 def test_seed_wrap_tool_block_raises_violation(governance, tracer, ran):
     governed = [tracer.wrap_tool(t.name, t) for t in make_tools(ran)]
     agent = react_agent(scripted([("delete_file", {"path": "/etc"})]), governed)

@@ -116,6 +116,30 @@ def test_step_up_interrupts_and_thoth_reviewer_decides(governance, tracer, ran):
     assert "denied by reviewer" in sent["wire_funds"]
     assert governance.enforce_counts() == {"transfer_money": 1, "wire_funds": 1}
     assert governance.approvals() == {"transfer_money": "approved", "wire_funds": "denied"}
+    assert governance.approval_uses("transfer_money") == [("approved", 1, 1)]  # its one use: the run
+
+
+def test_the_same_approved_payment_in_a_new_run_is_held_anew(governance, tracer, ran):
+    pay = [("transfer_money", {"amount": "10"})]
+
+    async def run_once(stub: LLMStub) -> None:
+        agent = instrument_agent(make_agent(stub, ran), tracer)
+        result = await Runner.run(agent, "pay")
+        assert [item.tool_name for item in result.interruptions] == ["transfer_money"]  # held, every time
+        result = await Runner.run(agent, await resolve_approvals(result))
+        assert not result.interruptions and outputs_sent(stub)["transfer_money"] == "transfer_money ok"
+
+    async def main() -> None:
+        with LLMStub([pay]) as stub:
+            await run_once(stub)
+        assert governance.approval_uses("transfer_money") == [("approved", 1, 1)]
+        with LLMStub([pay]) as stub:  # the same call again, no token: a new hold, a new approval
+            await run_once(stub)
+
+    asyncio.run(main())
+    assert ran.calls == [("transfer_money", {"amount": "10"})] * 2
+    assert governance.enforce_counts() == {"transfer_money": 2}
+    assert governance.approval_uses("transfer_money") == [("approved", 1, 1), ("approved", 1, 1)]
 
 
 def test_sync_runner_and_app_side_approval_still_waits_for_thoth(governance, tracer, ran):

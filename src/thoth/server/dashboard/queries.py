@@ -333,14 +333,17 @@ def violation(db: Any, tenant_id: str, violation_id: str) -> dict[str, Any] | No
 
 _APPROVAL_COLS = ("approval_id, hold_token, violation_id, decision_id, tool_name, tool_args, agent_id,"
                   " session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
-                  " resolved_at")
+                  " resolved_at, uses, allowed_uses, valid_seconds, valid_until")
 
 
 def _approval(r: Any) -> dict[str, Any]:
     return {"approval_id": r[0], "hold_token": r[1], "violation_id": r[2], "decision_id": r[3],
             "tool_name": r[4], "tool_args": _load(r[5]), "agent_id": r[6], "session_id": r[7],
             "request_reason": r[8], "requested_at": r[9], "expires_at": r[10], "status": r[11],
-            "resolved_by": r[12], "reason": r[13], "resolved_at": r[14]}
+            "resolved_by": r[12], "reason": r[13], "resolved_at": r[14], "uses": r[15], "allowed_uses": r[16],
+            "valid_seconds": r[17], "valid_until": r[18],
+            # An approved call may still run (docs/approvals.md, "Uses"): window open, a use left.
+            "usable": r[11] == "approved" and r[18] is not None and r[18] > time.time() and r[15] < r[16]}
 
 
 def pending_approvals(db: Any, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -364,6 +367,7 @@ def approvals_version(db: Any, tenant_id: str) -> str:
     with db.read() as conn:
         pending = conn.one("SELECT COUNT(*), MAX(requested_at) FROM approvals WHERE tenant_id = ?"
                            " AND status = 'pending' AND expires_at > ?", (tenant_id, now))
-        resolved = conn.one("SELECT COUNT(*), MAX(resolved_at) FROM approvals WHERE tenant_id = ?"
+        # Uses taken also change the page (the approved rows' "uses" column).
+        resolved = conn.one("SELECT COUNT(*), MAX(resolved_at), SUM(uses) FROM approvals WHERE tenant_id = ?"
                             " AND resolved_at > ?", (tenant_id, now - 86400))
-    return f"{pending[0]}:{pending[1]}:{resolved[0]}:{resolved[1]}"
+    return f"{pending[0]}:{pending[1]}:{resolved[0]}:{resolved[1]}:{resolved[2]}"
