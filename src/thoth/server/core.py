@@ -80,8 +80,12 @@ EVENT_FIELDS = (
     "metadata", "approved_scope", "enforcement_mode", "session_tool_calls", "tool_name", "endpoint_id",
     "hostname", "occurred_at", "ttl", "violation_id",
 )
-# Filled by the server whatever the client sends.
-EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature"})
+# Filled by the server whatever the client sends (a client's value is dropped).
+EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature", "ingest_key_id"})
+# The server's own records in the chain (the approval loop's APPROVAL_* events, source_type
+# "thoth_approval"): a client event may not claim these types, or it would read as the server's.
+RESERVED_SOURCE_PREFIX = "thoth_"
+RESERVED_EVENT_PREFIX = "APPROVAL_"
 _CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
 _EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type",
                             "tool_name", "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"})
@@ -644,7 +648,7 @@ class Core:
             raise
         if not events:
             return {"accepted": 0, "duplicates": 0, "status": "ok"}
-        result = await self.writer.submit(EventBatch(key.tenant_id, events))
+        result = await self.writer.submit(EventBatch(key.tenant_id, events, key.key_id))
         self.metrics.events_ingested += result.accepted
         self.metrics.events_duplicate += result.duplicates
         return {"accepted": result.accepted, "duplicates": result.duplicates, "status": "ok"}
@@ -679,6 +683,7 @@ class Core:
             raise ClientError(422, f"event {i}: 'event_id' must not be empty")
         if len(event_id) > 300:
             raise ClientError(422, f"event {i}: 'event_id' is too long")
+        _refuse_reserved(i, event.get("source_type"), event.get("event_type"))
         tenant = event.get("tenant_id")
         if tenant is not None and tenant != key.tenant_id:
             raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
@@ -689,6 +694,15 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def _refuse_reserved(i: int, source_type: str | None, event_type: str | None) -> None:
+    if source_type and source_type[:len(RESERVED_SOURCE_PREFIX)].lower() == RESERVED_SOURCE_PREFIX:
+        raise ClientError(422, f"event {i}: source_type '{RESERVED_SOURCE_PREFIX}*' is reserved for the server's"
+                               " own records")
+    if event_type and event_type[:len(RESERVED_EVENT_PREFIX)].upper() == RESERVED_EVENT_PREFIX:
+        raise ClientError(422, f"event {i}: event_type '{RESERVED_EVENT_PREFIX}*' is reserved for the server's"
+                               " own approval records")
 
 
 def _ladder_block(result: Any, mode: str) -> bool:

@@ -17,6 +17,11 @@ from thoth.server.writer import StorageUnavailable
 Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 HOLD_PREFIX = "/v1/enforce/hold/"
+# Deepest nesting of objects/arrays a client body may have (the body itself is level 1). The
+# server re-serializes what it stores with orjson, which stops at 255 levels: a deeper body
+# parsed fine and then failed at storage time (a 500, a batch lost). Agent tool arguments and
+# event metadata are a few levels deep; 64 leaves room and stays far from that limit.
+MAX_JSON_DEPTH = 64
 
 
 class BodyTooLarge(Exception):
@@ -122,4 +127,30 @@ async def _json_body(core: Core, receive: Any) -> Any:
     # answer 500); refuse them up front on every database. One scan of the raw bytes.
     if b"\\u0000" in raw:
         raise ClientError(422, "strings must not contain NUL characters (\\u0000)")
+    check_depth(body, raw)
     return body
+
+
+def check_depth(body: Any, raw: bytes) -> None:
+    """422 when `body` nests deeper than MAX_JSON_DEPTH. A body with at most that many opening
+    brackets in all cannot be too deep: counting them (C speed) spares most bodies the walk."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body, MAX_JSON_DEPTH):
+        raise ClientError(422, f"JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)")
+
+
+def too_deep(value: Any, levels: int) -> bool:
+    """True if `value` holds objects/arrays more than `levels` deep (stops at the first such one)."""
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return False
+    if levels == 0:
+        return True
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list) and too_deep(item, levels - 1):
+            return True
+    return False
