@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from thoth.server import audit
-from thoth.server.dataplane import MAX_JSON_DEPTH
+from thoth.server.core import MAX_JSON_DEPTH
 from thoth.server.db import Database
 
 from .conftest import Server, pg_schema, start_server, stop_server, tenant
@@ -67,7 +67,12 @@ def test_event_batch_refuses_deep_nesting_and_stores_none_of_it(server: Server) 
         # event metadata 254 deep answered 500 before (the batch was lost), now 422 at parse time.
         for levels in (MAX_JSON_DEPTH - 1, 254):
             r = c.post("/v1/events/batch", json=[good, event(t, metadata=nested(levels))])
-            assert r.status_code == 422 and str(MAX_JSON_DEPTH) in r.json()["message"]
+            assert r.status_code == 422
+            assert r.json()["message"] == f"event 1: JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)"
+        # Any field: content, and fields the server does not know (stored as sent).
+        for deep in ({"content": [nested(MAX_JSON_DEPTH - 2)]}, {"extra": {"x": nested(MAX_JSON_DEPTH)}}):
+            r = c.post("/v1/events/batch", json=[event(t, **deep), good])
+            assert r.status_code == 422 and r.json()["message"].startswith("event 0: JSON nested deeper")
         assert stored_events(server, t) == []  # nothing half-stored
         # The deepest allowed: array (1) > event (2) > metadata (3) ... MAX_JSON_DEPTH levels in all.
         deepest = event(t, metadata=nested(MAX_JSON_DEPTH - 2))

@@ -11,17 +11,12 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, ClientError, Core
+from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, DEPTH_MESSAGE, MAX_JSON_DEPTH, ClientError, Core, deeper_than
 from thoth.server.writer import StorageUnavailable
 
 Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 HOLD_PREFIX = "/v1/enforce/hold/"
-# Deepest nesting of objects/arrays a client body may have (the body itself is level 1). The
-# server re-serializes what it stores with orjson, which stops at 255 levels: a deeper body
-# parsed fine and then failed at storage time (a 500, a batch lost). Agent tool arguments and
-# event metadata are a few levels deep; 64 leaves room and stays far from that limit.
-MAX_JSON_DEPTH = 64
 
 
 class BodyTooLarge(Exception):
@@ -82,13 +77,15 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
-            body = await _json_body(core, receive)
+            raw = await read_body(receive, core.settings.max_body_bytes)
+            body = parse_json(raw)
+            check_depth(body, raw)  # (events are checked one by one, in Core.ingest)
             await send_json(send, 200, await core.enforce(key, body))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope, ingest=True), INGEST_ROLES)
-            body = await _json_body(core, receive)
+            body = parse_json(await read_body(receive, core.settings.max_body_bytes))
             await send_json(send, 200, orjson.dumps(await core.ingest(key, body)))
         else:
             if method != "GET":
@@ -117,8 +114,7 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         await send_json(send, 503, error_body(str(exc)))
 
 
-async def _json_body(core: Core, receive: Any) -> Any:
-    raw = await read_body(receive, core.settings.max_body_bytes)
+def parse_json(raw: bytes) -> Any:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -127,30 +123,12 @@ async def _json_body(core: Core, receive: Any) -> Any:
     # answer 500); refuse them up front on every database. One scan of the raw bytes.
     if b"\\u0000" in raw:
         raise ClientError(422, "strings must not contain NUL characters (\\u0000)")
-    check_depth(body, raw)
     return body
 
 
 def check_depth(body: Any, raw: bytes) -> None:
     """422 when `body` nests deeper than MAX_JSON_DEPTH. A body with at most that many opening
     brackets in all cannot be too deep: counting them (C speed) spares most bodies the walk."""
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body, MAX_JSON_DEPTH):
-        raise ClientError(422, f"JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and deeper_than(body, MAX_JSON_DEPTH):
+        raise ClientError(422, DEPTH_MESSAGE)
 
-
-def too_deep(value: Any, levels: int) -> bool:
-    """True if `value` holds objects/arrays more than `levels` deep (stops at the first such one)."""
-    kind = type(value)
-    if kind is dict:
-        items = value.values()
-    elif kind is list:
-        items = value
-    else:
-        return False
-    if levels == 0:
-        return True
-    for item in items:
-        kind = type(item)
-        if (kind is dict or kind is list) and too_deep(item, levels - 1):
-            return True
-    return False
