@@ -85,6 +85,19 @@ def test_event_batch_refuses_deep_nesting_and_stores_none_of_it(server: Server) 
         assert v.get("/v1/audit/verify").json()["verified"] is True
 
 
+def test_control_plane_json_bodies_too_deep_are_a_4xx(server: Server) -> None:
+    # Policy documents are stored as text (not re-serialized by orjson); the loader refuses deep
+    # ones, and bodies too deep for the JSON parser are a 400: never a 500.
+    t = tenant()
+    with server.client(server.key(t, "admin")) as admin:
+        for levels in (MAX_JSON_DEPTH + 1, 300, 5000):
+            raw = '{"document": ' + '{"a": ' * levels + '1' + '}' * levels + '}'
+            for method, path in (("PUT", "/v1/policies"), ("POST", "/v1/policies/simulate")):
+                r = admin.request(method, path, content=raw, headers={"content-type": "application/json"})
+                assert r.status_code in (400, 422) and r.json()["message"], (path, levels)
+        assert admin.get("/v1/policies").json()["version"] is None  # nothing was activated
+
+
 # ---- the server's own records cannot be forged -----------------------------------------------
 
 

@@ -11,7 +11,15 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, DEPTH_MESSAGE, MAX_JSON_DEPTH, ClientError, Core, deeper_than
+from thoth.server.core import (
+    DATA_PLANE_ROLES,
+    DEPTH_MESSAGE,
+    INGEST_ROLES,
+    MAX_JSON_DEPTH,
+    ClientError,
+    Core,
+    deeper_than,
+)
 from thoth.server.writer import StorageUnavailable
 
 Scope = dict[str, Any]
@@ -77,15 +85,13 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
-            raw = await read_body(receive, core.settings.max_body_bytes)
-            body = parse_json(raw)
-            check_depth(body, raw)  # (events are checked one by one, in Core.ingest)
+            body = await _json_body(core, receive, check_depth=True)
             await send_json(send, 200, await core.enforce(key, body))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope, ingest=True), INGEST_ROLES)
-            body = parse_json(await read_body(receive, core.settings.max_body_bytes))
+            body = await _json_body(core, receive)  # nesting: checked per event by Core.ingest
             await send_json(send, 200, orjson.dumps(await core.ingest(key, body)))
         else:
             if method != "GET":
@@ -114,7 +120,8 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         await send_json(send, 503, error_body(str(exc)))
 
 
-def parse_json(raw: bytes) -> Any:
+async def _json_body(core: Core, receive: Any, check_depth: bool = False) -> Any:
+    raw = await read_body(receive, core.settings.max_body_bytes)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -123,12 +130,8 @@ def parse_json(raw: bytes) -> Any:
     # answer 500); refuse them up front on every database. One scan of the raw bytes.
     if b"\\u0000" in raw:
         raise ClientError(422, "strings must not contain NUL characters (\\u0000)")
-    return body
-
-
-def check_depth(body: Any, raw: bytes) -> None:
-    """422 when `body` nests deeper than MAX_JSON_DEPTH. A body with at most that many opening
-    brackets in all cannot be too deep: counting them (C speed) spares most bodies the walk."""
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and deeper_than(body, MAX_JSON_DEPTH):
+    # Nesting beyond MAX_JSON_DEPTH is refused (core.py says why). A body with no more opening
+    # brackets than that cannot be too deep: counting them (C speed) spares most bodies the walk.
+    if check_depth and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and deeper_than(body, MAX_JSON_DEPTH):
         raise ClientError(422, DEPTH_MESSAGE)
-
+    return body
