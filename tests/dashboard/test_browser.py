@@ -49,6 +49,8 @@ def test_login_session_appears_approve_step_up_and_edit_policy(server: Server, b
     page.click("table.list a.mono")
     page.wait_for_selector("ol.timeline li.call")
     assert "lookup" in page.inner_text("ol.timeline")
+    assert f"via key {key.split('_')[1]}" in page.inner_text("ol.timeline li.call .sender")
+    session_url = page.url
 
     # a step-up: the SDK call waits until someone approves in the browser
     result: dict[str, Any] = {}
@@ -89,6 +91,11 @@ def test_login_session_appears_approve_step_up_and_edit_policy(server: Server, b
     page.wait_for_selector("text=Denied: issue_refund")
     again.join(20)
     assert ran == ["A-1"] and replay == {"blocked": "denied by approver"}  # the refund did not run twice
+
+    # the approval loop's records in the timeline are the server's own, not a key's
+    page.goto(session_url)
+    resolved = page.locator("ol.timeline li.call", has_text="APPROVAL_RESOLVED").first
+    assert "via server" in resolved.inner_text()
 
     # edit the policy: validation as you type, then save a new version
     page.goto(server.url + "/policies")

@@ -12,7 +12,8 @@ from tests.dashboard.conftest import Agent, Server, csrf_of
 
 
 def test_a_session_appears_with_its_timeline(server: Server) -> None:
-    agent = Agent(server, server.key("sdk"), agent_id="invoice-bot", user_id="bob")
+    key = server.key("sdk")
+    agent = Agent(server, key, agent_id="invoice-bot", user_id="bob")
     assert agent.call("search", {"q": "unpaid invoices"}, result="3 found")["decision"] == "ALLOW"
     assert agent.call("read_invoice", {"invoice_id": 17})["decision"] == "ALLOW"
     blocked = agent.call("wire_money", {"to": "acct-9", "amount": 5000})
@@ -30,6 +31,8 @@ def test_a_session_appears_with_its_timeline(server: Server) -> None:
     assert blocked["violation_id"] in page and all(rule in page for rule in blocked["matched_rule_ids"])
     assert blocked["matched_rule_ids"]
     assert page.count('class="badge d-allow"') == 2 and page.count('class="badge d-block"') == 1
+    # each call shows the API key its events came with (recorded by the server: keys are thk_<id>_<secret>)
+    assert page.count(f"via key {key.split('_')[1]}") == 3 and key.split("_")[2] not in page
     # filters
     assert agent.session_id in c.get("/sessions", params={"outcome": "blocked"}).text
     assert agent.session_id not in c.get("/sessions", params={"outcome": "clean"}).text

@@ -50,8 +50,8 @@ def test_values_round_trip_exactly(pg_schema_url: str) -> None:
     back = asyncio.run(_copy_and_read(pg_schema_url, "decisions", DECISION_COLUMNS, rows, "decision_id", ids))
     assert back == sorted(rows)  # (-0.0 comes back as 0.0: jsonb numbers are decimals)
 
-    events = [("bulk", 2**62 + i, f"e-{uuid.uuid4().hex}", text, None, "T", "t", None, "now", "0" * 64, "1" * 64, text)
-              for i, text in enumerate(TRICKY)]
+    events = [("bulk", 2**62 + i, f"e-{uuid.uuid4().hex}", text, None, "T", "t", None, "now", "0" * 64, "1" * 64, text,
+               text[:64] or None) for i, text in enumerate(TRICKY)]
     back = asyncio.run(_copy_and_read(pg_schema_url, "events", EVENT_COLUMNS, events, "chain_index",
                                       [e[1] for e in events]))
     assert back == events

@@ -4,6 +4,13 @@ Each stored event body is the canonical JSON (sorted keys) of the event as inges
 its `chain_index`, `previous_hash` and `ingested_at`. Its `hash` is SHA-256 of that body, so a
 record commits to its predecessor: editing, deleting or reordering any record breaks the chain,
 and the signed head catches truncation at the end.
+
+Events a client sent also commit to the API key that sent them (`ingest_key_id`, kept in its
+own column, set by the server only): their hash is SHA-256 of the body, a newline and
+`ingest_key_id=<key id>` (canonical JSON never holds a raw newline, so the two parts cannot run
+into each other). Records without a key id (the server's own approval records, and every event
+stored before key ids were recorded) hash the body alone, as they always did: old chains verify
+unchanged, and changing, adding or removing the key id of any record breaks its hash.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 def digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def record_hash(body: bytes, ingest_key_id: str | None) -> str:
+    """The chain hash of a stored event: see the module docstring."""
+    if ingest_key_id is None:
+        return digest(body)
+    return digest(body + b"\ningest_key_id=" + ingest_key_id.encode())
 
 
 def head_message(tenant_id: str, chain_index: int, head_hash: str) -> bytes:
@@ -75,15 +89,15 @@ def verify_signature(public_key_hex: str, signature_hex: str, tenant_id: str, in
 
 def verify_chain(
     tenant_id: str,
-    rows: list[tuple[int, str, str, str]],
+    rows: list[tuple[int, str, str, str, str | None]],
     head: tuple[int, str, str | None, str | None] | None,
     trusted_public_key_hex: str | None = None,
 ) -> dict[str, Any]:
-    """rows: (chain_index, previous_hash, hash, body) ordered by chain_index.
+    """rows: (chain_index, previous_hash, hash, body, ingest_key_id) ordered by chain_index.
     head: (chain_index, hash, signature, public_key) of the signed head, or None."""
     expected_prev = GENESIS
     checked = 0
-    for i, (index, prev, stored_hash, body) in enumerate(rows):
+    for i, (index, prev, stored_hash, body, key_id) in enumerate(rows):
         breach = None
         try:
             record = orjson.loads(body)
@@ -95,7 +109,7 @@ def verify_chain(
             breach = {"type": "broken_link"}
         elif record.get("chain_index") != index or record.get("tenant_id") != tenant_id:
             breach = {"type": "moved_record"}
-        elif digest(body.encode()) != stored_hash:
+        elif record_hash(body.encode(), key_id) != stored_hash:
             breach = {"type": "edited_record"}
         if breach:
             breach.update({"chain_index": index, "event_id": record.get("event_id")})

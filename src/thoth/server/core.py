@@ -40,6 +40,12 @@ RESOLVE_ROLES = frozenset({"approver", "admin"})
 MODES = frozenset({"observe", "step_up", "block", "progressive"})
 VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
 MAX_EVENTS_PER_BATCH = 1000
+# Deepest nesting of objects/arrays a client body may have (the body itself is level 1). What
+# the server stores it re-serializes with orjson, which stops at 255 levels: a deeper body parsed
+# fine and then failed at storage (a 500, a lost batch). Tool arguments and event metadata are a
+# few levels deep; 64 leaves them room and stays far from orjson's limit. See ADR 0105.
+MAX_JSON_DEPTH = 64
+DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)"
 MAX_HOLD_WAIT = 60.0
 # What an approval allows unless its policy rule says otherwise (approval_uses, approval_valid_seconds).
 APPROVAL_USES = 1
@@ -83,8 +89,12 @@ EVENT_FIELDS = (
     "metadata", "approved_scope", "enforcement_mode", "session_tool_calls", "tool_name", "endpoint_id",
     "hostname", "occurred_at", "ttl", "violation_id",
 )
-# Filled by the server whatever the client sends.
-EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature"})
+# Filled by the server whatever the client sends (a client's value is dropped).
+EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature", "ingest_key_id"})
+# The server's own records in the chain (the approval loop's APPROVAL_* events, source_type
+# "thoth_approval"): a client event may not claim these types, or it would read as the server's.
+RESERVED_SOURCE_PREFIX = "thoth_"
+RESERVED_EVENT_PREFIX = "APPROVAL_"
 _CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
 _EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type",
                             "tool_name", "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"})
@@ -130,6 +140,25 @@ def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
     if type(value) is not list or not set(map(type, value)) <= _STR_TYPE:  # C-speed check of every item
         raise ClientError(422, f"'{name}' must be a list of strings")
     return value
+
+
+def deeper_than(value: Any, levels: int) -> bool:
+    """True if `value` nests objects/arrays more than `levels` deep: a scalar is 0 deep, {} and
+    [1] are 1, [{"a": 1}] is 2. Stops at the first branch too deep; recursion is at most `levels`."""
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return False
+    if levels <= 0:
+        return True
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list) and deeper_than(item, levels - 1):
+            return True
+    return False
 
 
 def _observe(analytics: Any, agent_id: str, tool_name: str, tool_args: Any, ts: float, decision: str,
@@ -648,8 +677,13 @@ class Core:
     # ---- ingest -------------------------------------------------------------------------
 
     async def ingest(self, key: KeyInfo, body: Any) -> dict[str, Any]:
+        # How deep a value inside an event may nest: the body nests the event's fields 2 deep
+        # (array, event), or 3 in {"events": [...]}. Checked per event, on its few object/array
+        # fields, rather than by a walk of the whole body.
+        levels = MAX_JSON_DEPTH - 2
         if isinstance(body, dict) and "events" in body:
             body = body["events"]
+            levels -= 1
         if not isinstance(body, list):
             self.metrics.events_rejected += 1
             raise ClientError(422, "the body must be a JSON array of events or {\"events\": [...]}")
@@ -659,20 +693,21 @@ class Core:
         events = []
         try:
             for i, raw in enumerate(body):
-                events.append(self._event(key, i, raw))
+                events.append(self._event(key, i, raw, levels))
         except ClientError:
             self.metrics.events_rejected += len(body)
             raise
         if not events:
             return {"accepted": 0, "duplicates": 0, "status": "ok"}
-        result = await self.writer.submit(EventBatch(key.tenant_id, events))
+        result = await self.writer.submit(EventBatch(key.tenant_id, events, key.key_id))
         self.metrics.events_ingested += result.accepted
         self.metrics.events_duplicate += result.duplicates
         return {"accepted": result.accepted, "duplicates": result.duplicates, "status": "ok"}
 
     @staticmethod
-    def _event(key: KeyInfo, i: int, raw: Any) -> dict[str, Any]:
-        """Validate and normalise one event in one pass over its fields (this runs per event)."""
+    def _event(key: KeyInfo, i: int, raw: Any, levels: int) -> dict[str, Any]:
+        """Validate and normalise one event in one pass over its fields (this runs per event);
+        `levels`: how deep its fields' values may nest."""
         if not isinstance(raw, dict):
             raise ClientError(422, f"event {i} must be a JSON object")
         event: dict[str, Any] = {}
@@ -690,8 +725,12 @@ class Core:
                 elif snake == "metadata":
                     if not isinstance(value, dict):
                         raise ClientError(422, f"event {i}: 'metadata' must be an object")
+                    if deeper_than(value, levels):
+                        raise ClientError(422, f"event {i}: {DEPTH_MESSAGE}")
                 elif snake == "ttl" and (isinstance(value, bool) or not isinstance(value, int | float)):
                     raise ClientError(422, f"event {i}: 'ttl' must be a number")
+                elif (type(value) is dict or type(value) is list) and deeper_than(value, levels):
+                    raise ClientError(422, f"event {i}: {DEPTH_MESSAGE}")  # content, fields we do not know
             event[snake] = value
         event_id = event.get("event_id")
         if event_id is None:
@@ -700,6 +739,7 @@ class Core:
             raise ClientError(422, f"event {i}: 'event_id' must not be empty")
         if len(event_id) > 300:
             raise ClientError(422, f"event {i}: 'event_id' is too long")
+        _refuse_reserved(i, event.get("source_type"), event.get("event_type"))
         tenant = event.get("tenant_id")
         if tenant is not None and tenant != key.tenant_id:
             raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
@@ -710,6 +750,15 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def _refuse_reserved(i: int, source_type: str | None, event_type: str | None) -> None:
+    if source_type and source_type[:len(RESERVED_SOURCE_PREFIX)].lower() == RESERVED_SOURCE_PREFIX:
+        raise ClientError(422, f"event {i}: source_type '{RESERVED_SOURCE_PREFIX}*' is reserved for the server's"
+                               " own records")
+    if event_type and event_type[:len(RESERVED_EVENT_PREFIX)].upper() == RESERVED_EVENT_PREFIX:
+        raise ClientError(422, f"event {i}: event_type '{RESERVED_EVENT_PREFIX}*' is reserved for the server's"
+                               " own approval records")
 
 
 def _ladder_block(result: Any, mode: str) -> bool:

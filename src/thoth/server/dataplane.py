@@ -11,7 +11,15 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, ClientError, Core
+from thoth.server.core import (
+    DATA_PLANE_ROLES,
+    DEPTH_MESSAGE,
+    INGEST_ROLES,
+    MAX_JSON_DEPTH,
+    ClientError,
+    Core,
+    deeper_than,
+)
 from thoth.server.writer import StorageUnavailable
 
 Scope = dict[str, Any]
@@ -77,13 +85,13 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
-            body = await _json_body(core, receive)
+            body = await _json_body(core, receive, check_depth=True)
             await send_json(send, 200, await core.enforce(key, body))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")
             key = core.authenticate(api_key(scope, ingest=True), INGEST_ROLES)
-            body = await _json_body(core, receive)
+            body = await _json_body(core, receive)  # nesting: checked per event by Core.ingest
             await send_json(send, 200, orjson.dumps(await core.ingest(key, body)))
         else:
             if method != "GET":
@@ -112,7 +120,7 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         await send_json(send, 503, error_body(str(exc)))
 
 
-async def _json_body(core: Core, receive: Any) -> Any:
+async def _json_body(core: Core, receive: Any, check_depth: bool = False) -> Any:
     raw = await read_body(receive, core.settings.max_body_bytes)
     try:
         body = orjson.loads(raw)
@@ -122,4 +130,8 @@ async def _json_body(core: Core, receive: Any) -> Any:
     # answer 500); refuse them up front on every database. One scan of the raw bytes.
     if b"\\u0000" in raw:
         raise ClientError(422, "strings must not contain NUL characters (\\u0000)")
+    # Nesting beyond MAX_JSON_DEPTH is refused (core.py says why). A body with no more opening
+    # brackets than that cannot be too deep: counting them (C speed) spares most bodies the walk.
+    if check_depth and raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and deeper_than(body, MAX_JSON_DEPTH):
+        raise ClientError(422, DEPTH_MESSAGE)
     return body

@@ -75,7 +75,7 @@ SCHEMAS: dict[str, Any] = {
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "malformed JSON", 401: "missing or invalid API key", 403: "role or tenant not allowed",
-            404: "unknown hold token", 413: "body or batch too large", 422: "wrong types",
+            404: "unknown hold token", 413: "body or batch too large", 422: "wrong types, JSON nested deeper than 64 levels, or an event claiming a server event type",
             503: "storage unavailable, retry"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 

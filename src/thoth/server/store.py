@@ -85,6 +85,7 @@ class DecisionRecord:
 class EventBatch:
     tenant_id: str
     events: list[dict[str, Any]]
+    key_id: str | None = None  # the API key that sent them; None: the server's own records
 
 
 @dataclass
@@ -105,7 +106,7 @@ APPROVAL_COLUMNS = (
 )
 EVENT_COLUMNS = (
     "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
-    "occurred_at", "ingested_at", "previous_hash", "hash", "body",
+    "occurred_at", "ingested_at", "previous_hash", "hash", "body", "ingest_key_id",
 )
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
@@ -352,12 +353,13 @@ class Store:
 
     def session_events(self, tenant_id: str, session_id: str) -> list[dict[str, Any]]:
         with self.db.read() as conn:
-            rows = conn.all("SELECT body, hash FROM events WHERE tenant_id = ? AND session_id = ?"
+            rows = conn.all("SELECT body, hash, ingest_key_id FROM events WHERE tenant_id = ? AND session_id = ?"
                             " ORDER BY chain_index", (tenant_id, session_id))
         out = []
-        for body, h in rows:
+        for body, h, key_id in rows:
             event = orjson.loads(body)
             event["hash"] = h
+            event["ingest_key_id"] = key_id  # the column (chained), never a field a client once sent
             out.append(event)
         return out
 
@@ -632,7 +634,8 @@ class Store:
             # would otherwise look like a chain extended past its signed head.
             conn.begin_snapshot()
             try:
-                rows = conn.all("SELECT chain_index, previous_hash, hash, body FROM events WHERE tenant_id = ?"
+                rows = conn.all("SELECT chain_index, previous_hash, hash, body, ingest_key_id FROM events"
+                                " WHERE tenant_id = ?"
                                 " ORDER BY chain_index", (tenant_id,))
                 head = conn.one("SELECT chain_index, hash, signature, public_key FROM chain_heads"
                                 " WHERE tenant_id = ?", (tenant_id,))
@@ -805,10 +808,10 @@ class Store:
                 record = {**event, "tenant_id": tenant, "ingested_at": ingested_at, "chain_index": index,
                           "previous_hash": prev}
                 body = audit.canonical(record)
-                h = audit.digest(body)
+                h = audit.record_hash(body, batch.key_id)
                 rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
                              event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
-                             prev, h, body.decode()))
+                             prev, h, body.decode(), batch.key_id))
                 prev = h
                 result.accepted += 1
         if rows:

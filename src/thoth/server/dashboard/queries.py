@@ -233,7 +233,7 @@ def session_timeline(db: Any, tenant_id: str, session_id: str, *, after: int | N
     exactly one page: [first event of this page, first event of the next page).
     """
     with db.read() as conn:
-        base = "SELECT chain_index, body FROM events WHERE tenant_id = ? AND session_id = ?"
+        base = "SELECT chain_index, body, ingest_key_id FROM events WHERE tenant_id = ? AND session_id = ?"
         params: list[Any] = [tenant_id, session_id]
         if before is not None:
             rows = conn.all(base + " AND chain_index < ? ORDER BY chain_index DESC LIMIT ?",
@@ -255,9 +255,10 @@ def session_timeline(db: Any, tenant_id: str, session_id: str, *, after: int | N
         total = int(conn.one("SELECT COUNT(*) FROM events WHERE tenant_id = ? AND session_id = ?",
                              (tenant_id, session_id))[0])
         events = []
-        for idx, body in rows:
+        for idx, body, key_id in rows:
             e = _load(body) or {}
             e["chain_index"] = idx
+            e["ingest_key_id"] = key_id  # the chained column, never a field a client once sent
             events.append(e)
         first_ts = timeline.parse_ts(events[0].get("occurred_at")) if events and has_older else None
         next_ts = timeline.parse_ts((_load(nxt[1]) or {}).get("occurred_at")) if nxt else None

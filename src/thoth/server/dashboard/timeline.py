@@ -30,6 +30,7 @@ class CallRow:
     content: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     anchor: str = ""
+    senders: list[str] = field(default_factory=list)  # who sent its events: "key <id>" or "server"
 
 
 def parse_ts(value: Any) -> float | None:
@@ -53,6 +54,23 @@ def _args(event: dict[str, Any]) -> Any:
     if isinstance(call, dict) and "arguments" in call:
         return call["arguments"]
     return event.get("tool_args")
+
+
+def _sender(event: dict[str, Any]) -> str:
+    """Who put this event in the chain: the API key the server recorded, or the server itself
+    (its approval records). "" for events stored before key ids were recorded."""
+    key_id = event.get("ingest_key_id")
+    if key_id:
+        return f"key {key_id}"
+    if str(event.get("source_type") or "").startswith("thoth_"):
+        return "server"
+    return ""
+
+
+def _add_sender(row: CallRow, event: dict[str, Any]) -> None:
+    sender = _sender(event)
+    if sender and sender not in row.senders:
+        row.senders.append(sender)
 
 
 def _number(value: Any) -> float | None:
@@ -80,12 +98,14 @@ def build(events: list[dict[str, Any]], decisions: list[dict[str, Any]],
             rows.append(row)
             open_calls[tool].append(row)
             undecided[tool].append(row)
+            _add_sender(row, event)
         elif etype in ("TOOL_CALL_POST", "TOOL_CALL_BLOCK"):
             if open_calls[tool]:
                 row = open_calls[tool].popleft()
             else:  # its PRE is on an earlier page, or was never sent
                 row = CallRow("tool", tool, at, etype, args=_args(event), anchor=anchor)
                 rows.append(row)
+            _add_sender(row, event)
             if etype == "TOOL_CALL_POST":
                 row.outcome = "failed" if meta.get("error") or meta.get("status") == "error" else "ran"
                 row.duration_ms = _number(meta.get("duration_ms"))
@@ -98,9 +118,11 @@ def build(events: list[dict[str, Any]], decisions: list[dict[str, Any]],
         elif etype == "LLM_INVOCATION":
             rows.append(CallRow("llm", str(meta.get("model") or tool or "LLM"), at, etype,
                                 content=event.get("content"), extra=meta, anchor=anchor))
+            _add_sender(rows[-1], event)
         else:
             rows.append(CallRow("event", tool, at, etype, content=event.get("content"), extra=meta,
                                 anchor=anchor))
+            _add_sender(rows[-1], event)
     for d in decisions:
         tool = str(d.get("tool_name") or "")
         if undecided[tool]:
