@@ -107,6 +107,24 @@ def test_wrong_passwords_lock_the_user_out_then_the_right_one_works(srv: Server)
     assert all(client.startswith("127.0.0.") for client, _, _ in recorded)
 
 
+def test_an_admin_can_lift_a_lockout_from_the_shell(srv: Server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.dashboard.conftest import SRC
+
+    name = new_user(srv)
+    b = Browserish(srv, address())
+    for _ in range(5):
+        b.login(name, "wrong-password-0")
+    assert b.login(name, PASSWORD).status_code == 429
+    r = subprocess.run([sys.executable, "-m", "thoth", "users", "--database-url", srv.db_url, "unlock", name],
+                       env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert b.login(name, PASSWORD).status_code == 303
+
+
 def test_lockout_grows_and_is_capped(srv: Server) -> None:
     name = new_user(srv)
     b = Browserish(srv, address())

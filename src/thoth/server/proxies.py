@@ -12,7 +12,7 @@ any client can send them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -49,11 +49,11 @@ class Proxies:
         ip = _ip(address) if address else None
         return ip is not None and any(ip in net for net in self.networks)
 
-    def _header(self, scope: dict[str, Any], name: bytes) -> str | None:
+    def _header(self, scope: Mapping[str, Any], name: bytes) -> str | None:
         values = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name]
         return ",".join(values) if values else None
 
-    def client_address(self, scope: dict[str, Any]) -> str:
+    def client_address(self, scope: Mapping[str, Any]) -> str:
         """The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
         address in X-Forwarded-For that is not a trusted proxy itself (read right to left: each
         proxy appends the address it saw, so everything left of the first untrusted hop is the
@@ -74,7 +74,7 @@ class Proxies:
             peer = str(ip)
         return str(peer)
 
-    def is_https(self, scope: dict[str, Any]) -> bool:
+    def is_https(self, scope: Mapping[str, Any]) -> bool:
         """https directly (a TLS-terminating server), or a trusted proxy's X-Forwarded-Proto
         (its last value: a proxy that appends puts its own view last)."""
         if scope.get("scheme") == "https":
@@ -82,8 +82,8 @@ class Proxies:
         peer = (scope.get("client") or ("", 0))[0]
         if not self.trusts(peer):
             return False
-        proto = self._header(scope, b"x-forwarded-proto")
-        return bool(proto) and proto.split(",")[-1].strip().lower() == "https"
+        proto = self._header(scope, b"x-forwarded-proto") or ""
+        return proto.split(",")[-1].strip().lower() == "https"
 
 
 def throttle_key(address: str) -> str:

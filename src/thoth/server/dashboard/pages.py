@@ -18,8 +18,8 @@ from thoth.server.dashboard.auth import Principal
 from thoth.server.dashboard.render import SECURITY_HEADERS, page
 from thoth.server.dashboard.rollups import Rollups
 from thoth.server.dashboard.throttle import DEVICE_COOKIE, DEVICE_SECONDS, Rules, Throttle, Ticket
-from thoth.server.proxies import Proxies, throttle_key
 from thoth.server.notify import tenant_channels
+from thoth.server.proxies import Proxies, throttle_key
 
 MAX_FORM_BYTES = 512 * 1024
 CHANNEL_KINDS = tenant_channels.KINDS
