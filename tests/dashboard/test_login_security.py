@@ -52,7 +52,7 @@ def address() -> str:
 class Browserish:
     """An httpx client from one source address that fetches the login form like a browser."""
 
-    def __init__(self, server: Server, source: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, server: Any, source: str, headers: dict[str, str] | None = None) -> None:
         self.c = httpx.Client(base_url=server.url, timeout=30, headers=headers or {},
                               transport=httpx.HTTPTransport(local_address=source))
         self.token = csrf_of(self.c.get("/login").text)
@@ -105,6 +105,22 @@ def test_wrong_passwords_lock_the_user_out_then_the_right_one_works(srv: Server)
     recorded = attempts(srv, name)
     assert [ok for _, ok, _ in recorded] == [0, 0, 0, 0, 0, 1, 0]  # refusals check no password
     assert all(client.startswith("127.0.0.") for client, _, _ in recorded)
+
+
+def test_server_processes_on_one_database_share_the_count(srv: Server, tmp_path: Path) -> None:
+    """A second `thoth serve` on the same database: failures through either add up."""
+    from tests.server.conftest import start_server, stop_server
+
+    other = start_server(srv.db_url, tmp_path, ENV)
+    try:
+        name = new_user(srv)
+        here, there = Browserish(srv, address()), Browserish(other, address())
+        for b in (here, there, here, there, here):
+            assert b.login(name, "wrong-password-0").status_code == 401
+        assert there.login(name, PASSWORD).status_code == 429
+        assert here.login(name, PASSWORD).status_code == 429
+    finally:
+        stop_server(other)
 
 
 def test_an_admin_can_lift_a_lockout_from_the_shell(srv: Server) -> None:
@@ -286,6 +302,12 @@ def test_changes_to_another_tenants_things_are_refused_not_claimed(srv: Server) 
     assert r.status_code == 404 and "No such channel" in r.text and "Channel removed" not in r.text
     r = admin.post(f"/settings/keys/{other_key['key_id']}/revoke", data={"csrf_token": token})
     assert r.status_code == 404 and "No such API key" in r.text
+
+    script = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.key('admin')}"})
+    r = script.post(f"/settings/channels/{channel}/delete")
+    assert r.status_code == 404 and "No such channel" in r.json()["message"]
+    r = script.post(f"/settings/users/{otto}", data={"action": "disable"})
+    assert r.status_code == 404 and r.json()["message"]
 
     # nothing changed: otto is still an enabled admin, still signed in; channel and key live
     u = users.get_user(srv.store.db, otto)

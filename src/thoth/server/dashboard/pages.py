@@ -386,6 +386,12 @@ class Dashboard:
                            key_roles=("sdk", "viewer", "approver", "admin"), channel_kinds=CHANNEL_KINDS,
                            nav="settings")
 
+    async def refused(self, request: Request, me: Principal, status: int, message: str) -> Response:
+        """A settings change that did not happen: the page with the reason (JSON for API keys)."""
+        if request.headers.get("authorization"):
+            return self.error(request, me, status, message)
+        return await self.settings_page(request, me, error=message, status=status)
+
     async def create_key(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing API keys needs the admin role.")
@@ -404,8 +410,7 @@ class Dashboard:
         keys = await run_in_threadpool(self.store.list_keys, me.tenant_id)
         if any(k["key_id"] == key_id for k in keys):
             return await self.settings_page(request, me, notice="Key was already revoked.")
-        return await self.settings_page(request, me, error="No such API key in this tenant; nothing was revoked.",
-                                        status=404)
+        return await self.refused(request, me, 404, "No such API key in this tenant; nothing was revoked.")
 
     async def create_user(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
@@ -426,18 +431,15 @@ class Dashboard:
                                             status=422)
         target = await run_in_threadpool(users.get_user, self.db, name)
         if target is None or target.tenant_id != me.tenant_id:  # another tenant's user is not ours to touch
-            return await self.settings_page(request, me, error=f"No user {name} in this tenant; nothing changed.",
-                                            status=404)
+            return await self.refused(request, me, 404, f"No user {name} in this tenant; nothing changed.")
         try:
             if f.get("action") == "disable":
                 if not await run_in_threadpool(users.disable_user, self.db, me.tenant_id, name):
-                    return await self.settings_page(request, me, error=f"User {name} was already disabled.",
-                                                    status=409)
+                    return await self.refused(request, me, 409, f"User {name} was already disabled.")
                 notice = f"User {name} disabled."
             else:
                 if not await run_in_threadpool(users.set_role, self.db, me.tenant_id, name, f.get("role", "")):
-                    return await self.settings_page(request, me, error=f"No user {name} in this tenant; nothing "
-                                                    "changed.", status=404)
+                    return await self.refused(request, me, 404, f"No user {name} in this tenant; nothing changed.")
                 notice = f"User {name} is now {f.get('role')}."
         except users.UserError as exc:
             return await self.settings_page(request, me, error=str(exc), status=422)
@@ -479,8 +481,8 @@ class Dashboard:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing channels needs the admin role.")
         if not await run_in_threadpool(tenant_channels.delete, self.db, me.tenant_id, request.path_params["channel_id"]):
-            return await self.settings_page(request, me, error="No such channel in this tenant (removed already?);"
-                                            " nothing was removed.", status=404)
+            return await self.refused(request, me, 404, "No such channel in this tenant (removed already?);"
+                                      " nothing was removed.")
         return await self.settings_page(request, me, notice="Channel removed.")
 
 
