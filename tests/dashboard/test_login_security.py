@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.dashboard.browser import browser
+from tests.dashboard.browser import browser, shot
 from tests.dashboard.conftest import Server, csrf_of, start, stop
 
 from thoth.server.dashboard import users
@@ -121,6 +121,23 @@ def test_server_processes_on_one_database_share_the_count(srv: Server, tmp_path:
         assert here.login(name, PASSWORD).status_code == 429
     finally:
         stop_server(other)
+
+
+def test_changing_the_password_is_throttled_too(srv: Server) -> None:
+    """A stolen session must not become a way to guess the current password."""
+    name = new_user(srv)
+    b = Browserish(srv, address())  # its own address: the failures below count there too
+    assert b.login(name, PASSWORD).status_code == 303
+    c = b.c
+    token = csrf_of(c.get("/settings").text)
+    for _ in range(5):
+        r = c.post("/settings/password", data={"current": "wrong-password-0", "new": "another-password-1",
+                                               "csrf_token": token})
+        assert r.status_code == 422 and "Current password is wrong" in r.text
+    r = c.post("/settings/password", data={"current": PASSWORD, "new": "another-password-1", "csrf_token": token})
+    assert r.status_code == 429 and "Too many failed attempts" in r.text and r.headers["retry-after"]
+    u = users.authenticate(srv.store.db, name, PASSWORD)
+    assert u is not None  # unchanged
 
 
 def test_an_admin_can_lift_a_lockout_from_the_shell(srv: Server) -> None:
@@ -343,6 +360,7 @@ def test_browser_shows_the_lockout_and_signs_in_after_it(srv: Server, browser: A
     alert = page.locator("p.alert.error").inner_text()
     assert "Too many failed sign-ins" in alert and "second" in alert
     assert statuses == [401] * 5 + [429]
+    shot(page, "login-locked-out")
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
