@@ -60,12 +60,14 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None) -> Server:
+def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | None = None,
+          args: list[str] | None = None) -> Server:
     port = free_port()
     db_url = db_url or f"sqlite:///{home / 'thoth.db'}"
     env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC, **(extra_env or {})}
     env.pop("THOTH_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url],
+    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url,
+                             *(args or [])],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     password = None
     assert proc.stdout is not None

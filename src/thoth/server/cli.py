@@ -77,6 +77,14 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1,
                    help="server processes (default 1; use PostgreSQL for more than one, see docs/performance.md)")
+    p.add_argument("--secure-cookies", action="store_true", default=None,
+                   help="dashboard cookies always Secure (serving behind TLS); env THOTH_SECURE_COOKIES=1")
+    p.add_argument("--trusted-proxy", action="append", metavar="ADDR[/BITS]", default=None,
+                   help="a reverse proxy whose X-Forwarded-For/-Proto the dashboard login believes; repeatable "
+                        "(replaces env THOTH_TRUSTED_PROXIES, comma-separated)")
+    p.add_argument("--metrics-tenant-labels", action="store_true", default=None,
+                   help="list per-tenant series (tenant ids) on the unauthenticated /metrics; "
+                        "env THOTH_METRICS_TENANT_LABELS=1")
     _db_arg(p)
 
 
@@ -126,8 +134,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:
         return _fail(f"cannot listen on {args.host}:{args.port}: {problem} (is another server running? "
                      "pick another port with --port)")
-    settings = Settings(database_url=args.database_url or default_database_url(), host=args.host,
-                        port=args.port, demo=bool(getattr(args, "demo", False)))
+    try:
+        settings = Settings(database_url=args.database_url or default_database_url(), host=args.host,
+                            port=args.port, demo=bool(getattr(args, "demo", False)), **_flag_settings(args))
+    except ValueError as exc:
+        return _fail(str(exc))
     workers = max(1, int(getattr(args, "workers", 1) or 1))
     if workers > 1 and settings.demo:
         return _fail("--demo runs one worker; drop --workers")
@@ -149,6 +160,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         migrate.upgrade(settings.database_url)  # once, before the workers race to do it
         os.environ["THOTH_DATABASE_URL"] = settings.database_url
+        os.environ["THOTH_SECURE_COOKIES"] = "1" if settings.secure_cookies else "0"
+        os.environ["THOTH_TRUSTED_PROXIES"] = ",".join(settings.trusted_proxies)
+        os.environ["THOTH_METRICS_TENANT_LABELS"] = "1" if settings.metrics_tenant_labels else "0"
         print(f"Thoth server on {url}  ({workers} workers, database: {redact(settings.database_url)})", flush=True)
         try:
             uvicorn.run("thoth.server.app:create_app", factory=True, host=args.host, port=args.port,
@@ -174,6 +188,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc}")
     return 0
+
+
+def _flag_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given as `thoth serve` flags; the others come from the environment."""
+    out: dict[str, Any] = {}
+    if getattr(args, "secure_cookies", None):
+        out["secure_cookies"] = True
+    if getattr(args, "trusted_proxy", None):
+        out["trusted_proxies"] = tuple(args.trusted_proxy)
+    if getattr(args, "metrics_tenant_labels", None):
+        out["metrics_tenant_labels"] = True
+    return out
 
 
 @_guard

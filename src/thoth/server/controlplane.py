@@ -125,7 +125,8 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
-        return core.metrics.render(core.store.pending_holds_by_tenant, core.writer.unrecorded)
+        return core.metrics.render(core.store.pending_holds_by_tenant, core.writer.unrecorded,
+                                   tenant_labels=core.settings.metrics_tenant_labels)
 
     # ---- sessions, violations -----------------------------------------------------------
 

@@ -27,9 +27,12 @@ class Metrics:
                 return
         self.latency_counts[-1] += 1
 
-    def render(self, holds_pending: Callable[[], dict[str, int]], unrecorded: int = 0) -> str:
+    def render(self, holds_pending: Callable[[], dict[str, int]], unrecorded: int = 0,
+               tenant_labels: bool = False) -> str:
         """`holds_pending` -> open holds per tenant, from the database (shared by all processes);
-        `unrecorded`: answered decisions whose write-behind row failed on its own (see the log)."""
+        `unrecorded`: answered decisions whose write-behind row failed on its own (see the log).
+        `tenant_labels`: add the per-tenant series. /metrics needs no key, and tenant ids name
+        customers, so they are listed only when Settings.metrics_tenant_labels says so."""
         pending = holds_pending()
         lines = ["# HELP thoth_decisions_total Enforce decisions by outcome.", "# TYPE thoth_decisions_total counter"]
         for outcome in ("ALLOW", "BLOCK", "STEP_UP", "MODIFY", "DEFER"):
@@ -57,10 +60,11 @@ class Metrics:
                   f"thoth_decisions_unrecorded_total {unrecorded}",
                   "# HELP thoth_holds_pending Step-up holds waiting for a decision.",
                   "# TYPE thoth_holds_pending gauge",
-                  f"thoth_holds_pending {sum(pending.values())}",
-                  "# HELP thoth_tenant_holds_pending Step-up holds waiting for a decision, per tenant.",
-                  "# TYPE thoth_tenant_holds_pending gauge"]
-        lines += [f'thoth_tenant_holds_pending{{tenant_id="{_label(t)}"}} {n}' for t, n in sorted(pending.items())]
+                  f"thoth_holds_pending {sum(pending.values())}"]
+        if tenant_labels:
+            lines += ["# HELP thoth_tenant_holds_pending Step-up holds waiting for a decision, per tenant.",
+                      "# TYPE thoth_tenant_holds_pending gauge"]
+            lines += [f'thoth_tenant_holds_pending{{tenant_id="{_label(t)}"}} {n}' for t, n in sorted(pending.items())]
         return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,31 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from thoth.server.proxies import parse_networks
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no environment variable: 1/on/true/yes, or 0/off/false/no."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in ("1", "on", "true", "yes")
+
+
+def env_list(name: str) -> tuple[str, ...]:
+    """A comma-separated environment variable as a tuple of trimmed, non-empty items."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
+
 
 def thoth_home() -> Path:
     return Path(os.environ.get("THOTH_HOME") or Path.home() / ".thoth").expanduser()
@@ -38,6 +63,31 @@ class Settings:
     demo: bool = False
     # Per-call anomaly scoring (thoth.analytics) feeding risk_score; THOTH_ANALYTICS=off disables it.
     analytics: bool = field(default_factory=lambda: os.environ.get("THOTH_ANALYTICS", "on").lower() not in ("0", "off", "false", "no"))
+    # Dashboard cookies always carry the Secure flag (serve behind TLS). Without it they are
+    # Secure only when the request came over https: directly, or per a trusted proxy's
+    # X-Forwarded-Proto. THOTH_SECURE_COOKIES=1 or `thoth serve --secure-cookies`.
+    secure_cookies: bool = field(default_factory=lambda: env_flag("THOTH_SECURE_COOKIES"))
+    # Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto
+    # the dashboard's login believes; from anyone else those headers are ignored.
+    # THOTH_TRUSTED_PROXIES=10.0.0.5,192.168.0.0/24 or `--trusted-proxy` (repeatable).
+    trusted_proxies: tuple[str, ...] = field(default_factory=lambda: env_list("THOTH_TRUSTED_PROXIES"))
+    # /metrics is unauthenticated: per-tenant series (which name tenant ids) only when asked for.
+    metrics_tenant_labels: bool = field(default_factory=lambda: env_flag("THOTH_METRICS_TENANT_LABELS"))
+    # Dashboard login throttle (docs/adr/0104-dashboard-login-throttle.md): failures before a
+    # lockout, per user name and per client address, and the first and longest lockout.
+    login_max_failures: int = field(default_factory=lambda: int(_env_float("THOTH_LOGIN_MAX_FAILURES", 5)))
+    login_max_failures_per_address: int = field(
+        default_factory=lambda: int(_env_float("THOTH_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)))
+    login_lockout_seconds: float = field(default_factory=lambda: _env_float("THOTH_LOGIN_LOCKOUT_SECONDS", 60))
+    login_lockout_max_seconds: float = field(
+        default_factory=lambda: _env_float("THOTH_LOGIN_LOCKOUT_MAX_SECONDS", 900))
+
+    def __post_init__(self) -> None:
+        parse_networks(self.trusted_proxies)  # a bad address fails the start, not a login
+        if self.login_max_failures < 1 or self.login_max_failures_per_address < 1:
+            raise ValueError("login failure limits must be at least 1")
+        if not 0 < self.login_lockout_seconds <= self.login_lockout_max_seconds:
+            raise ValueError("login lockout: need 0 < THOTH_LOGIN_LOCKOUT_SECONDS <= THOTH_LOGIN_LOCKOUT_MAX_SECONDS")
 
     @property
     def key_path(self) -> Path:

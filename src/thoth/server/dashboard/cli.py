@@ -1,4 +1,4 @@
-"""`thoth users create|list|set-password|disable`: manage dashboard logins from the shell."""
+"""`thoth users create|list|set-password|disable|unlock`: manage dashboard logins from the shell."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def register_cli(subparsers: Any) -> None:
     d.add_argument("username")
     d.add_argument("--tenant", required=True)
     d.set_defaults(handler=_disable)
+    u = sub.add_parser("unlock", help="end a user's sign-in lockout after failed passwords")
+    u.add_argument("username")
+    u.set_defaults(handler=_unlock)
 
 
 def _db(args: argparse.Namespace) -> Any:
@@ -108,6 +111,14 @@ def _disable(args: argparse.Namespace) -> int:
         print(f"error: no active user {args.username!r} in tenant {args.tenant}", file=sys.stderr)
         return 2
     print(f"disabled {args.username}")
+    return 0
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from thoth.server.dashboard.throttle import unlock
+
+    unlock(_db(args), args.username)
+    print(f"sign-in failures of {args.username} cleared")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 import urllib.parse
@@ -16,7 +17,9 @@ from thoth.server.dashboard import auth, engine_series, policy_tools, queries, u
 from thoth.server.dashboard.auth import Principal
 from thoth.server.dashboard.render import SECURITY_HEADERS, page
 from thoth.server.dashboard.rollups import Rollups
+from thoth.server.dashboard.throttle import DEVICE_COOKIE, DEVICE_SECONDS, Rules, Throttle, Ticket
 from thoth.server.notify import tenant_channels
+from thoth.server.proxies import Proxies, throttle_key
 
 MAX_FORM_BYTES = 512 * 1024
 CHANNEL_KINDS = tenant_channels.KINDS
@@ -34,6 +37,9 @@ class Dashboard:
         self.settings = settings
         self.rollups = Rollups(self.db)
         self.secure_cookies = bool(getattr(settings, "secure_cookies", False))
+        # Forwarded headers are read here, on the login path only (see thoth.server.proxies).
+        self.proxies = Proxies(getattr(settings, "trusted_proxies", ()) or ())
+        self.throttle = Throttle(self.db, Rules.of(settings))
 
     def warm_in_background(self) -> None:
         """Keep every tenant's hourly roll-ups stored and checked, off the request path (see
@@ -82,13 +88,34 @@ class Dashboard:
 
     # ---- login ----------------------------------------------------------------------------
 
+    def secure(self, request: Request) -> bool:
+        """Cookies get the Secure flag: always with Settings.secure_cookies, else when the
+        browser came over https (directly, or per a trusted proxy's X-Forwarded-Proto)."""
+        return self.secure_cookies or self.proxies.is_https(request.scope)
+
     async def login_page(self, request: Request) -> Response:
         token = secrets.token_urlsafe(24)
         resp = page("login.html", csrf=token, error=None, next=_safe_next(request.query_params.get("next")),
                     me=None, path="/login")
         resp.set_cookie(auth.LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
-                        secure=self.secure_cookies, path="/login")
+                        secure=self.secure(request), path="/login")
         return resp
+
+    def _login_refused(self, request: Request, status: int, message: str, nxt: str,
+                       headers: dict[str, str] | None = None, **extra: Any) -> Response:
+        """The login form again with the reason, or JSON for a client that asked for it."""
+        if _wants_json(request):
+            return JSONResponse({"message": message, **extra}, status, headers={**SECURITY_HEADERS, **(headers or {})})
+        resp = page("login.html", status, csrf=request.cookies.get(auth.LOGIN_CSRF_COOKIE) or "", error=message,
+                    next=nxt, me=None, path="/login")
+        resp.headers.update(headers or {})
+        return resp
+
+    async def _admit(self, request: Request, username: str) -> Ticket | float:
+        """Charge a sign-in attempt to the throttle: a Ticket, or the seconds to wait."""
+        client = self.proxies.client_address(request.scope)
+        device = await run_in_threadpool(self.throttle.known_device, request.cookies.get(DEVICE_COOKIE), username)
+        return await run_in_threadpool(self.throttle.admit, username, client, throttle_key(client), device)
 
     async def login(self, request: Request) -> Response:
         try:
@@ -97,17 +124,28 @@ class Dashboard:
             return JSONResponse({"message": exc.message}, exc.status)
         nxt = _safe_next(f.get("next"))
         if not auth.same_token(f.get("csrf_token"), request.cookies.get(auth.LOGIN_CSRF_COOKIE)):
-            return page("login.html", 403, csrf=request.cookies.get(auth.LOGIN_CSRF_COOKIE) or "",
-                        error="Your login form expired. Please try again.", next=nxt, me=None, path="/login")
-        user = await run_in_threadpool(users.authenticate, self.db, f.get("username", ""), f.get("password", ""))
+            return self._login_refused(request, 403, "Your login form expired. Please try again.", nxt)
+        username = f.get("username", "")
+        ticket = await self._admit(request, username)
+        if not isinstance(ticket, Ticket):  # locked out: the password is not even checked
+            wait = math.ceil(ticket)
+            return self._login_refused(request, 429, f"Too many failed sign-ins. Try again in {_duration(wait)}.",
+                                       nxt, {"Retry-After": str(wait)}, retry_after_seconds=wait)
+        user = await run_in_threadpool(users.authenticate, self.db, username, f.get("password", ""))
         if user is None:
-            return page("login.html", 401, csrf=request.cookies.get(auth.LOGIN_CSRF_COOKIE) or "",
-                        error="Wrong username or password.", next=nxt, me=None, path="/login")
+            await run_in_threadpool(self.throttle.failed, ticket)
+            return self._login_refused(request, 401, "Wrong username or password.", nxt)
+        await run_in_threadpool(self.throttle.succeeded, ticket)
         token = await run_in_threadpool(auth.start_login, self.db, user)
+        secure = self.secure(request)
         resp = self.redirect(nxt)
         resp.set_cookie(auth.COOKIE, token, max_age=auth.SESSION_SECONDS, httponly=True, samesite="lax",
-                        secure=self.secure_cookies, path="/")
+                        secure=secure, path="/")
         resp.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/login")
+        if ticket.device is None:  # this browser now counts its own sign-ins for this user
+            device = await run_in_threadpool(self.throttle.remember_device, user.username)
+            resp.set_cookie(DEVICE_COOKIE, device, max_age=DEVICE_SECONDS, httponly=True, samesite="strict",
+                            secure=secure, path="/login")
         return resp
 
     async def logout(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
@@ -348,6 +386,12 @@ class Dashboard:
                            key_roles=("sdk", "viewer", "approver", "admin"), channel_kinds=CHANNEL_KINDS,
                            nav="settings")
 
+    async def refused(self, request: Request, me: Principal, status: int, message: str) -> Response:
+        """A settings change that did not happen: the page with the reason (JSON for API keys)."""
+        if request.headers.get("authorization"):
+            return self.error(request, me, status, message)
+        return await self.settings_page(request, me, error=message, status=status)
+
     async def create_key(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing API keys needs the admin role.")
@@ -360,8 +404,13 @@ class Dashboard:
     async def revoke_key(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing API keys needs the admin role.")
-        ok = await run_in_threadpool(self.store.revoke_key, request.path_params["key_id"], me.tenant_id)
-        return await self.settings_page(request, me, notice="Key revoked." if ok else "Key was already revoked.")
+        key_id = request.path_params["key_id"]
+        if await run_in_threadpool(self.store.revoke_key, key_id, me.tenant_id):
+            return await self.settings_page(request, me, notice="Key revoked.")
+        keys = await run_in_threadpool(self.store.list_keys, me.tenant_id)
+        if any(k["key_id"] == key_id for k in keys):
+            return await self.settings_page(request, me, notice="Key was already revoked.")
+        return await self.refused(request, me, 404, "No such API key in this tenant; nothing was revoked.")
 
     async def create_user(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
@@ -380,12 +429,17 @@ class Dashboard:
         if name == me.name and me.via == "cookie":
             return await self.settings_page(request, me, error="You cannot change or disable your own account here.",
                                             status=422)
+        target = await run_in_threadpool(users.get_user, self.db, name)
+        if target is None or target.tenant_id != me.tenant_id:  # another tenant's user is not ours to touch
+            return await self.refused(request, me, 404, f"No user {name} in this tenant; nothing changed.")
         try:
             if f.get("action") == "disable":
-                await run_in_threadpool(users.disable_user, self.db, me.tenant_id, name)
+                if not await run_in_threadpool(users.disable_user, self.db, me.tenant_id, name):
+                    return await self.refused(request, me, 409, f"User {name} was already disabled.")
                 notice = f"User {name} disabled."
             else:
-                await run_in_threadpool(users.set_role, self.db, me.tenant_id, name, f.get("role", ""))
+                if not await run_in_threadpool(users.set_role, self.db, me.tenant_id, name, f.get("role", "")):
+                    return await self.refused(request, me, 404, f"No user {name} in this tenant; nothing changed.")
                 notice = f"User {name} is now {f.get('role')}."
         except users.UserError as exc:
             return await self.settings_page(request, me, error=str(exc), status=422)
@@ -394,8 +448,18 @@ class Dashboard:
     async def change_password(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if me.via != "cookie":
             return self.error(request, me, 403, "Only a logged-in user can change their password.")
+        # Throttled like the login: a stolen session must not become a way to guess the password.
+        ticket = await self._admit(request, me.name)
+        if not isinstance(ticket, Ticket):
+            wait = math.ceil(ticket)
+            resp = await self.settings_page(request, me, error=f"Too many failed attempts. Try again in "
+                                            f"{_duration(wait)}.", status=429)
+            resp.headers["Retry-After"] = str(wait)
+            return resp
         if await run_in_threadpool(users.authenticate, self.db, me.name, f.get("current", "")) is None:
+            await run_in_threadpool(self.throttle.failed, ticket)
             return await self.settings_page(request, me, error="Current password is wrong.", status=422)
+        await run_in_threadpool(self.throttle.succeeded, ticket)
         try:
             await run_in_threadpool(users.set_password, self.db, me.name, f.get("new", ""))
         except users.UserError as exc:
@@ -416,7 +480,9 @@ class Dashboard:
     async def delete_channel(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
         if not me.can("admin"):
             return self.error(request, me, 403, "Managing channels needs the admin role.")
-        await run_in_threadpool(tenant_channels.delete, self.db, me.tenant_id, request.path_params["channel_id"])
+        if not await run_in_threadpool(tenant_channels.delete, self.db, me.tenant_id, request.path_params["channel_id"]):
+            return await self.refused(request, me, 404, "No such channel in this tenant (removed already?);"
+                                      " nothing was removed.")
         return await self.settings_page(request, me, notice="Channel removed.")
 
 
@@ -476,6 +542,17 @@ def _int(value: Any) -> int | None:
         return int(str(value)) if value is not None and str(value).strip() != "" else None
     except ValueError:
         return None
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def _safe_next(value: str | None) -> str:

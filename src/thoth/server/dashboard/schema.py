@@ -47,6 +47,35 @@ _TABLES = (
         counted_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant_id, hour)
     )""",
+    # Login throttle (throttle.py): consecutive failed sign-ins and the lockout, per user name,
+    # per client address and per known device, in the database so every server process counts
+    # the same attempts. Rows are small and reset by a success or an hour without failures.
+    """CREATE TABLE IF NOT EXISTS dashboard_login_throttle (
+        scope VARCHAR(10) NOT NULL,
+        subject VARCHAR(200) NOT NULL,
+        failures INTEGER NOT NULL,
+        last_failed_at DOUBLE PRECISION NOT NULL,
+        locked_until DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, subject)
+    )""",
+    # Every password check of the login form: who, from where, when, and whether it matched.
+    # Kept 30 days. Refusals during a lockout check no password and are not stored one by one.
+    """CREATE TABLE IF NOT EXISTS dashboard_login_attempts (
+        attempted_at DOUBLE PRECISION NOT NULL,
+        username VARCHAR(200) NOT NULL,
+        client VARCHAR(100) NOT NULL,
+        ok INTEGER NOT NULL,
+        known_device INTEGER NOT NULL
+    )""",
+    # Browsers that signed in as a user before (a cookie whose SHA-256 is stored): their
+    # attempts for that user are counted on their own, so strangers' failures cannot lock the
+    # user out of a browser they already use.
+    """CREATE TABLE IF NOT EXISTS dashboard_devices (
+        token_hash VARCHAR(64) PRIMARY KEY,
+        username VARCHAR(100) NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )""",
 )
 
 # Columns added after a table first shipped: (table, column, type). Added when missing.
@@ -67,6 +96,9 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_dash_approvals_session ON approvals (tenant_id, session_id)",
     "CREATE INDEX IF NOT EXISTS ix_dash_approvals_resolved ON approvals (tenant_id, resolved_at)",
     "CREATE INDEX IF NOT EXISTS ix_dash_logins_expiry ON dashboard_logins (expires_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_attempts_time ON dashboard_login_attempts (attempted_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_attempts_user ON dashboard_login_attempts (username, attempted_at)",
+    "CREATE INDEX IF NOT EXISTS ix_dash_devices_user ON dashboard_devices (username, created_at)",
 )
 
 

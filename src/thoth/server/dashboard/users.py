@@ -94,11 +94,12 @@ def authenticate(db: Any, username: str, password: str) -> User | None:
     return _row(r)
 
 
-def set_role(db: Any, tenant_id: str, username: str, role: str) -> None:
+def set_role(db: Any, tenant_id: str, username: str, role: str) -> bool:
+    """False when the tenant has no such user (nothing changed)."""
     validate(username, role, None)
     with db.transaction() as conn:
-        conn.execute("UPDATE dashboard_users SET role = ? WHERE username = ? AND tenant_id = ?",
-                     (role, username, tenant_id))
+        return bool(conn.execute("UPDATE dashboard_users SET role = ? WHERE username = ? AND tenant_id = ?",
+                                 (role, username, tenant_id)).rowcount)
 
 
 def set_password(db: Any, username: str, password: str) -> None:
@@ -115,7 +116,8 @@ def disable_user(db: Any, tenant_id: str, username: str) -> bool:
         changed = conn.execute(
             "UPDATE dashboard_users SET disabled_at = ? WHERE username = ? AND tenant_id = ?"
             " AND disabled_at IS NULL", (time.time(), username, tenant_id)).rowcount
-        conn.execute("DELETE FROM dashboard_logins WHERE username = ?", (username,))
+        if changed:  # only then: another tenant's admin must not sign this user out
+            conn.execute("DELETE FROM dashboard_logins WHERE username = ?", (username,))
     return bool(changed)
 
 

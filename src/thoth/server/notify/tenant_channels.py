@@ -77,9 +77,11 @@ def add(db: Any, tenant_id: str, kind: str, target: str, created_by: str, *, sec
     return channel_id
 
 
-def delete(db: Any, tenant_id: str, channel_id: str) -> None:
+def delete(db: Any, tenant_id: str, channel_id: str) -> bool:
+    """False when the tenant has no such channel (nothing removed)."""
     with db.transaction() as conn:
-        conn.execute("DELETE FROM dashboard_channels WHERE channel_id = ? AND tenant_id = ?", (channel_id, tenant_id))
+        return bool(conn.execute("DELETE FROM dashboard_channels WHERE channel_id = ? AND tenant_id = ?",
+                                 (channel_id, tenant_id)).rowcount)
 
 
 def listing(db: Any, tenant_id: str) -> list[dict[str, Any]]:
