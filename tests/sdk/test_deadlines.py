@@ -15,22 +15,18 @@ change the outcome, so the outcome shows that the SDK gave up.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from thoth import ThothPolicyViolation
 from thoth.emitter import EventTransport
-from thoth.enforcer_client import EnforcerClient
 from thoth.http import Endpoint, release
-from thoth.models import DecisionType, EnforcementDecision, ThothConfig
-from thoth.session import SessionContext
+from thoth.models import DecisionType, EnforcementDecision
 from thoth.step_up import TIMEOUT_REASON, StepUpClient
-from thoth.tracer import Tracer
 
 from .faulty_server import BEHAVIOURS, FaultyServer
+from .routes import config, tracer_for, url_for
 
 DEADLINE = 0.8
 SLACK = 0.5  # a busy shared machine; a per-read timeout would still be waiting (the drips last 100 s)
@@ -50,24 +46,6 @@ APPROVED = padded('{"resolved": true, "resolution": "ALLOW", "decision": "ALLOW"
 ACCEPTED = padded('{"accepted": 1}')
 
 
-class Collector:
-    """An emitter that keeps the events (these tests are about the call, not about delivery)."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-
-@pytest.fixture(params=["own", "proxy"])
-def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                 "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    return str(request.param)
-
-
 @pytest.fixture
 def servers() -> Iterator[list[FaultyServer]]:
     started: list[FaultyServer] = []
@@ -76,26 +54,10 @@ def servers() -> Iterator[list[FaultyServer]]:
         server.close()
 
 
-def url_for(server: FaultyServer, route: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The SDK's api_url: the server itself, or a name only the proxy (the server) is asked about."""
-    if route == "own":
-        url = server.url
-    else:
-        monkeypatch.setenv("http_proxy", server.url)
-        url = f"http://thoth-{uuid.uuid4().hex[:8]}.proxied.test:8080"
-    assert Endpoint(url, "k").fast_path is (route == "own")  # the route the test claims
-    return url
-
-
 def start(servers: list[FaultyServer], behaviour: str, answer: bytes) -> FaultyServer:
     server = FaultyServer(behaviour, answer, interval=0.1)
     servers.append(server)
     return server
-
-
-def config(url: str, **settings: Any) -> ThothConfig:
-    return ThothConfig(agent_id="a", approved_scope=["search"], tenant_id="t", api_key="k", api_url=url,
-                       enforcement="block", **settings)
 
 
 def check_elapsed(started: float, server: FaultyServer, route: str, deadline: float = DEADLINE) -> None:
@@ -117,10 +79,8 @@ async def test_a_governed_call_ends_by_its_deadline(servers: list[FaultyServer],
                                                     mode: str, fail_closed: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     server = start(servers, behaviour, BLOCK)
-    cfg = config(url_for(server, route, monkeypatch), enforce_timeout_seconds=DEADLINE, fail_closed=fail_closed)
-    emitter = Collector()
-    tracer = Tracer(cfg, SessionContext(cfg), emitter=emitter, enforcer=EnforcerClient(cfg),
-                    step_up=StepUpClient(cfg))
+    cfg = config(url_for(server.url, route, monkeypatch), enforce_timeout_seconds=DEADLINE, fail_closed=fail_closed)
+    tracer, emitter = tracer_for(cfg)
 
     def search(q: str) -> str:
         return f"found {q}"
@@ -153,7 +113,7 @@ async def test_waiting_for_an_approval_ends_by_its_deadline(servers: list[Faulty
                                                             behaviour: str, mode: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     server = start(servers, behaviour, APPROVED)
-    cfg = config(url_for(server, route, monkeypatch), step_up_timeout_minutes=DEADLINE / 60,
+    cfg = config(url_for(server.url, route, monkeypatch), step_up_timeout_minutes=DEADLINE / 60,
                  step_up_poll_interval_seconds=0.05)
     client = StepUpClient(cfg)
     held = EnforcementDecision(decision=DecisionType.STEP_UP, reason="needs a human", hold_token="hold-1")
@@ -175,7 +135,7 @@ def test_an_event_batch_attempt_ends_by_its_deadline(servers: list[FaultyServer]
     """The event thread (which also runs observe mode's enforce calls) is never held longer than
     one attempt's deadline; with no retries allowed the batch is then dropped and counted."""
     server = start(servers, behaviour, ACCEPTED)
-    transport = EventTransport(Endpoint(url_for(server, route, monkeypatch), "k"), max_retry_seconds=0,
+    transport = EventTransport(Endpoint(url_for(server.url, route, monkeypatch), "k"), max_retry_seconds=0,
                                send_timeout_seconds=DEADLINE)
     try:
         started = time.monotonic()
