@@ -40,9 +40,26 @@ def _left(deadline: float) -> float:
     return remaining
 
 
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
+    """socket.create_connection, but every address tried shares the one deadline (a name with an
+    IPv6 and an IPv4 address must not get the timeout twice). Resolving the name is not bounded:
+    a blocking getaddrinfo cannot be interrupted (docs/sdk.md)."""
+    failure: OSError = OSError(f"no address for {host!r}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            failure = exc
+    raise failure
+
+
 class SyncConnection:
     def __init__(self, host: str, port: int, deadline: float, ssl_context: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection((host, port), timeout=_left(deadline))
+        sock = _connect(host, port, deadline)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one small write per request
             if ssl_context is not None:
