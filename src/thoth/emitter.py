@@ -32,7 +32,7 @@ BATCH_SIZE = 10
 QUEUE_SIZE = 10_000
 LINGER_SECONDS = 0.05
 SEND_TIMEOUT_SECONDS = 10.0
-MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After is waited out in steps of this
+MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After waits this long, then asks again
 Job = Callable[[], list[dict[str, Any]] | None]
 
 

@@ -390,9 +390,10 @@ class Tracer:
             event["metadata"]["observed_decision"] = decision_meta(verdict) if verdict else None
             if verdict is not None and verdict.violation_id:
                 event["violation_id"] = verdict.violation_id
-            if verdict is not None and verdict.fail_mode:
-                # The server never saw this call: marked like every other decision made without it.
-                event["metadata"]["fail_mode"] = verdict.fail_mode
+            if verdict is not None and verdict.fail_mode == "open":
+                # The server never saw this call, which ran (observe never blocks): a fail-open like
+                # any other, counted and marked. A fail-closed verdict stays inside observed_decision.
+                event["metadata"]["fail_mode"] = "open"
             return [event]
 
         submit = getattr(self.emitter, "submit", None)

@@ -76,6 +76,16 @@ def test_observe_mode_marks_a_verdict_the_server_never_gave(server: WireServer, 
     assert tracer.enforcer.endpoint.fail_open_total == 1
 
 
+def test_observe_mode_with_fail_closed_ran_the_call_so_its_post_is_not_marked(server: WireServer,
+                                                                              make_tracer: Any) -> None:
+    server.fail("/v1/enforce", 500)
+    tracer = make_tracer(enforcement="observe", fail_closed=True)
+    assert tracer.wrap_tool("search", lambda q: q)("a") == "a"
+    (post,) = by_type(delivered(server), "TOOL_CALL_POST")
+    assert "fail_mode" not in post["metadata"]  # the call ran: not a fail-closed call
+    assert post["metadata"]["observed_decision"]["fail_mode"] == "closed"
+
+
 @pytest.mark.parametrize("enforcement", ["block", "observe"])
 def test_sent_counts_events_and_batches(server: WireServer, make_tracer: Any, enforcement: str) -> None:
     """Each event is queued as a job that builds it (and observe adds one enforce job per call):
