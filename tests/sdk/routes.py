@@ -21,13 +21,14 @@ PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "al
                    "no_proxy", "NO_PROXY")
 
 
-def url_for(server_url: str, route: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The SDK's api_url for `route`: the server itself, or a name only the proxy (the server) is asked about."""
+def url_for(server_url: str, route: str, monkeypatch: pytest.MonkeyPatch, scheme: str = "http") -> str:
+    """The SDK's api_url for `route`: the server itself, or a name only the proxy (the server) is
+    asked about (for https, through a CONNECT tunnel)."""
     if route == "own":
-        url = server_url
+        url = server_url.replace("http://", f"{scheme}://")
     else:
-        monkeypatch.setenv("http_proxy", server_url)
-        url = f"http://thoth-{uuid.uuid4().hex[:8]}.proxied.test:8080"
+        monkeypatch.setenv(f"{scheme}_proxy", server_url)
+        url = f"{scheme}://thoth-{uuid.uuid4().hex[:8]}.proxied.test:8443"
     assert Endpoint(url, "k").fast_path is (route == "own")  # the route the test claims
     return url
 

@@ -145,3 +145,30 @@ def test_an_event_batch_attempt_ends_by_its_deadline(servers: list[FaultyServer]
         assert transport.dropped == 1 and transport.sent == 0
     finally:
         transport.stop()
+
+
+# --- TLS: a handshake that never completes, a CONNECT tunnel that is never opened ------------------
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_https_call_that_never_gets_through_ends_by_its_deadline(
+        servers: list[FaultyServer], route: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Own client: the server accepts and never answers the TLS handshake. Behind a proxy: the
+    proxy drips its answer to CONNECT, so the tunnel (and the handshake in it) never starts."""
+    server = start(servers, "silent" if route == "own" else "drip", BLOCK)
+    cfg = config(url_for(server.url, route, monkeypatch, scheme="https"), enforce_timeout_seconds=DEADLINE)
+    tracer, _ = tracer_for(cfg)
+
+    async def asearch(q: str) -> str:
+        return q
+
+    tool = tracer.wrap_tool("search", (lambda q: q) if mode == "sync" else asearch)
+    started = time.monotonic()
+    try:
+        assert (tool("x") if mode == "sync" else await tool("x")) == "x"  # failed open
+        elapsed = time.monotonic() - started
+        assert DEADLINE - 0.1 < elapsed < DEADLINE + SLACK
+        assert tracer.enforcer.endpoint.fail_open_total == 1
+        if route == "proxy":
+            assert server.request_lines[0].startswith(b"CONNECT thoth-")
+    finally:
+        release(cfg.resolved_api_url)
