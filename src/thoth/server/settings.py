@@ -33,6 +33,9 @@ class Settings:
     hold_poll_interval: float = 0.2
     # Seconds a cached API key / active policy is trusted before re-reading it (multi-process).
     cache_ttl: float = 2.0
+    # PostgreSQL: the bound on connecting and on every statement (server-side statement_timeout;
+    # the client cuts the connection a second later). A partition costs a request at most this.
+    db_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("THOTH_DB_TIMEOUT_SECONDS", "5")))
     # How often each process merges its analytics baselines into the database (and at shutdown).
     analytics_flush_seconds: float = 2.0
     demo: bool = False
