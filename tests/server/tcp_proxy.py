@@ -6,6 +6,9 @@
   open connections stop forwarding in both directions: bytes sent meanwhile are held (like
   packets a partitioned network keeps retransmitting) and delivered after `heal()`, unless
   an end gave up and closed its side first.
+- `lose_answers()`: a partition that falls between a request and its answer. What the clients
+  send still reaches the database (a COMMIT commits), what the database sends back is held:
+  the client cannot tell whether its transaction committed.
 - `heal()`: forward again (listening again on the same port after a cut).
 
 Threads, not asyncio, so a test drives it from plain synchronous code:
@@ -27,8 +30,10 @@ from typing import Any
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int, port: int = 0) -> None:
         self.target = (target_host, target_port)
-        self._gate = threading.Event()  # set: forwarding; clear: stalled
-        self._gate.set()
+        self._up = threading.Event()  # set: client -> database bytes flow; clear: held
+        self._down = threading.Event()  # set: database -> client bytes flow; clear: held
+        self._up.set()
+        self._down.set()
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -40,24 +45,33 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and close the open ones (a stopped database)."""
-        self._gate.set()  # pumps blocked on a stall wake up and find their sockets closed
+        self._open_gates()  # pumps blocked on a stall wake up and find their sockets closed
         self._stop_listening()
         self._close_all()
 
     def stall(self) -> None:
         """Accept connections but forward nothing (a partition: no answer, no error)."""
-        self._gate.clear()
+        self._up.clear()
+        self._down.clear()
+
+    def lose_answers(self) -> None:
+        """Forward requests, hold the answers (commits happen, their acknowledgements do not arrive)."""
+        self._down.clear()
 
     def heal(self) -> None:
         with self._lock:
             listening = self._listener is not None
         if not listening and not self._closed:
             self._listen(self.port)
-        self._gate.set()
+        self._open_gates()
+
+    def _open_gates(self) -> None:
+        self._up.set()
+        self._down.set()
 
     def close(self) -> None:
         self._closed = True
-        self._gate.set()
+        self._open_gates()
         self._stop_listening()
         self._close_all()
 
@@ -108,7 +122,7 @@ class TcpProxy:
     def _serve(self, client: socket.socket) -> None:
         with self._lock:
             self._conns.add(client)
-        self._gate.wait()  # stalled: the client is connected, the database never hears of it
+        self._up.wait()  # stalled: the client is connected, the database never hears of it
         try:
             upstream = socket.create_connection(self.target, timeout=5)
             upstream.settimeout(None)
@@ -120,16 +134,17 @@ class TcpProxy:
                 upstream.close()
                 return
             self._conns.add(upstream)
-        threading.Thread(target=self._pump, args=(upstream, client), name="proxy-down", daemon=True).start()
-        self._pump(client, upstream)
+        threading.Thread(target=self._pump, args=(upstream, client, self._down), name="proxy-down",
+                         daemon=True).start()
+        self._pump(client, upstream, self._up)
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, gate: threading.Event) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                self._gate.wait()  # held while stalled, delivered on heal
+                gate.wait()  # held while stalled, delivered on heal
                 dst.sendall(data)
         except OSError:
             pass

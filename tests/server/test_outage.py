@@ -31,8 +31,6 @@ from thoth.server.migrate import upgrade
 from .conftest import PG_URL, SRC, Server, pg_schema, start_server, stop_server
 from .tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.postgres
-
 DB_TIMEOUT = 2.0  # THOTH_DB_TIMEOUT_SECONDS for these servers: the watchdog cuts at 3 s
 FAULT_SECONDS = 6.0
 POLICY = """
@@ -100,9 +98,23 @@ def events(t: str, n: int) -> list[dict[str, Any]]:
              "event_type": "TOOL_CALL_PRE", "tool_name": "search", "content": "search(x)"} for _ in range(n)]
 
 
+def read_log(srv: Server) -> list[str]:
+    """The server's log lines, read as they come: a pipe nobody reads would fill up during an
+    outage (warnings, tracebacks) and block the server's logging, and with it the server."""
+    lines: list[str] = []
+
+    def drain(stream: Any) -> None:
+        for line in iter(stream.readline, b""):
+            lines.append(line.decode(errors="replace").rstrip())
+
+    for stream in (srv.proc.stdout, srv.proc.stderr):
+        threading.Thread(target=drain, args=(stream,), daemon=True).start()
+    return lines
+
+
 @pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[tuple[TcpProxy, Server, str]]:
-    """A server whose PostgreSQL is reached through a proxy; yields (proxy, server, direct URL)."""
+def proxied(tmp_path: Path) -> Iterator[tuple[TcpProxy, Server, str, list[str]]]:
+    """A server whose PostgreSQL is reached through a proxy: (proxy, server, direct URL, its log)."""
     with pg_schema("thoth_outage") as direct:
         upgrade(direct)
         host_port = PG_URL.split("@", 1)[1].split("/", 1)[0]
@@ -110,8 +122,9 @@ def proxied(tmp_path: Path) -> Iterator[tuple[TcpProxy, Server, str]]:
         with TcpProxy(host, int(port)) as proxy:
             via_proxy = direct.replace(f"@{host_port}/", f"@127.0.0.1:{proxy.port}/")
             srv = start_server(via_proxy, tmp_path / "home", {"THOTH_DB_TIMEOUT_SECONDS": str(DB_TIMEOUT)})
+            log = read_log(srv)
             try:
-                yield proxy, srv, direct
+                yield proxy, srv, direct, log
             finally:
                 proxy.heal()
                 stop_server(srv)
@@ -162,7 +175,7 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
     def emitter() -> None:
         while not stop.is_set():
             batch = events(warm, 5)
-            r, seconds = timed(lambda: c.post("/v1/events/batch", json=batch))
+            r, seconds = timed(lambda b=batch: c.post("/v1/events/batch", json=b))
             fig.seen(r.status_code, seconds, True)
             with fig.lock:
                 fig.events_emitted.update(e["event_id"] for e in batch)
@@ -213,7 +226,7 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
         return threading.Thread(target=run)
 
     threads = [guarded(t) for t in threads]
-    proxy.cut() if kind == "outage" else proxy.stall()
+    {"outage": proxy.cut, "partition": proxy.stall, "lost answers": proxy.lose_answers}[kind]()
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -245,31 +258,40 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
     assert decide(mail(warm, "s-after"), False).json()["decision"] == "STEP_UP"
     assert c.get(f"/v1/enforce/hold/{hold['hold_token']}").status_code == 200
     assert v.get("/v1/sessions").status_code == 200
-    deadline = time.monotonic() + 30
-    while httpx.get(srv.url + "/readyz", timeout=30).json()["write_backlog"] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_written(srv)
     check_stored(fig, warm, direct, srv)
     return fig
+
+
+def wait_until_written(srv: Server) -> None:
+    """Until /readyz says ready with nothing left to write."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.get(srv.url + "/readyz", timeout=30)
+        if r.status_code == 200 and r.json()["write_backlog"] == 0:
+            return
+        assert time.monotonic() < deadline, r.text
+        time.sleep(0.1)
 
 
 def check_stored(fig: Figures, tenant: str, direct: str, srv: Server) -> None:
     import psycopg
 
     with psycopg.connect(direct) as conn:
-        stored = Counter(r[0] for r in conn.execute(
-            "SELECT decision_id FROM decisions WHERE tenant_id = %s", (tenant,)).fetchall())
+        rows = conn.execute("SELECT decision_id, decision FROM decisions WHERE tenant_id = %s", (tenant,)).fetchall()
+        stored = Counter(r[0] for r in rows)
         calls = conn.execute("SELECT COALESCE(SUM(tool_calls), 0) FROM sessions WHERE tenant_id = %s",
                              (tenant,)).fetchone()
         kept = Counter(r[0] for r in conn.execute(
             "SELECT event_id FROM events WHERE tenant_id = %s AND event_id LIKE %s", (tenant, f"{tenant}:ev:%")))
     twice = [d for d, n in stored.items() if n > 1]
     missing = [d for d in fig.answered if d not in stored]
-    extra = {d for d in stored if d not in fig.answered}
+    extra = {d: decision for d, decision in rows if d not in fig.answered}
     assert not twice, f"decisions stored twice: {twice[:5]}"
     assert not missing, f"{len(missing)} answered decisions not stored, e.g. {missing[:3]}"
-    # A STEP_UP refused at the very start of a partition may have been stored (its commit's
-    # answer lost); no answered ALLOW is ever missing or extra.
-    assert not extra, f"stored decisions never answered: {sorted(extra)[:5]}"
+    # A STEP_UP refused because its commit's answer was lost may be stored (the hold expires
+    # unused); no other decision is stored that was not answered.
+    assert set(extra.values()) <= {"STEP_UP"}, f"stored decisions never answered: {extra}"
     assert calls is not None and int(calls[0]) == sum(stored.values())  # session counts not doubled
     assert set(kept) == fig.events_emitted and all(n == 1 for n in kept.values())
     env = {**os.environ, "PYTHONPATH": SRC, "THOTH_HOME": str(srv.home)}
@@ -280,6 +302,7 @@ def check_stored(fig: Figures, tenant: str, direct: str, srv: Server) -> None:
         "fault": fig.fault, "fault_seconds": FAULT_SECONDS, "db_timeout_seconds": DB_TIMEOUT,
         "decisions_answered": len(fig.answered), "decisions_answered_during_fault": fig.answered_during,
         "decisions_stored": sum(stored.values()), "decisions_stored_twice": len(twice),
+        "step_ups_stored_but_refused": len(extra),
         "events_emitted": len(fig.events_emitted), "events_stored": sum(kept.values()),
         "events_duplicated": sum(n - 1 for n in kept.values()), "event_batches_refused_503": fig.events_refused,
         "longest_request_seconds": round(fig.longest_wait, 3),
@@ -295,19 +318,109 @@ def check_stored(fig: Figures, tenant: str, direct: str, srv: Server) -> None:
             out.write(json.dumps(report) + "\n")
 
 
-def test_postgres_outage_answers_503_and_keeps_cached_tenants_deciding(
-        proxied: tuple[TcpProxy, Server, str]) -> None:
-    proxy, srv, direct = proxied
+Proxied = tuple[TcpProxy, Server, str, list[str]]
+
+
+@pytest.mark.postgres
+def test_postgres_outage_answers_503_and_keeps_cached_tenants_deciding(proxied: Proxied) -> None:
+    proxy, srv, direct, _ = proxied
     fig = run_fault("outage", proxy, srv, direct)
     assert fig.statuses[500] == 0 and fig.answered_during > 20
     assert fig.longest_wait < DB_TIMEOUT + 2  # a refused connection is known at once
 
 
-def test_partition_never_hangs_a_request_and_healthz_answers_at_once(
-        proxied: tuple[TcpProxy, Server, str]) -> None:
-    proxy, srv, direct = proxied
+@pytest.mark.postgres
+def test_partition_never_hangs_a_request_and_healthz_answers_at_once(proxied: Proxied) -> None:
+    proxy, srv, direct, _ = proxied
     fig = run_fault("partition", proxy, srv, direct)
     assert fig.statuses[500] == 0 and fig.answered_during > 20
     # Bounded by the database timeout plus the watchdog's grace (3 s here), not the partition.
     assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
     assert fig.longest_healthz < 1.0, fig.longest_healthz
+
+
+@pytest.mark.postgres
+def test_lost_answers_during_load_store_nothing_twice(proxied: Proxied) -> None:
+    """The database's answers are lost while everything goes on: 503s, no 500, and afterwards
+    every answered decision and every event stored once (retried event batches included)."""
+    proxy, srv, direct, _ = proxied
+    fig = run_fault("lost answers", proxy, srv, direct)
+    assert fig.statuses[500] == 0 and fig.answered_during > 20
+    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
+
+
+@pytest.mark.postgres
+def test_a_commit_whose_answer_was_lost_is_not_written_again(proxied: Proxied) -> None:
+    """Only plain decisions: the writer's transaction goes out whole (COMMIT included) and the
+    database commits it, but its answer is lost. The writer cannot tell; after the partition it
+    looks the decisions up instead of storing them a second time."""
+    proxy, srv, direct, log = proxied
+    t = f"lost-{uuid.uuid4().hex[:6]}"
+    key = srv.key(t)
+    answered = set()
+    with httpx.Client(base_url=srv.url, headers={"x-api-key": key}, timeout=30) as c:
+        for i in range(3):
+            answered.add(c.post("/v1/enforce", json=search(t, f"s{i}")).json()["decision_id"])
+        time.sleep(0.5)  # the writer is connected and idle
+        proxy.lose_answers()
+        started = time.monotonic()
+        while time.monotonic() - started < DB_TIMEOUT + 2:
+            r = c.post("/v1/enforce", json=search(t, f"s{len(answered) % 3}"))
+            assert r.status_code == 200, r.text
+            answered.add(r.json()["decision_id"])
+            time.sleep(0.02)
+        proxy.heal()
+        wait_until_written(srv)
+    import psycopg
+
+    with psycopg.connect(direct) as conn:
+        stored = Counter(r[0] for r in conn.execute(
+            "SELECT decision_id FROM decisions WHERE tenant_id = %s", (t,)).fetchall())
+    assert set(stored) == answered and all(n == 1 for n in stored.values())
+    assert any("whose answer was lost were committed" in line for line in log), "\n".join(log[-30:])
+
+
+@pytest.mark.postgres
+def test_a_server_killed_during_an_outage_loses_no_answered_decision(proxied: Proxied) -> None:
+    """Decisions answered during an outage wait in the journal: a server killed before the
+    database came back leaves them to the next start, which stores each once."""
+    proxy, srv, direct, _ = proxied
+    t = f"kill-{uuid.uuid4().hex[:6]}"
+    key = srv.key(t)
+    answered = set()
+    with httpx.Client(base_url=srv.url, headers={"x-api-key": key}, timeout=30) as c:
+        for i in range(3):
+            answered.add(c.post("/v1/enforce", json=search(t, f"s{i}")).json()["decision_id"])
+        proxy.cut()
+        for i in range(60):
+            r = c.post("/v1/enforce", json=search(t, f"s{i % 3}"))
+            assert r.status_code == 200, r.text
+            answered.add(r.json()["decision_id"])
+    srv.proc.kill()
+    srv.proc.wait(timeout=10)
+    proxy.heal()
+    again = start_server(srv.db_url, srv.home, {"THOTH_DB_TIMEOUT_SECONDS": str(DB_TIMEOUT)})
+    try:
+        import psycopg
+
+        with psycopg.connect(direct) as conn:
+            stored = Counter(r[0] for r in conn.execute(
+                "SELECT decision_id FROM decisions WHERE tenant_id = %s", (t,)).fetchall())
+        assert set(stored) == answered and all(n == 1 for n in stored.values())
+        print(f"\nFIGURES {json.dumps({'fault': 'killed during outage', 'decisions_answered': len(answered),
+                                           'decisions_stored': sum(stored.values())})}")
+    finally:
+        stop_server(again)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_endpoints_when_the_database_answers(server: Server, path: str) -> None:
+    """Both backends: liveness and readiness say so; neither needs a key; GET only."""
+    r = httpx.get(server.url + path, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == ("ok" if path == "/healthz" else "ready")
+    if path == "/readyz":
+        assert body["database"] == "ok" and body["write_backlog"] >= 0
+    bad = httpx.post(server.url + path, timeout=10)
+    assert bad.status_code == 405 and bad.json()["message"]
