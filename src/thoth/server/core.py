@@ -159,7 +159,8 @@ class Core:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         migrate.upgrade(settings.database_url)
-        self.db = Database(settings.database_url, timeout=settings.db_timeout_seconds)
+        self.db = Database(settings.database_url, timeout=settings.db_timeout_seconds,
+                           statement_timeout=settings.db_statement_timeout_seconds)
         self.signer = Signer(settings.key_path)
         self.store = Store(self.db, self.signer)
         self.writer: Writer | InlineWriter = (
@@ -208,7 +209,8 @@ class Core:
         A database that cannot answer raises StorageUnavailable (503)."""
         try:
             if self.db.postgres:
-                return await asyncio.to_thread(fn, *args)
+                with self.db.request_bound():  # a client waits: the short bound, not a report's
+                    return await asyncio.to_thread(fn, *args)
             return fn(*args)
         except StorageUnavailable:
             raise

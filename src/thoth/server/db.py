@@ -4,12 +4,14 @@ Queries are written with `?` placeholders and the standard `ON CONFLICT` syntax 
 share; for PostgreSQL the placeholders become `%s`. SQLAlchemy is used only for migrations:
 the hot paths talk to sqlite3 / psycopg directly (measured 3-34 % faster).
 
-Outages (PostgreSQL; docs/adr/0102-database-outages.md): with a `timeout`, every connection
-has a connect timeout and a server-side `statement_timeout`, and a statement still waiting a
-second past it has its socket shut down by a watchdog thread (a partition answers nothing,
-so only the client can end the wait). Once a connection could not be opened or broke, `read()`
-fails at once and a prober thread tries to connect every `RETRY_SECONDS`: an outage costs a
-request a fast 503, not a wait, and the first answer ends it.
+Outages (PostgreSQL; docs/adr/0102-database-outages.md): the server's connections have a
+connect timeout and a server-side `statement_timeout`, and a round trip still unanswered past
+its bound has its socket shut down by a watchdog thread (a partition answers nothing, so only
+the client can end the wait). The bound is short (`timeout` + 1 s) for the look-ups of the data
+plane and the writer's commits, long (`statement_timeout` + 1 s) for control-plane reads that
+may scan a lot. Once a connection could not be opened or broke, `read()` fails at once, every
+statement still waiting is cut, and a prober thread reconnects every `RETRY_SECONDS`: an
+outage costs a request a fast 503, not a wait, and the first answer ends it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,9 @@ WATCHDOG_GRACE = 1.0
 # Round trips made on the event loop itself (analytics state) are cut after this: a healthy
 # database answers them in milliseconds, and the loop must not wait out a partition.
 ON_LOOP_TIMEOUT = 0.5
+# The bound of the round trips made for a data-plane request (`Database.request_bound`), set on
+# the event loop and inherited by the thread that runs the look-up (asyncio.to_thread copies it).
+_REQUEST_BOUND: ContextVar[float | None] = ContextVar("thoth_db_request_bound", default=None)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -92,30 +98,41 @@ class _Watchdog:
     TICK = 0.05
 
     def __init__(self) -> None:
-        self._watched: dict[int, tuple[float, int]] = {}  # id(token) -> (deadline, socket fileno)
+        # id(token) -> (deadline, socket fileno, the Database it belongs to)
+        self._watched: dict[int, tuple[float, int, object]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, token: object, fileno: int, seconds: float) -> None:
+    def watch(self, token: object, fileno: int, seconds: float, owner: object) -> None:
         with self._lock:
-            self._watched[id(token)] = (time.monotonic() + seconds, fileno)
+            self._watched[id(token)] = (time.monotonic() + seconds, fileno, owner)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="thoth-db-watchdog", daemon=True)
                 self._thread.start()
 
     def unwatch(self, token: object) -> None:
-        self._watched.pop(id(token), None)
+        # Under the lock: once this returns, the descriptor (which its owner may close and the
+        # OS hand to another socket) is never cut by a late pass of the watchdog.
+        with self._lock:
+            self._watched.pop(id(token), None)
 
     def _run(self) -> None:
         while True:
             time.sleep(self.TICK)
             now = time.monotonic()
             with self._lock:
-                late = [(key, fileno) for key, (deadline, fileno) in self._watched.items() if deadline <= now]
-                for key, _ in late:
+                late = [(key, fileno) for key, (deadline, fileno, _) in self._watched.items() if deadline <= now]
+                for key, fileno in late:
                     del self._watched[key]
-            for _, fileno in late:
-                log.warning("a database statement got no answer in time: cutting its connection")
+                    log.warning("a database statement got no answer in time: cutting its connection")
+                    cut_socket(fileno)
+
+    def cut_all(self, owner: object) -> None:
+        """The database is unreachable: every statement still waiting on it gets its error now."""
+        with self._lock:
+            mine = [(key, fileno) for key, (_, fileno, who) in self._watched.items() if who is owner]
+            for key, fileno in mine:
+                del self._watched[key]
                 cut_socket(fileno)
 
 
@@ -146,23 +163,26 @@ def sqlite_path(url: str) -> str:
 class Connection:
     """A thin wrapper: `execute` with `?` placeholders on either engine."""
 
-    def __init__(self, raw: Any, postgres: bool, timeout: float | None = None) -> None:
+    def __init__(self, raw: Any, postgres: bool, timeout: float | None = None, owner: object = None) -> None:
         self.raw = raw
         self.postgres = postgres
         # PostgreSQL: seconds a round trip may wait for its answer before the watchdog cuts the
-        # socket (None: no limit). `Database.read(timeout=...)` shortens it for one use.
+        # socket (None: no limit); a data-plane request's bound may be shorter (_REQUEST_BOUND).
         self.timeout = timeout
+        self.owner = owner
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
     @contextmanager
     def _bounded(self) -> Iterator[None]:
-        """A round trip that cannot outlast `timeout` (psycopg itself would wait forever)."""
-        if self.timeout is None:
+        """A round trip that cannot outlast its bound (psycopg itself would wait forever)."""
+        limit = self.timeout
+        if limit is None:
             yield
             return
-        WATCHDOG.watch(self, self.raw.pgconn.socket, self.timeout)
+        bound = _REQUEST_BOUND.get()
+        WATCHDOG.watch(self, self.raw.pgconn.socket, limit if bound is None else min(bound, limit), self.owner)
         try:
             yield
         finally:
@@ -243,13 +263,15 @@ class Connection:
 class Database:
     """Opens connections; keeps a small pool for readers (control plane, hold polls).
 
-    `timeout` (seconds; PostgreSQL): the bound on connecting and on every statement (see the
-    module docstring). None keeps psycopg's defaults (the command-line tools)."""
+    PostgreSQL bounds (seconds; see the module docstring), None for psycopg's defaults (the
+    command-line tools): `timeout` for connecting, the data plane's look-ups and the writer's
+    commits; `statement_timeout` for any statement (server side, then the watchdog)."""
 
-    def __init__(self, url: str, timeout: float | None = None) -> None:
+    def __init__(self, url: str, timeout: float | None = None, statement_timeout: float | None = None) -> None:
         self.url = url
         self.postgres = is_postgres(url)
         self.timeout = timeout
+        self.statement_timeout = statement_timeout if statement_timeout is not None else timeout
         # psycopg refuses a connect timeout under 2 s.
         self.connect_timeout = max(2, round(timeout)) if timeout else 5
         self._pool: queue.LifoQueue[Connection] = queue.LifoQueue()
@@ -278,22 +300,38 @@ class Database:
         params.setdefault("connect_timeout", str(self.connect_timeout))
         if application_name:
             params["application_name"] = application_name
-        if self.timeout is not None and self.postgres:
-            ms = int(self.timeout * 1000)
+        if self.request_seconds is not None:
             params.setdefault("keepalives", "1")
             params.setdefault("keepalives_idle", "5")
             params.setdefault("keepalives_interval", "2")
             params.setdefault("keepalives_count", "3")
-            params.setdefault("tcp_user_timeout", str(ms + int(WATCHDOG_GRACE * 1000)))
+            params.setdefault("tcp_user_timeout", str(int(self.request_seconds * 1000)))
+        if self.statement_timeout is not None:
             options = str(params.get("options") or "")
             if "statement_timeout" not in options:
+                ms = int(self.statement_timeout * 1000)
                 params["options"] = f"{options} -c statement_timeout={ms}".strip()
         return str(psycopg.conninfo.make_conninfo("", **params))
 
     @property
     def watch_seconds(self) -> float | None:
-        """How long the watchdog lets a round trip wait (None: forever)."""
+        """How long the watchdog lets any statement wait (None: forever)."""
+        return None if self.statement_timeout is None else self.statement_timeout + WATCHDOG_GRACE
+
+    @property
+    def request_seconds(self) -> float | None:
+        """How long a data-plane look-up or a commit may wait (None: forever)."""
         return None if self.timeout is None else self.timeout + WATCHDOG_GRACE
+
+    @contextmanager
+    def request_bound(self) -> Iterator[None]:
+        """Round trips started in this context (and the threads it starts) wait at most
+        `request_seconds`: the data plane's small look-ups, which a client is waiting for."""
+        token = _REQUEST_BOUND.set(self.request_seconds)
+        try:
+            yield
+        finally:
+            _REQUEST_BOUND.reset(token)
 
     # ---- availability -----------------------------------------------------------------
 
@@ -317,6 +355,7 @@ class Database:
             self.down = True
             self._prober = threading.Thread(target=self._probe_until_up, name="thoth-db-probe", daemon=True)
             self._prober.start()
+        WATCHDOG.cut_all(self)  # statements still waiting on a partition would wait their whole bound
         self._drain_pool()  # pooled connections are as dead as the one that failed (or will be)
 
     def mark_up(self) -> None:
@@ -332,7 +371,8 @@ class Database:
             try:
                 conn = self.connect()
                 try:
-                    conn.execute("SELECT 1")
+                    with self.request_bound():
+                        conn.execute("SELECT 1")
                 except BaseException:
                     conn.close()
                     raise
@@ -353,7 +393,7 @@ class Database:
                 import psycopg
 
                 raw = psycopg.connect(self.conninfo(application_name))
-                return Connection(raw, True, self.watch_seconds)
+                return Connection(raw, True, self.watch_seconds, owner=self)
             path = sqlite_path(self.url)
             if path not in ("", ":memory:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)

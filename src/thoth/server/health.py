@@ -31,7 +31,7 @@ async def readiness(core: Any) -> tuple[int, dict[str, Any]]:
     backlog = core.writer.backlog
     try:
         # Bounded twice: the database's own timeouts, and this wait (a thread may outlive it).
-        await asyncio.wait_for(core.read(core.db.ping), timeout=core.settings.db_timeout_seconds + 1)
+        await asyncio.wait_for(core.read(core.db.ping), timeout=core.settings.db_timeout_seconds + 2)
     except Exception:
         return 503, {"status": "unavailable", "database": "unreachable", "write_backlog": backlog,
                      "message": dataplane.UNAVAILABLE_MESSAGE}

@@ -555,36 +555,39 @@ class Writer(_GroupCommit):
         ctx = WriteContext(known_heads=self._heads)
         # A partition answers nothing and psycopg would wait forever: past the statement timeout
         # (plus a grace, so the server's own timeout answers first) the socket is shut down.
-        watch = self.db.watch_seconds
-        timer = None
-        if watch is not None:
-            timer = asyncio.get_running_loop().call_later(watch, cut_socket, conn.pgconn.socket)
+        loop = asyncio.get_running_loop()
+        watch = self.db.request_seconds
+        timer = loop.call_later(watch, cut_socket, conn.pgconn.socket) if watch is not None else None
         try:
-            if self._maybe_stored:
+            if self._maybe_stored:  # (reassigned only once the look-up answered: see _failed)
                 batch = await self._skip_stored(conn, batch)
-                if not batch:
-                    return
-            # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
-            # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
-            # each also waiting for the busy loop (under load, ~3x the transaction's latency).
-            async with conn.pipeline() as pipeline:
-                await conn.execute("BEGIN")
-                results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch], ctx)
-                await conn.execute("COMMIT")
-            # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
+            results = await self._transaction(conn, batch, ctx) if batch else []
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            timed_out = timer is not None and timer.when() <= asyncio.get_running_loop().time()
+            timed_out = timer is not None and timer.when() <= loop.time()
             if timer is not None:
                 timer.cancel()
             await self._failed(conn, batch, retry, exc, ctx, timed_out)
             return
-        if timer is not None:
-            timer.cancel()
+        finally:
+            if timer is not None:  # the descriptor may be reused once the connection is closed
+                timer.cancel()
         self._remember_heads(ctx.heads)
         self._set_up()
         self._done(batch, results)
+
+    async def _transaction(self, conn: Any, batch: list[Item], ctx: WriteContext) -> list[Any]:
+        """One group commit of `batch`; the jobs' results."""
+        # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
+        # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
+        # each also waiting for the busy loop (under load, ~3x the transaction's latency).
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN")
+            results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch], ctx)
+            await conn.execute("COMMIT")
+        # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
+        return results
 
     async def _failed(self, conn: Any, batch: list[Item], retry: bool, exc: Exception, ctx: WriteContext,
                       timed_out: bool) -> None:
