@@ -210,22 +210,17 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
             fig.seen(r.status_code, seconds, True)
             assert_unavailable(r)
 
-    threads = [threading.Thread(target=decider, args=(w,)) for w in range(2)]
-    threads += [threading.Thread(target=emitter), threading.Thread(target=liveness)]
     errors: list[BaseException] = []
 
-    def guarded(t: threading.Thread) -> threading.Thread:
-        target = t._target  # type: ignore[attr-defined]
-        args = t._args  # type: ignore[attr-defined]
-
+    def guarded(target: Callable[[], None]) -> threading.Thread:
         def run() -> None:
             try:
-                target(*args)
+                target()
             except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
         return threading.Thread(target=run)
 
-    threads = [guarded(t) for t in threads]
+    threads = [guarded(lambda w=w: decider(w)) for w in range(2)] + [guarded(emitter), guarded(liveness)]
     {"outage": proxy.cut, "partition": proxy.stall, "lost answers": proxy.lose_answers}[kind]()
     started = time.monotonic()
     for t in threads:
@@ -235,6 +230,8 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
         probe_503s()  # early: before the server knows, a request may wait for the timeout
         time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - started)))
         probe_503s()  # late: the server knows, 503 at once
+        r, seconds = timed(lambda: httpx.get(srv.url + "/metrics", timeout=30))
+        assert r.status_code == 200 and "thoth_decisions_total" in r.text  # the counters stay readable
     finally:
         proxy.heal()
         healed = time.monotonic()

@@ -97,8 +97,10 @@ class ThothApp:
             return await receive()
 
         try:
-            # Read-your-writes: decisions answered by this process are committed before a read.
-            await self.core.writer.settled()
+            # Read-your-writes: decisions answered by this process are committed before a read
+            # (not before the metrics, which must stay readable during a database outage).
+            if scope["path"] != "/metrics":
+                await self.core.writer.settled()
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

@@ -145,7 +145,14 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
-        return core.metrics.render(core.store.pending_holds_by_tenant, core.writer.unrecorded)
+        def holds() -> dict[str, int]:
+            try:
+                return core.store.pending_holds_by_tenant()
+            except Exception as exc:  # a database outage must not hide the counters (503s among them)
+                if not is_unavailable(exc):
+                    raise
+                return {}
+        return core.metrics.render(holds, core.writer.unrecorded)
 
     # ---- sessions, violations -----------------------------------------------------------
 
