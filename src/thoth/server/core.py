@@ -168,6 +168,9 @@ class Core:
         self.metrics = Metrics()
         self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
+        # Bumped when a key is revoked or a policy pushed here: a look-up that began before is
+        # not cached (it may have read the old row), and requests after it do not share it.
+        self._cache_gen = 0
         self._histories: _LRU = _LRU(20_000)
         self._dedup: _LRU = _LRU(100_000)
         self._reads: dict[Any, asyncio.Future[Any]] = {}
@@ -290,14 +293,19 @@ class Core:
         return _allowed(info, roles)
 
     def _load_key(self, key: str) -> KeyInfo | None:
+        gen = self._cache_gen
         info = self.store.lookup_key(key)
-        self._keys[key] = (time.monotonic() + self.settings.cache_ttl, info)
-        if len(self._keys) > 10_000:
-            self._keys.clear()
+        if gen == self._cache_gen:
+            self._keys[key] = (time.monotonic() + self.settings.cache_ttl, info)
+            if len(self._keys) > 10_000:
+                self._keys.clear()
         return info
 
     def forget_key_cache(self) -> None:
+        self._cache_gen += 1
         self._keys.clear()
+        for what in [w for w in list(self._reads) if w[0] == "key"]:
+            self._reads.pop(what, None)
 
     # ---- policy -----------------------------------------------------------------------
 
@@ -325,6 +333,7 @@ class Core:
             return entry[1], entry[2]
 
     def _load_policy(self, tenant_id: str) -> tuple[Any, int | None]:
+        gen = self._cache_gen
         cached = self._policies.get(tenant_id)
         active = self.store.active_policy(tenant_id)
         if cached is not None and active is not None and cached[2] == active["version"]:
@@ -336,11 +345,14 @@ class Core:
                 policy, version = engine.compile_policy(active["document"]), active["version"]
             except Exception:  # a stored document no longer compiles: fall back, never 500
                 policy, version = engine.default_policy(), None
-        self._policies[tenant_id] = (time.monotonic() + self.settings.cache_ttl, policy, version)
+        if gen == self._cache_gen:
+            self._policies[tenant_id] = (time.monotonic() + self.settings.cache_ttl, policy, version)
         return policy, version
 
     def forget_policy(self, tenant_id: str) -> None:
+        self._cache_gen += 1
         self._policies.pop(tenant_id, None)
+        self._reads.pop(("policy", tenant_id), None)
 
     # ---- enforce ----------------------------------------------------------------------
 
