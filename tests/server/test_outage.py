@@ -203,6 +203,7 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
             lambda: c.get(f"/v1/enforce/hold/{hold['hold_token']}"),  # a hold poll
             lambda: v.get("/v1/sessions"),  # a control-plane read
             lambda: v.get("/v1/approvals"),
+            lambda: httpx.get(srv.url + "/sessions", headers={"Authorization": f"Bearer {viewer}"}, timeout=30),
             lambda: httpx.get(srv.url + "/readyz", timeout=30),
         ]
         for probe in probes:

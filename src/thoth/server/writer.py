@@ -215,8 +215,10 @@ class _GroupCommit:
 
     @property
     def backlog(self) -> int:
-        """Jobs queued and not yet committed."""
-        return len(self._pending)
+        """Jobs queued or being written, not yet committed."""
+        return len(self._pending) + self._in_flight
+
+    _in_flight = 0  # jobs of the transaction being written (PostgreSQL)
 
     async def record(self, job: Any) -> None:
         if self.down and self.journal is not None:
@@ -492,11 +494,11 @@ class Writer(_GroupCommit):
                 self._urgent.clear()
             while self._pending and not self.down:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                self._writing = True
+                self._writing, self._in_flight = True, len(batch)
                 try:
                     await self._write(batch)
                 finally:
-                    self._writing = False
+                    self._writing, self._in_flight = False, 0
 
     def _remember_heads(self, heads: dict[str, tuple[int, str]]) -> None:
         """The chain heads as of the commit just done (their rows were locked), but not of the
