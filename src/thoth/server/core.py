@@ -274,7 +274,7 @@ class Core:
             return _allowed(cached[1], roles)
         if not self.db.postgres:  # SQLite: microseconds, inline
             return self.authenticate(key, roles)
-        if cached is not None:
+        if cached is not None and cached[1] is not None:  # (an unknown key may exist by now: wait)
             self._refresh_behind(("key", key), self._keys, self._load_key)
             return _allowed(cached[1], roles)
         return _allowed(await self.read_once(("key", key), self._load_key, key), roles)
