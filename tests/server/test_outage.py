@@ -1,5 +1,6 @@
 """A PostgreSQL outage and a network partition, through a TCP proxy between a real server and
-the machine's PostgreSQL (tests/server/tcp_proxy.py; the shared cluster itself is never stopped).
+the machine's PostgreSQL (tests/server/tcp_proxy.py; the shared cluster itself is never stopped),
+and a real database restart, of a private cluster the test creates (skipped without initdb).
 
 During the fault: tenants whose key and policy are cached keep their decisions; a STEP_UP, a key
 never seen, an event batch, a hold poll and a control-plane read answer 503 with Retry-After
@@ -10,10 +11,13 @@ and the audit chain verifies. Each run prints its figures (pytest -s shows them)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +32,7 @@ import pytest
 
 from thoth.server.migrate import upgrade
 
-from .conftest import PG_URL, SRC, Server, pg_schema, start_server, stop_server
+from .conftest import PG_URL, SRC, Server, free_port, pg_schema, start_server, stop_server
 from .tcp_proxy import TcpProxy
 
 DB_TIMEOUT = 2.0  # THOTH_DB_TIMEOUT_SECONDS for these servers: the watchdog cuts at 3 s
@@ -130,7 +134,8 @@ def proxied(tmp_path: Path) -> Iterator[tuple[TcpProxy, Server, str, list[str]]]
                 stop_server(srv)
 
 
-def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
+def run_fault(kind: str, fault: Callable[[], Any], heal: Callable[[], Any], srv: Server, direct: str) -> Figures:
+    """Warm a tenant up, run `fault` for FAULT_SECONDS under load and probes, `heal`, check."""
     fig = Figures(kind)
     warm, cold = f"warm-{uuid.uuid4().hex[:6]}", f"cold-{uuid.uuid4().hex[:6]}"
     srv.store.add_policy_version(warm, POLICY, "test")
@@ -222,7 +227,7 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
         return threading.Thread(target=run)
 
     threads = [guarded(lambda w=w: decider(w)) for w in range(2)] + [guarded(emitter), guarded(liveness)]
-    {"outage": proxy.cut, "partition": proxy.stall, "lost answers": proxy.lose_answers}[kind]()
+    fault()
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -234,7 +239,7 @@ def run_fault(kind: str, proxy: TcpProxy, srv: Server, direct: str) -> Figures:
         r, seconds = timed(lambda: httpx.get(srv.url + "/metrics", timeout=30))
         assert r.status_code == 200 and "thoth_decisions_total" in r.text  # the counters stay readable
     finally:
-        proxy.heal()
+        heal()
         healed = time.monotonic()
         stop.set()
         for t in threads:
@@ -322,7 +327,7 @@ Proxied = tuple[TcpProxy, Server, str, list[str]]
 @pytest.mark.postgres
 def test_postgres_outage_answers_503_and_keeps_cached_tenants_deciding(proxied: Proxied) -> None:
     proxy, srv, direct, _ = proxied
-    fig = run_fault("outage", proxy, srv, direct)
+    fig = run_fault("outage", proxy.cut, proxy.heal, srv, direct)
     assert fig.statuses[500] == 0 and fig.answered_during > 20
     assert fig.longest_wait < DB_TIMEOUT + 2  # a refused connection is known at once
 
@@ -330,7 +335,7 @@ def test_postgres_outage_answers_503_and_keeps_cached_tenants_deciding(proxied: 
 @pytest.mark.postgres
 def test_partition_never_hangs_a_request_and_healthz_answers_at_once(proxied: Proxied) -> None:
     proxy, srv, direct, _ = proxied
-    fig = run_fault("partition", proxy, srv, direct)
+    fig = run_fault("partition", proxy.stall, proxy.heal, srv, direct)
     assert fig.statuses[500] == 0 and fig.answered_during > 20
     # Bounded by the database timeout plus the watchdog's grace (3 s here), not the partition.
     assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
@@ -342,7 +347,7 @@ def test_lost_answers_during_load_store_nothing_twice(proxied: Proxied) -> None:
     """The database's answers are lost while everything goes on: 503s, no 500, and afterwards
     every answered decision and every event stored once (retried event batches included)."""
     proxy, srv, direct, _ = proxied
-    fig = run_fault("lost answers", proxy, srv, direct)
+    fig = run_fault("lost answers", proxy.lose_answers, proxy.heal, srv, direct)
     assert fig.statuses[500] == 0 and fig.answered_during > 20
     assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
 
@@ -422,3 +427,77 @@ def test_health_endpoints_when_the_database_answers(server: Server, path: str) -
         assert body["database"] == "ok" and body["write_backlog"] >= 0
     bad = httpx.post(server.url + path, timeout=10)
     assert bad.status_code == 405 and bad.json()["message"]
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pg_tool(name: str) -> str | None:
+    found = shutil.which(name) or shutil.which(name, path=str(PG_BIN))
+    return found
+
+
+class Cluster:
+    """A private PostgreSQL cluster on its own port, run as the `postgres` user (initdb refuses
+    root): a test may stop and start it without touching the shared one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.data, self.port = root, root / "data", free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *args: str) -> None:
+        cmd = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        initdb = _pg_tool("initdb")
+        assert initdb is not None
+        self._as_postgres(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def start(self) -> None:
+        pg_ctl = _pg_tool("pg_ctl")
+        assert pg_ctl is not None
+        self._as_postgres(pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"), "-w", "start", "-o",
+                          f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self) -> None:
+        """A fast shutdown: every backend is terminated, then connections are refused."""
+        pg_ctl = _pg_tool("pg_ctl")
+        assert pg_ctl is not None
+        self._as_postgres(pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if not (_pg_tool("initdb") and _pg_tool("pg_ctl")):
+        pytest.skip("initdb / pg_ctl not installed")
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        pytest.skip("runuser not installed (initdb refuses root)")
+    root = Path(tempfile.mkdtemp(prefix="thoth-pg-"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    own = Cluster(root)
+    try:
+        own.init()
+        own.start()
+        yield own
+        with contextlib.suppress(Exception):
+            own.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_a_database_restart_is_ridden_out(cluster: Cluster, tmp_path: Path) -> None:
+    """A real restart: PostgreSQL terminates every connection (the idle pooled ones too) and
+    refuses new ones until it is back; the server recovers without a restart of its own."""
+    upgrade(cluster.url)
+    srv = start_server(cluster.url, tmp_path / "home", {"THOTH_DB_TIMEOUT_SECONDS": str(DB_TIMEOUT)})
+    read_log(srv)
+    try:
+        fig = run_fault("restart", cluster.stop, cluster.start, srv, cluster.url)
+    finally:
+        stop_server(srv)
+    assert fig.statuses[500] == 0 and fig.answered_during > 20
+    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
