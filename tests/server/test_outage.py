@@ -471,8 +471,15 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     if not (_pg_tool("initdb") and _pg_tool("pg_ctl")):
         pytest.skip("initdb / pg_ctl not installed")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("runuser not installed (initdb refuses root)")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("no postgres user to run initdb as (it refuses root)")
+        if not shutil.which("runuser"):
+            pytest.skip("runuser not installed (initdb refuses root)")
     root = Path(tempfile.mkdtemp(prefix="thoth-pg-"))
     root.chmod(0o755)
     if os.geteuid() == 0:
