@@ -242,7 +242,9 @@ class _GroupCommit:
         if self._journaled is None:
             self._journaled = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._write_journal)
-        if not await self._journaled:  # the journal could not be written: wait for the commit
+        # The journal could not be written: wait for the commit. Not during an outage: the
+        # decision waits in memory, and a 503 would refuse a decision that is stored all the same.
+        if not await self._journaled and not self.down:
             await self.settled()
 
     def _write_journal(self) -> None:
