@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from thoth.server.db import is_unavailable
+
 log = logging.getLogger(__name__)
 
 HOUR = 3600
@@ -192,8 +194,11 @@ class Rollups:
                     tenants |= known | set(self._tenants() if self._tenants else ())
                 for tenant in sorted(tenants):
                     self.fill(tenant)
-            except Exception:  # the database may be briefly unavailable: try again next round
-                log.exception("dashboard roll-ups: background pass failed")
+            except Exception as exc:  # the database may be briefly unavailable: try again next round
+                if is_unavailable(exc):
+                    log.warning("dashboard roll-ups: skipped, the database is unavailable (%s)", exc)
+                else:
+                    log.exception("dashboard roll-ups: background pass failed")
             self._wake.wait(timeout=max(0.1, next_check - time.monotonic()))
             self._wake.clear()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from thoth.server.db import is_unavailable
 from thoth.server.notify import smtp, tenant_channels, webhook
 from thoth.server.notify.config import Channel, NotifyConfig, SlackApp, load, select
 from thoth.server.notify.records import Records
@@ -109,8 +110,11 @@ class Notifier:
                 await asyncio.to_thread(self.core.store.expire_approvals)
                 for notification, approval in await asyncio.to_thread(self.records.needing_outcome):
                     await self._post_outcome(notification, approval)
-            except Exception:
-                log.exception("notification reconcile failed")
+            except Exception as exc:
+                if is_unavailable(exc):  # an outage: one line per pass, not a traceback; retried next pass
+                    log.warning("notification reconcile skipped: the database is unavailable (%s)", exc)
+                else:
+                    log.exception("notification reconcile failed")
 
     # ---- delivery -----------------------------------------------------------------------------
 
