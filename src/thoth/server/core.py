@@ -265,20 +265,19 @@ class Core:
             pending.add_done_callback(lambda _: self._reads.pop(key, None))
         return await asyncio.shield(pending)  # a cancelled request must not cancel the others' read
 
-    def _refresh_behind(self, what: tuple[str, str], cache: dict[str, Any], fn: Callable[[str], Any]) -> None:
-        """Refresh an expired cache entry in a thread while the request goes on with it; a refresh
-        that fails (the database is down) keeps the entry, retried RETRY_SECONDS later."""
-        if what in self._reads:
-            return
+    async def _refresh(self, what: tuple[str, str], cache: dict[str, Any], fn: Callable[[str], Any]) -> Any:
+        """Re-read an expired cache entry off the loop. Waiting for it keeps a revoked key or a
+        pushed policy from serving past cache_ttl; when the database cannot answer, the expired
+        entry goes on serving (retried RETRY_SECONDS later) and only an entry never seen is a 503."""
         name = what[1]
-
-        def done(fut: asyncio.Future[Any]) -> None:
-            if not fut.cancelled() and fut.exception() is not None:
-                entry = cache.get(name)
-                if entry is not None:
-                    cache[name] = (time.monotonic() + RETRY_SECONDS, *entry[1:])
-
-        asyncio.ensure_future(self.read_once(what, fn, name)).add_done_callback(done)
+        try:
+            return await self.read_once(what, fn, name)
+        except StorageUnavailable:
+            entry = cache.get(name)
+            if entry is None or entry[1] is None:  # never seen, or unknown then: it may exist by now
+                raise
+            cache[name] = (time.monotonic() + RETRY_SECONDS, *entry[1:])
+            return entry[1] if len(entry) == 2 else tuple(entry[1:])
 
     @staticmethod
     def _stale(cache: dict[str, Any], name: str, exc: Exception) -> Any:
@@ -298,7 +297,7 @@ class Core:
 
     async def authorize(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
         """`authenticate` for the event loop (the data plane). On PostgreSQL the look-up runs in
-        a thread, and an expired entry answers at once while its refresh runs behind it."""
+        a thread; an expired entry serves on only while the database cannot answer."""
         if not key:
             raise ClientError(401, "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'")
         cached = self._keys.get(key)
@@ -306,10 +305,7 @@ class Core:
             return _allowed(cached[1], roles)
         if not self.db.postgres:  # SQLite: microseconds, inline
             return self.authenticate(key, roles)
-        if cached is not None and cached[1] is not None:  # (an unknown key may exist by now: wait)
-            self._refresh_behind(("key", key), self._keys, self._load_key)
-            return _allowed(cached[1], roles)
-        return _allowed(await self.read_once(("key", key), self._load_key, key), roles)
+        return _allowed(await self._refresh(("key", key), self._keys, self._load_key), roles)
 
     def authenticate(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
         """The caller's key, blocking on a refresh (SQLite inline, control-plane threads)."""
@@ -348,10 +344,8 @@ class Core:
             return cached[1], cached[2]
         if not self.db.postgres:
             return self.policy_for(tenant_id)
-        if cached is not None:
-            self._refresh_behind(("policy", tenant_id), self._policies, self._load_policy)
-            return cached[1], cached[2]
-        result: tuple[Any, int | None] = await self.read_once(("policy", tenant_id), self._load_policy, tenant_id)
+        result: tuple[Any, int | None] = await self._refresh(("policy", tenant_id), self._policies,
+                                                             self._load_policy)
         return result
 
     def policy_for(self, tenant_id: str) -> tuple[Any, int | None]:
