@@ -14,12 +14,13 @@ import pkgutil
 from thoth.server.notify.channels.base import Channel, ChannelKind, DeliveryError, NotifyConfigError, Sent
 
 
-def _discover() -> dict[str, ChannelKind]:
+def discover(path: list[str], package: str) -> dict[str, ChannelKind]:
+    """The kinds of a package's modules (all but `base` and `_private` ones), in listing order."""
     found: dict[str, ChannelKind] = {}
-    for info in pkgutil.iter_modules(__path__):
+    for info in pkgutil.iter_modules(path):
         if info.name == "base" or info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{package}.{info.name}")
         kind = getattr(module, "KIND", None)
         if not isinstance(kind, ChannelKind) or not kind.name:
             raise TypeError(f"{module.__name__} must define KIND, a named ChannelKind")
@@ -29,7 +30,7 @@ def _discover() -> dict[str, ChannelKind]:
     return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
 
-CHANNELS: dict[str, ChannelKind] = _discover()
+CHANNELS: dict[str, ChannelKind] = discover(__path__, __name__)
 
 
 def listed(joiner: str = ", ") -> str:
@@ -40,4 +41,4 @@ def listed(joiner: str = ", ") -> str:
     return ", ".join(names[:-1]) + joiner + names[-1]
 
 
-__all__ = ["CHANNELS", "Channel", "ChannelKind", "DeliveryError", "NotifyConfigError", "Sent", "listed"]
+__all__ = ["CHANNELS", "Channel", "ChannelKind", "DeliveryError", "NotifyConfigError", "Sent", "discover", "listed"]

@@ -1,0 +1,106 @@
+"""The channel kind contract: one registry, read by the config file, the Settings form and the notifier."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thoth.server.notify import tenant_channels
+from thoth.server.notify.channels import CHANNELS, Channel, ChannelKind, Sent, discover
+from thoth.server.notify.channels.slack import SlackApp
+from thoth.server.notify.channels.smtp import Mail
+from thoth.server.notify.config import NotifyConfig, NotifyConfigError, parse
+
+
+class Pager(ChannelKind):
+    """A kind written by this test: what a new kind must provide, nothing more."""
+
+    name = "pager"
+
+    def section(self, raw: Any) -> str:
+        return str((raw or {}).get("gateway", "https://pager.invalid"))
+
+    def from_file(self, name: str, raw: dict[str, Any], where: str) -> Channel:
+        if not str(raw.get("number", "")).isdigit():
+            raise NotifyConfigError(f"{where}.number must be digits")
+        return Channel(name, self.name, str(raw["number"]))
+
+    def form_problem(self, target: str, secrets: Mapping[str, str]) -> str | None:
+        return None if target.isdigit() else "A pager channel needs a number."
+
+    def from_settings(self, name: str, target: str, secrets: Mapping[str, Any], config: NotifyConfig) -> Channel:
+        return Channel(name, self.name, target)
+
+    async def request(self, notifier: Any, channel: Channel, call: Any, approval: dict[str, Any]) -> Sent:
+        return Sent(True, target={"number": channel.options})
+
+
+def test_registry_holds_the_three_kinds_in_menu_order() -> None:
+    assert list(CHANNELS) == ["slack", "webhook", "email"]
+    assert all(isinstance(kind, ChannelKind) and kind.name == name for name, kind in CHANNELS.items())
+    assert [name for name, kind in CHANNELS.items() if kind.follows_up] == ["slack", "webhook"]
+    assert tenant_channels.KINDS == tuple(CHANNELS)  # the Settings form's menu
+
+
+def test_defaults_of_the_kinds_sections_without_a_file() -> None:
+    config = NotifyConfig()
+    assert config.section("slack") == SlackApp() and config.section("email") == Mail()
+    parsed = parse({"email": {"host": "mail.example", "port": 2525, "from": "t@example.com"}})
+    assert parsed.section("email") == Mail(host="mail.example", port=2525, mail_from="t@example.com")
+    with pytest.raises(NotifyConfigError, match="channels.email.host must be a string"):
+        parse({"email": {"host": 25}})
+
+
+def test_a_new_kind_is_read_by_config_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(CHANNELS, "pager", Pager())
+    config = parse({"pager": {"gateway": "https://gw.example"}, "channels": {"oncall": {"type": "pager", "number": "42"}},
+                    "routes": [{"channels": ["oncall"]}]})
+    assert config.channels_for("t", "a", []) == [Channel("oncall", "pager", "42")]
+    assert config.section("pager") == "https://gw.example"
+    with pytest.raises(NotifyConfigError, match="channels.oncall.number must be digits"):
+        parse({"channels": {"oncall": {"type": "pager", "number": "x"}}})
+    with pytest.raises(NotifyConfigError, match="type must be one of slack, webhook, email, pager"):
+        parse({"channels": {"x": {"type": "sms"}}})
+    with pytest.raises(NotifyConfigError, match="type must be one of"):
+        parse({"channels": {"x": {"type": ["slack"]}}})  # not a kind name at all: still a clear error
+    assert tenant_channels.problem("pager", "12a") == "A pager channel needs a number."
+    assert tenant_channels.problem("pager", "12") is None
+    assert tenant_channels.problem("sms", "12") == "Choose a channel kind: slack, webhook, email or pager."
+
+
+def _package(root: Path, modules: dict[str, str]) -> tuple[list[str], str]:
+    name = f"kinds_{uuid.uuid4().hex[:8]}"
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text("")
+    for module, source in modules.items():
+        (root / name / f"{module}.py").write_text(source)
+    return [str(root / name)], name
+
+
+PAGER_MODULE = """
+from thoth.server.notify.channels.base import ChannelKind
+from tests.approvals.test_channel_kinds import Pager
+class Beeper(Pager):
+    name = "beeper"
+    order = 0
+KIND = Beeper()
+"""
+
+
+def test_discover_registers_every_module_of_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, name = _package(tmp_path, {"beeper": PAGER_MODULE, "base": "", "_helpers": "",
+                                     "pager": "from tests.approvals.test_channel_kinds import Pager\nKIND = Pager()\n"})
+    found = discover(path, name)
+    assert list(found) == ["beeper", "pager"]  # by `order`, then name; base and _helpers are not kinds
+    path, name = _package(tmp_path, {"forgot": "X = 1\n"})
+    with pytest.raises(TypeError, match="must define KIND"):
+        discover(path, name)
+    twice = "from tests.approvals.test_channel_kinds import Pager\nKIND = Pager()\n"
+    path, name = _package(tmp_path, {"one": twice, "two": twice})
+    with pytest.raises(TypeError, match="'pager' is defined twice"):
+        discover(path, name)
