@@ -43,7 +43,7 @@ def test_registry_holds_the_three_kinds_in_menu_order() -> None:
     assert list(CHANNELS) == ["slack", "webhook", "email"]
     assert all(isinstance(kind, ChannelKind) and kind.name == name for name, kind in CHANNELS.items())
     assert [name for name, kind in CHANNELS.items() if kind.follows_up] == ["slack", "webhook"]
-    assert tenant_channels.KINDS == tuple(CHANNELS)  # the Settings form's menu
+    assert tuple(CHANNELS) == tenant_channels.KINDS  # the Settings form's menu
 
 
 def test_defaults_of_the_kinds_sections_without_a_file() -> None:
