@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +16,7 @@ from thoth.server.notify.channels import CHANNELS, Channel, ChannelKind, Sent, d
 from thoth.server.notify.channels.slack import SlackApp
 from thoth.server.notify.channels.smtp import Mail
 from thoth.server.notify.config import NotifyConfig, NotifyConfigError, parse
+from thoth.server.notify.render import HeldCall
 
 
 class Pager(ChannelKind):
@@ -105,3 +108,34 @@ def test_discover_registers_every_module_of_the_package(tmp_path: Path, monkeypa
     path, name = _package(tmp_path, {"one": twice, "two": twice})
     with pytest.raises(TypeError, match="'pager' is defined twice"):
         discover(path, name)
+
+
+def _documented_example() -> str:
+    """The Python block of docs/extending.md's "A notification channel" section."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "extending.md").read_text()
+    section = doc.split("## A notification channel", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_example_kind_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/extending.md's log kind, dropped into a package as its one module, is found and delivers."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, package = _package(tmp_path, {"log": _documented_example()})
+    found = discover(path, package)
+    assert list(found) == ["log"]
+    monkeypatch.setitem(CHANNELS, "log", found["log"])
+    out = tmp_path / "holds.jsonl"
+    config = parse({"channels": {"file": {"type": "log", "path": str(out)}}, "routes": [{"channels": ["file"]}]})
+    [channel] = config.channels_for("t", "agent", [])
+    with pytest.raises(NotifyConfigError, match="channels.file.path is required"):
+        parse({"channels": {"file": {"type": "log"}}})
+    assert tenant_channels.problem("log", "/etc/passwd") == "A log channel is configured in notify.yaml only."
+    call = HeldCall(approval_id="apr_1", tenant_id="t", tool_name="drop_db", tool_args={}, agent_id="agent",
+                    user_id="u", session_id="s", reason="", matched_rule_ids=[], risk_score=None, expires_at="",
+                    required_approvals=1, dashboard_url="")
+    sent = asyncio.run(found["log"].request(None, channel, call, {}))  # type: ignore[arg-type]
+    done = asyncio.run(found["log"].outcome(None, channel, {}, call, {"status": "denied"}))  # type: ignore[arg-type]
+    assert sent == Sent(True, target={"path": str(out)}) and done == (True, None)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines == [{"event": "approval.requested", "approval_id": "apr_1", "tenant_id": "t", "tool_name": "drop_db",
+                      "agent_id": "agent"}, {"event": "approval.resolved", "approval_id": "apr_1", "status": "denied"}]
