@@ -6,8 +6,9 @@ and rule the channel is for, both optional) and `secrets` (JSON: the webhook's s
 a Slack bot token and signing secret; each a literal or `env:NAME`). Secrets are written once
 and never read back by a page: the Settings list only says whether one is set.
 
-A Settings channel is named `tenant-<channel_id>` in notification records and webhook callback
-URLs. How these channels and the file's routes combine: docs/approvals.md ("Precedence").
+What a target and secrets must be, and how a row becomes a `Channel`, is the kind's business
+(`CHANNELS[kind].form_problem / stored_target / from_settings`). A Settings channel is named
+`tenant-<channel_id>` in notification records and webhook callback URLs. How these channels and the file's routes combine: docs/approvals.md ("Precedence").
 """
 
 from __future__ import annotations
