@@ -14,38 +14,11 @@ from typing import Any
 
 import yaml
 
-CHANNEL_KINDS = ("slack", "webhook", "email")
+from thoth.server.notify.channels import CHANNELS, listed
+from thoth.server.notify.channels.base import Channel, NotifyConfigError, text
 
-
-class NotifyConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Channel:
-    name: str
-    kind: str
-    # slack: channel (a channel id, #name or a user id for a DM)
-    slack_channel: str = ""
-    # webhook
-    url: str = ""
-    secret: str = ""
-    max_attempts: int = 4
-    backoff_seconds: float = 0.5
-    timeout_seconds: float = 5.0
-    # email
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_starttls: bool = False
-    smtp_username: str = ""
-    smtp_password: str = ""
-    mail_from: str = "thoth@localhost"
-    mail_to: tuple[str, ...] = ()
-    # slack channels from the dashboard's Settings may bring their own Slack app
-    slack_token: str = ""
-    slack_signing_secret: str = ""
-    # why this channel cannot deliver (e.g. an env:NAME secret that is not set): recorded as a failure
-    problem: str = ""
+__all__ = ["CHANNELS", "Channel", "NotifyConfig", "NotifyConfigError", "Route", "TwoPerson", "load", "parse",
+           "select"]
 
 
 @dataclass(frozen=True)
@@ -74,22 +47,13 @@ class TwoPerson:
 
 
 @dataclass(frozen=True)
-class SlackApp:
-    bot_token: str = ""
-    signing_secret: str = ""
-    base_url: str = "https://slack.com/api/"
-    # Slack user id -> Thoth identity recorded as the approver.
-    users: dict[str, str] = field(default_factory=dict)
-    # When true, a click by a Slack user missing from `users` is refused.
-    require_mapping: bool = False
-
-
-@dataclass(frozen=True)
 class NotifyConfig:
     channels: dict[str, Channel] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     two_person: tuple[TwoPerson, ...] = ()
-    slack: SlackApp = field(default_factory=SlackApp)
+    # Each kind's own top-level section (`slack:` the Slack app, `email:` the SMTP server of
+    # Settings channels), parsed by the kind: read it with `section(kind)`.
+    sections: dict[str, Any] = field(default_factory=dict)
     dashboard_url: str = ""
     # Where webhook receivers send their signed decision (defaults to dashboard_url).
     public_url: str = ""
@@ -97,8 +61,9 @@ class NotifyConfig:
     # Signed requests older than this are refused (Slack recommends five minutes).
     max_request_age_seconds: int = 300
 
-    # SMTP server (and sender) of e-mail channels configured in the dashboard's Settings: `email:`.
-    email_defaults: Channel = field(default_factory=lambda: Channel("email", "email"))
+    def section(self, kind: str) -> Any:
+        """The kind's top-level section of the file (its defaults when the file has none)."""
+        return self.sections[kind] if kind in self.sections else CHANNELS[kind].section(None)
 
     def channels_for(self, tenant: str, agent: str, rules: list[str]) -> list[Channel]:
         """The channels of the most specific matching routes (all routes tied at that level)."""
@@ -128,58 +93,15 @@ def select(routes: tuple[Route, ...] | list[Route], channels: dict[str, Channel]
     return [channels[n] for n in names]
 
 
-def _secret(value: Any, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise NotifyConfigError(f"{where} must be a string")
-    if value.startswith("env:"):
-        name = value[4:]
-        if name not in os.environ:
-            raise NotifyConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-    return value
-
-
-def _str(raw: dict[str, Any], name: str, where: str, default: str = "") -> str:
-    value = raw.get(name, default)
-    if not isinstance(value, str):
-        raise NotifyConfigError(f"{where}.{name} must be a string")
-    return value
-
-
 def _channel(name: str, raw: Any) -> Channel:
     where = f"channels.{name}"
     if not isinstance(raw, dict):
         raise NotifyConfigError(f"{where} must be a mapping")
-    kind = raw.get("type")
-    if kind not in CHANNEL_KINDS:
-        raise NotifyConfigError(f"{where}.type must be one of {', '.join(CHANNEL_KINDS)}")
-    if kind == "slack":
-        target = _str(raw, "channel", where)
-        if not target:
-            raise NotifyConfigError(f"{where}.channel is required (a channel id, #name or user id)")
-        return Channel(name, kind, slack_channel=target)
-    if kind == "webhook":
-        url = _str(raw, "url", where)
-        secret = _secret(raw.get("secret"), f"{where}.secret")
-        if not url.startswith(("http://", "https://")):
-            raise NotifyConfigError(f"{where}.url must be an http(s) URL")
-        if len(secret) < 16:
-            raise NotifyConfigError(f"{where}.secret must be at least 16 characters")
-        return Channel(name, kind, url=url, secret=secret, max_attempts=int(raw.get("max_attempts", 4)),
-                       backoff_seconds=float(raw.get("backoff_seconds", 0.5)),
-                       timeout_seconds=float(raw.get("timeout_seconds", 5.0)))
-    to = raw.get("to")
-    if isinstance(to, str):
-        to = [to]
-    if not isinstance(to, list) or not to or not all(isinstance(t, str) for t in to):
-        raise NotifyConfigError(f"{where}.to must be an address or a list of addresses")
-    return Channel(name, kind, smtp_host=_str(raw, "host", where, "127.0.0.1"), smtp_port=int(raw.get("port", 25)),
-                   smtp_starttls=bool(raw.get("starttls", False)),
-                   smtp_username=_secret(raw.get("username"), f"{where}.username"),
-                   smtp_password=_secret(raw.get("password"), f"{where}.password"),
-                   mail_from=_str(raw, "from", where, "thoth@localhost"), mail_to=tuple(to))
+    name_of_kind = raw.get("type")
+    kind = CHANNELS.get(name_of_kind) if isinstance(name_of_kind, str) else None
+    if kind is None:
+        raise NotifyConfigError(f"{where}.type must be one of {listed()}")
+    return kind.from_file(name, raw, where)
 
 
 def _opt(raw: dict[str, Any], name: str, where: str) -> str | None:
@@ -223,34 +145,15 @@ def parse(doc: Any) -> NotifyConfig:
         if count < 2:
             raise NotifyConfigError(f"{where}.approvals must be at least 2")
         two.append(TwoPerson(tuple(tools), _opt(raw, "tenant", where), count))
-    raw_slack = doc.get("slack") or {}
-    if not isinstance(raw_slack, dict):
-        raise NotifyConfigError("slack must be a mapping")
-    users = raw_slack.get("users") or {}
-    if not isinstance(users, dict):
-        raise NotifyConfigError("slack.users must map Slack user ids to Thoth identities")
-    slack = SlackApp(bot_token=_secret(raw_slack.get("bot_token"), "slack.bot_token"),
-                     signing_secret=_secret(raw_slack.get("signing_secret"), "slack.signing_secret"),
-                     base_url=_str(raw_slack, "base_url", "slack", "https://slack.com/api/"),
-                     users={str(k): str(v) for k, v in users.items()},
-                     require_mapping=bool(raw_slack.get("require_mapping", False)))
-    if any(c.kind == "slack" for c in channels.values()) and not slack.bot_token:
-        raise NotifyConfigError("a slack channel needs slack.bot_token")
-    raw_email = doc.get("email")
-    email = Channel("email", "email")
-    if raw_email is not None:
-        if not isinstance(raw_email, dict):
-            raise NotifyConfigError("email must be a mapping (host, port, from, starttls, username, password)")
-        email = _channel("email", {"type": "email", "to": ["unused@localhost"], **raw_email})
-        email = Channel("email", "email", smtp_host=email.smtp_host, smtp_port=email.smtp_port,
-                        smtp_starttls=email.smtp_starttls, smtp_username=email.smtp_username,
-                        smtp_password=email.smtp_password, mail_from=email.mail_from)
-    dashboard = _str(doc, "dashboard_url", "config").rstrip("/")
-    return NotifyConfig(channels=channels, routes=tuple(routes), two_person=tuple(two), slack=slack,
-                        email_defaults=email,
-                        dashboard_url=dashboard, public_url=(_str(doc, "public_url", "config") or dashboard).rstrip("/"),
-                        max_arg_chars=int(doc.get("max_arg_chars", 1500)),
-                        max_request_age_seconds=int(doc.get("max_request_age_seconds", 300)))
+    sections = {name: kind.section(doc.get(name)) for name, kind in CHANNELS.items()}
+    dashboard = text(doc, "dashboard_url", "config").rstrip("/")
+    config = NotifyConfig(channels=channels, routes=tuple(routes), two_person=tuple(two), sections=sections,
+                          dashboard_url=dashboard, public_url=(text(doc, "public_url", "config") or dashboard).rstrip("/"),
+                          max_arg_chars=int(doc.get("max_arg_chars", 1500)),
+                          max_request_age_seconds=int(doc.get("max_request_age_seconds", 300)))
+    for kind in CHANNELS.values():
+        kind.check(config)
+    return config
 
 
 def config_path(home: Path) -> Path:

@@ -78,14 +78,18 @@ class Records:
             row = conn.one(sql + " LIMIT 1", params)
         return row[0] if row else None
 
-    def needing_outcome(self, limit: int = 100) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """(notification, approval) pairs whose approval is decided but whose message does not say so yet."""
+    def needing_outcome(self, kinds: tuple[str, ...], limit: int = 100) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(notification, approval) pairs whose approval is decided but whose message (sent to a
+        channel of one of these kinds) does not say so yet."""
+        if not kinds:
+            return []
         with self.db.read() as conn:
             rows = conn.all(
                 f"SELECT {', '.join('n.' + c.strip() for c in _COLUMNS.split(','))}, a.approval_id, a.tenant_id"
                 " FROM notifications n JOIN approvals a ON a.approval_id = n.approval_id"
-                " WHERE n.status = 'sent' AND n.outcome_status IS NULL AND n.kind IN ('slack', 'webhook')"
-                " AND a.status <> 'pending' LIMIT ?", (limit,))
+                " WHERE n.status = 'sent' AND n.outcome_status IS NULL"
+                f" AND n.kind IN ({', '.join('?' for _ in kinds)})"
+                " AND a.status <> 'pending' LIMIT ?", (*kinds, limit))
         out = []
         for r in rows:
             approval = self.store.approval(r[13], r[12])

@@ -17,15 +17,18 @@ from typing import Any
 import httpx
 
 from thoth.server.db import is_unavailable
-from thoth.server.notify import smtp, tenant_channels, webhook
-from thoth.server.notify.config import Channel, NotifyConfig, SlackApp, load, select
+from thoth.server.notify import tenant_channels
+from thoth.server.notify.channels import CHANNELS, DeliveryError
+from thoth.server.notify.channels.base import NO_CHANNEL
+from thoth.server.notify.config import Channel, NotifyConfig, load, select
 from thoth.server.notify.records import Records
-from thoth.server.notify.render import HeldCall, email_request, slack_outcome, slack_request, webhook_body
-from thoth.server.notify.slack import DeliveryError, SlackSender
+from thoth.server.notify.render import HeldCall
 
 log = logging.getLogger("thoth.server.notify")
 RECONCILE_SECONDS = 2.0
 MAX_CONCURRENT_DELIVERIES = 16
+# Kinds whose messages are edited / followed up once the approval is decided.
+FOLLOW_UP = tuple(name for name, kind in CHANNELS.items() if kind.follows_up)
 
 
 class Notifier:
@@ -33,8 +36,6 @@ class Notifier:
         self.core = core
         self.config = config
         self.records = Records(core.store)
-        self.slack = SlackSender(config.slack) if config.slack.bot_token else None
-        self._slack_by_token: dict[str, SlackSender] = {}
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -60,6 +61,12 @@ class Notifier:
         if self._http is not None:
             await self._http.aclose()
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client channels share (created by `start`)."""
+        assert self._http is not None
+        return self._http
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -74,7 +81,7 @@ class Notifier:
         self._enqueue("outcome", approval)
 
     def progress(self, approval: dict[str, Any]) -> None:
-        """A two-person approval got its first approver: say so in the Slack messages."""
+        """A two-person approval got its first approver: say so in the messages (kinds that follow up)."""
         self._enqueue("progress", approval)
 
     def _enqueue(self, kind: str, approval: dict[str, Any]) -> None:
@@ -108,7 +115,7 @@ class Notifier:
             await asyncio.sleep(RECONCILE_SECONDS)
             try:
                 await asyncio.to_thread(self.core.store.expire_approvals)
-                for notification, approval in await asyncio.to_thread(self.records.needing_outcome):
+                for notification, approval in await asyncio.to_thread(self.records.needing_outcome, FOLLOW_UP):
                     await self._post_outcome(notification, approval)
             except Exception as exc:
                 if is_unavailable(exc):  # an outage: one line per pass, not a traceback; retried next pass
@@ -136,22 +143,13 @@ class Notifier:
         picked = select(routes, {c.name: c for c in mine}, call.tenant_id, call.agent_id, call.matched_rule_ids)
         return picked or self.config.channels_for(call.tenant_id, call.agent_id, call.matched_rule_ids)
 
-    def channel_named(self, name: str, tenant_id: str) -> Channel | None:
+    def channel_named(self, name: str, tenant_id: str | None = None) -> Channel | None:
+        """A file channel, or a Settings channel (of `tenant_id` when given)."""
         found = self.config.channels.get(name)
         if found is None:
             stored = tenant_channels.by_name(self.core.db, name, self.config)
-            if stored is not None and stored[0] == tenant_id:
+            if stored is not None and tenant_id in (None, stored[0]):
                 found = stored[1]
-        return found
-
-    def sender(self, channel: Channel) -> SlackSender | None:
-        """The Slack app of a channel: its own bot token (Settings), else the file's."""
-        if not channel.slack_token:
-            return self.slack
-        found = self._slack_by_token.get(channel.slack_token)
-        if found is None:
-            app = SlackApp(bot_token=channel.slack_token, base_url=self.config.slack.base_url)
-            found = self._slack_by_token[channel.slack_token] = SlackSender(app)
         return found
 
     async def notify(self, approval: dict[str, Any]) -> None:
@@ -165,22 +163,8 @@ class Notifier:
         try:
             if channel.problem:
                 raise DeliveryError(channel.problem)
-            if channel.kind == "slack":
-                slack = self.sender(channel)
-                if slack is None:
-                    raise DeliveryError("no Slack bot token configured")
-                text, blocks = slack_request(call, self.config.max_arg_chars)
-                target = await asyncio.to_thread(slack.post, channel.slack_channel, text, blocks)
-                ok = True
-            elif channel.kind == "webhook":
-                assert self._http is not None
-                body = webhook_body("approval.requested", call, approval, self.callback_url(channel))
-                ok, attempts, error = await webhook.deliver(self._http, channel, "approval.requested", body)
-                target = {"url": channel.url}
-            else:
-                subject, text, html_body = email_request(call, self.config.max_arg_chars)
-                await asyncio.to_thread(smtp.send, channel, subject, text, html_body)
-                ok, target = True, {"to": list(channel.mail_to)}
+            sent = await CHANNELS[channel.kind].request(self, channel, call, approval)
+            ok, attempts, error, target = sent.ok, sent.attempts, sent.error, sent.target
         except DeliveryError as exc:
             error = str(exc)
         except Exception as exc:  # SMTP and anything else: record it, never lose the hold
@@ -190,47 +174,33 @@ class Notifier:
         await asyncio.to_thread(self.records.delivered, nid, approval, channel.name, channel.kind, ok, attempts,
                                 error, target)
 
-    def callback_url(self, channel: Channel) -> str:
-        base = self.config.public_url
-        return f"{base}/v1/notify/webhook/{channel.name}/callback" if base else ""
-
     async def post_outcomes(self, approval: dict[str, Any]) -> None:
         items = await asyncio.to_thread(self.records.for_approval, approval["tenant_id"], approval["approval_id"])
         for notification in items:
             if notification["status"] == "sent" and notification["outcome_status"] is None \
-                    and notification["kind"] in ("slack", "webhook"):
+                    and notification["kind"] in FOLLOW_UP:
                 await self._post_outcome(notification, approval)
 
     async def post_progress(self, approval: dict[str, Any]) -> None:
         call = await self.held_call(approval)
-        text, blocks = slack_outcome(call, approval, self.config.max_arg_chars)
-        blocks[-1:-1] = [b for b in slack_request(call, self.config.max_arg_chars)[1] if b["type"] == "actions"]
         items = await asyncio.to_thread(self.records.for_approval, approval["tenant_id"], approval["approval_id"])
         for n in items:
-            if n["kind"] == "slack" and n["status"] == "sent" and n["outcome_status"] is None and n["target"]:
+            if n["kind"] in FOLLOW_UP and n["status"] == "sent" and n["outcome_status"] is None:
                 channel = await asyncio.to_thread(self.channel_named, n["channel"], approval["tenant_id"])
-                slack = self.sender(channel) if channel is not None else self.slack
-                if slack is not None:
-                    with contextlib.suppress(DeliveryError):
-                        await asyncio.to_thread(slack.update, n["target"], text, blocks)
+                await CHANNELS[n["kind"]].progress(self, channel, n, call, approval)
 
     async def _post_outcome(self, notification: dict[str, Any], approval: dict[str, Any]) -> None:
         if not await asyncio.to_thread(self.records.claim_outcome, notification["notification_id"]):
             return  # another process or the reconcile loop is doing it
         channel = await asyncio.to_thread(self.channel_named, notification["channel"], approval["tenant_id"])
-        slack = self.sender(channel) if channel is not None and channel.kind == "slack" else self.slack
+        kind = CHANNELS.get(notification["kind"])
         ok, error = False, None
         try:
             call = await self.held_call(approval)
-            if notification["kind"] == "slack" and slack is not None and notification["target"]:
-                text, blocks = slack_outcome(call, approval, self.config.max_arg_chars)
-                await asyncio.to_thread(slack.update, notification["target"], text, blocks)
-                ok = True
-            elif notification["kind"] == "webhook" and channel is not None and self._http is not None:
-                body = webhook_body("approval.resolved", call, approval, "")
-                ok, _, error = await webhook.deliver(self._http, channel, "approval.resolved", body)
+            if kind is not None and kind.follows_up:
+                ok, error = await kind.outcome(self, channel, notification, call, approval)
             else:
-                error = "channel no longer configured"
+                error = NO_CHANNEL
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         await asyncio.to_thread(self.records.outcome_done, notification["notification_id"], ok, error)
