@@ -53,7 +53,7 @@ def make_components(config: ThothConfig) -> Components:
     from thoth.enforcer_client import EnforcerClient
     from thoth.step_up import StepUpClient
 
-    return Components(HttpEmitter(api_url=config.resolved_api_url, api_key=config.resolved_api_key),
+    return Components(HttpEmitter(api_url=config.resolved_api_url, api_key=config.resolved_api_key, tls=config.tls),
                       EnforcerClient(config), StepUpClient(config))
 
 

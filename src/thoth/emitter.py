@@ -19,6 +19,7 @@ from typing import Any
 
 from thoth.http import get_endpoint
 from thoth.models import LOCAL_API_URL
+from thoth.tls import TlsFiles
 from thoth.transport import (  # noqa: F401  (EventTransport and the constants are this module's names too)
     BATCH_SIZE,
     LINGER_SECONDS,
@@ -35,12 +36,12 @@ __all__ = ["EventTransport", "HttpEmitter", "Job"]
 class HttpEmitter:
     """`HttpEmitter(api_url=..., api_key=...)`: queue events for the shared transport."""
 
-    def __init__(self, api_url: str, api_key: str | None = None) -> None:
+    def __init__(self, api_url: str, api_key: str | None = None, tls: TlsFiles | None = None) -> None:
         if not api_url:
             raise ValueError("HttpEmitter needs api_url (or set THOTH_API_URL)")
         if api_url.strip() == LOCAL_API_URL:
             raise ValueError("api_url='local' has no HTTP server; use thoth.policy.local.LocalEventSink")
-        self.endpoint = get_endpoint(api_url.strip(), api_key)
+        self.endpoint = get_endpoint(api_url.strip(), api_key, tls)  # tls None: THOTH_CLIENT_CERT etc.
 
     @property
     def transport(self) -> EventTransport:

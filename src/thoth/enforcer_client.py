@@ -30,7 +30,7 @@ class EnforcerClient:
             raise ValueError("api_url='local' has no HTTP server; thoth.components.make_components picks "
                              "thoth.policy.local.LocalEnforcer for it")
         self.config = config
-        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key)
+        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key, config.tls)
         self.wants_session_tool_calls = True  # the server keeps no session history of its own
 
     @property

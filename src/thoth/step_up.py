@@ -32,7 +32,7 @@ class StepUpClient:
             raise ValueError("api_url='local' has no HTTP server; thoth.components.make_components picks "
                              "thoth.policy.local.LocalStepUp for it")
         self.config = config
-        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key)
+        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key, config.tls)
 
     # Public interface (shared with thoth.policy.local.LocalStepUp) ---------------------------------
     def wait(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
