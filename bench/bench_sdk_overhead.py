@@ -19,7 +19,7 @@ through the SDK's own client (thoth.http.Endpoint.send / asend) and through well
 each with a persistent pool: urllib3 2.x (sync), aiohttp and httpcore (async). For each library the
 line "governed with it" estimates a governed call that used it: governed p50 - own client p50 +
 library p50, as a ratio of today's governed p50 (ADR 0152: a library is taken within 1.10x).
-Needs `pip install urllib3 aiohttp` (the `bench` extra); a missing one is skipped.
+Needs `pip install urllib3 aiohttp` (httpcore comes with httpx); a missing one is skipped.
 """
 
 from __future__ import annotations
