@@ -13,6 +13,13 @@ rounds so that each sees the same load of the shared machine. Goal: overhead p50
 p99 <= 3 ms, sync and async. Also printed: the bare round trip of the same request with no SDK
 around it (for sync a bare socket, the floor of any client, and http.client; for async raw asyncio
 streams, the floor of any asyncio client, and httpx.AsyncClient), and governed / bare floor.
+
+--clients adds, in the same alternating rounds against the same server, the same bare request
+through the SDK's own client (thoth.http.Endpoint.send / asend) and through well-kept libraries,
+each with a persistent pool: urllib3 2.x (sync), aiohttp and httpcore (async). For each library the
+line "governed with it" estimates a governed call that used it: governed p50 - own client p50 +
+library p50, as a ratio of today's governed p50 (ADR 0152: a library is taken within 1.10x).
+Needs `pip install urllib3 aiohttp` (httpcore comes with httpx); a missing one is skipped.
 """
 
 from __future__ import annotations
@@ -94,7 +101,7 @@ def start_server(kind: str, home: str) -> tuple[subprocess.Popen[bytes], str, st
 ROUNDS = 10  # variants alternate in rounds, so each sees the same (shared, noisy) machine
 
 
-def run(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
+def run(url: str, api_key: str, calls: int, clients: bool = False) -> dict[str, list[float]]:
     import http.client
 
     from thoth.instrumentor import build_tracer
@@ -157,12 +164,14 @@ def run(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     sync_variants = {"sync ungoverned": tool, "sync governed": governed, "sync bare (socket)": bare_socket,
                      "sync bare (http.client)": bare_sync}
+    if clients:
+        sync_variants.update(_sync_clients(url, host, int(port), payload, headers))
     for fn in sync_variants.values():
         measure_sync(fn, 200)  # warm up: connections, server caches
     for _ in range(ROUNDS):
         for name, fn in sync_variants.items():
             out.setdefault(name, []).extend(measure_sync(fn, calls // ROUNDS))
-    asyncio.run(_run_async(out, agoverned, url, host, int(port), payload, headers, calls))
+    asyncio.run(_run_async(out, agoverned, url, host, int(port), payload, headers, calls, clients))
     assert tracer.flush(60), "events were not delivered"
     print(f"events delivered: {tracer.emitter.sent}, dropped: {tracer.emitter.dropped}, "
           f"fail-opens: {tracer.enforcer.endpoint.fail_open_total if tracer.enforcer.endpoint else 0}")
@@ -170,7 +179,7 @@ def run(url: str, api_key: str, calls: int) -> dict[str, list[float]]:
 
 
 async def _run_async(out: dict[str, list[float]], agoverned: Any, url: str, host: str, port: int, payload: bytes,
-                     headers: dict[str, str], calls: int) -> None:
+                     headers: dict[str, str], calls: int, clients: bool = False) -> None:
     request = (f"POST /v1/enforce HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
                f"x-api-key: {headers['x-api-key']}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
     reader, writer = await asyncio.open_connection(host, port)
@@ -196,12 +205,79 @@ async def _run_async(out: dict[str, list[float]], agoverned: Any, url: str, host
 
         variants = {"async ungoverned": atool, "async governed": agoverned,
                     "async bare (asyncio streams)": streams, "async bare (httpx.AsyncClient)": via_httpx}
+        closers: list[Any] = []
+        if clients:
+            variants.update(await _async_clients(url, payload, headers, closers))
         for fn in variants.values():
             await measure_async(fn, 200)
         for _ in range(ROUNDS):
             for name, fn in variants.items():
                 out.setdefault(name, []).extend(await measure_async(fn, calls // ROUNDS))
+        for close in closers:
+            await close()
     writer.close()
+
+
+# --- the same bare request through the SDK's own client and through libraries (--clients) -----------
+
+def _sync_clients(url: str, host: str, port: int, payload: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    from thoth.http import get_endpoint
+
+    endpoint = get_endpoint(url, headers["x-api-key"])
+
+    def own(_: str) -> None:
+        endpoint.send("POST", "/v1/enforce", payload, timeout=5.0).json()
+
+    variants: dict[str, Any] = {"sync bare (thoth client)": own}
+    try:
+        import urllib3
+    except ImportError:
+        print("urllib3 not installed: skipped")
+        return variants
+    pool = urllib3.HTTPConnectionPool(host, port, maxsize=4, retries=False, timeout=urllib3.Timeout(total=5.0))
+
+    def via_urllib3(_: str) -> None:
+        json.loads(pool.request("POST", "/v1/enforce", body=payload, headers=headers).data)
+
+    variants["sync bare (urllib3 pool)"] = via_urllib3
+    return variants
+
+
+async def _async_clients(url: str, payload: bytes, headers: dict[str, str], closers: list[Any]) -> dict[str, Any]:
+    import httpcore
+
+    from thoth.http import get_endpoint
+
+    endpoint = get_endpoint(url, headers["x-api-key"])
+
+    async def own(_: str) -> None:
+        (await endpoint.asend("POST", "/v1/enforce", payload, timeout=5.0)).json()
+
+    variants: dict[str, Any] = {"async bare (thoth client)": own}
+    pool = httpcore.AsyncConnectionPool(max_connections=16, keepalive_expiry=30)
+    closers.append(pool.aclose)
+
+    async def via_httpcore(_: str) -> None:
+        async with asyncio.timeout(5.0):
+            response = await pool.request("POST", f"{url}/v1/enforce", content=payload, headers=headers)
+        json.loads(response.content)
+
+    variants["async bare (httpcore pool)"] = via_httpcore
+    try:
+        import aiohttp
+    except ImportError:
+        print("aiohttp not installed: skipped")
+        return variants
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16, keepalive_timeout=30),
+                                    timeout=aiohttp.ClientTimeout(total=5.0))
+    closers.append(session.close)
+
+    async def via_aiohttp(_: str) -> None:
+        async with session.post(f"{url}/v1/enforce", data=payload, headers=headers) as response:
+            json.loads(await response.read())
+
+    variants["async bare (aiohttp session)"] = via_aiohttp
+    return variants
 
 
 def report(kind: str, calls: int, out: dict[str, list[float]]) -> None:
@@ -216,17 +292,27 @@ def report(kind: str, calls: int, out: dict[str, list[float]]) -> None:
         b50, _ = percentiles(out[bare])
         print(f"{mode:6} overhead vs ungoverned: p50 {g50 - u50:.3f} ms, p99 {g99 - u50:.3f} ms "
               f"(goal 1 / 3 ms); governed / bare floor p50 = {g50 / b50:.2f}x")
+        own = f"{mode} bare (thoth client)"
+        if own not in out:
+            continue
+        o50, _ = percentiles(out[own])
+        for name in out:
+            if name.startswith(f"{mode} bare (") and name.endswith(("pool)", "session)")):
+                l50, _ = percentiles(out[name])
+                print(f"{mode:6} governed with {name[len(mode) + 7:-1]}: {(g50 - o50 + l50) / g50:.2f}x today's "
+                      f"governed p50 (library / own client bare p50 = {l50 / o50:.2f}x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--server", choices=("thoth", "minimal"), default="thoth")
+    parser.add_argument("--clients", action="store_true", help="also the SDK's own client and libraries, bare")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         proc, url, key = start_server(options.server, home)
         try:
-            out = run(url, key, options.calls)
+            out = run(url, key, options.calls, options.clients)
         finally:
             _harness.stop(proc)
     report(options.server, options.calls, out)

@@ -26,14 +26,12 @@ log = logging.getLogger("thoth")
 
 class EnforcerClient:
     def __init__(self, config: ThothConfig) -> None:
-        self.config = config
-        self._local: Any = None
-        self.endpoint: Endpoint | None = None
-        self.wants_session_tool_calls = not config.is_local  # the local engine keeps its own history
         if config.is_local:
-            self._local = _local_engine("LocalEnforcer")(config)
-        else:
-            self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
+            raise ValueError("api_url='local' has no HTTP server; thoth.components.make_components picks "
+                             "thoth.policy.local.LocalEnforcer for it")
+        self.config = config
+        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key, config.tls)
+        self.wants_session_tool_calls = True  # the server keeps no session history of its own
 
     @property
     def url(self) -> str:
@@ -41,8 +39,6 @@ class EnforcerClient:
         return f"{self.endpoint.url}/v1/enforce"
 
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
-        if self._local is not None:
-            return self._local.enforce(request)  # type: ignore[no-any-return]
         endpoint = self.endpoint
         assert endpoint is not None
         body = json.dumps(request, separators=(",", ":")).encode()
@@ -61,11 +57,6 @@ class EnforcerClient:
             attempt += 1
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
-        if self._local is not None:
-            local = getattr(self._local, "aenforce", None)
-            if local is not None:
-                return await local(request)  # type: ignore[no-any-return]
-            return self._local.enforce(request)  # type: ignore[no-any-return]
         endpoint = self.endpoint
         assert endpoint is not None
         body = json.dumps(request, separators=(",", ":")).encode()
@@ -135,15 +126,3 @@ class EnforcerClient:
             decision_reason_code="sdk_configuration_error",
             fail_mode="config",
         )
-
-
-def _local_engine(name: str) -> Any:
-    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
-    try:
-        from thoth.policy import local
-    except ImportError as exc:
-        raise RuntimeError(
-            "api_url='local' evaluates policy in-process and needs the policy engine "
-            f"(the 'policy' extra: pip install '.[policy]' in a clone of Thoth): {exc}"
-        ) from exc
-    return getattr(local, name)

@@ -15,64 +15,40 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
-import email.utils
 import json
 import logging
-import math
 import os
-import random
 import ssl
 import threading
 import time
 import weakref
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
+from thoth.answers import RETRY_STATUSES, Response, error_message, retry_after, retry_pause
 from thoth.http1 import FastResponse, StaleConnection, TransportFault, encode_request, host_header
 from thoth.sync_http import SyncConnection
+from thoth.tls import TlsFiles
+from thoth.transport import EventTransport
 
-__all__ = ["Endpoint", "FastResponse", "Response", "TransportFault", "error_message", "get_endpoint",
-           "retry_after", "retry_pause"]
+__all__ = ["RETRY_STATUSES", "Endpoint", "FastResponse", "Response", "TransportFault", "error_message",
+           "get_endpoint", "retry_after", "retry_pause"]
 
 if TYPE_CHECKING:
     from thoth.async_http import AsyncPool
-    from thoth.emitter import EventTransport
 
 log = logging.getLogger("thoth")
 
 USER_AGENT = "thoth-governance-python"
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 
-Response = FastResponse | httpx.Response  # status_code, headers, json(), text, reason_phrase
-
-# "Come back later": the server did not act on the request (overload shedding, rate limit), so
-# asking again is safe. Other 5xx may come after the server acted (a recorded decision) and are not retried.
-RETRY_STATUSES = frozenset({429, 503})
-_RETRY_MARGIN_SECONDS = 0.02  # a retry needs at least this much of the deadline left to be worth sending
-
-
-def error_message(response: Any) -> str:
-    """The human-readable part of an error body (wire.md: first of message, error_description...)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for key in ("message", "error_description", "error", "reason", "detail"):
-            if body.get(key):
-                return str(body[key])[:500]
-    text = response.text.strip()
-    return text[:200] if text else response.reason_phrase
-
-
 class Endpoint:
     """Shared state for one (url, api_key)."""
 
-    def __init__(self, url: str, api_key: str | None) -> None:
+    def __init__(self, url: str, api_key: str | None, tls: TlsFiles | None = None) -> None:
         if api_key and (not api_key.isprintable() or not api_key.isascii()):
             # Would fail inside every request (or be a header injection): say so once, up front.
             raise ValueError("the Thoth API key (api_key= or THOTH_API_KEY) contains characters an HTTP "
@@ -89,6 +65,7 @@ class Endpoint:
         )
         self._transport: EventTransport | None = None
         self._local = threading.local()  # one keep-alive connection per thread for post_fast/post_bytes
+        self.tls = tls if tls is not None else TlsFiles.resolve()
         self._ssl_context: ssl.SSLContext | None = None  # made once, for https only
         parts = urlsplit(url)
         self._scheme, self._host, self._port = parts.scheme, parts.hostname or "", parts.port
@@ -100,6 +77,8 @@ class Endpoint:
         self.fast_path = self.proxy is None
         self.fail_open_total = 0
         self._fail_open_unreported = 0
+        if self.tls.configured and self._scheme == "https":
+            self.ssl_context()  # a certificate that cannot be loaded is a ValueError now, not a fail-open later
         _every_endpoint.add(self)
 
     def _forget_after_fork(self) -> None:
@@ -124,6 +103,17 @@ class Endpoint:
                 headers["authorization"] = f"Bearer {self.api_key}"
         return headers
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings of every client of this endpoint: CAs and client certificate (thoth.tls)."""
+        context = self._ssl_context
+        if context is None:
+            context = self._ssl_context = self.tls.context()
+        return context
+
+    def _httpx_verify(self) -> ssl.SSLContext | bool:
+        # Unconfigured, httpx keeps its own defaults (as before thoth.tls); configured, the same context.
+        return self.ssl_context() if self._scheme == "https" and self.tls.configured else True
+
     @property
     def client(self) -> httpx.Client:
         """httpx through this endpoint's proxy (the one `_proxy_for` chose), every exchange bounded
@@ -132,7 +122,8 @@ class Endpoint:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    transport = _bounded_by_deadline(httpx.HTTPTransport(proxy=self.proxy, limits=_LIMITS))
+                    transport = _bounded_by_deadline(httpx.HTTPTransport(proxy=self.proxy, limits=_LIMITS,
+                                                                         verify=self._httpx_verify()))
                     self._client = httpx.Client(transport=transport, timeout=10.0)
                 client = self._client
         return client
@@ -143,7 +134,7 @@ class Endpoint:
         with self._lock:
             client = self._async_clients.get(loop)
             if client is None:
-                transport = httpx.AsyncHTTPTransport(proxy=self.proxy, limits=_LIMITS)
+                transport = httpx.AsyncHTTPTransport(proxy=self.proxy, limits=_LIMITS, verify=self._httpx_verify())
                 client = httpx.AsyncClient(transport=transport, timeout=10.0)
                 self._async_clients[loop] = client
         return client
@@ -158,8 +149,9 @@ class Endpoint:
             with self._lock:
                 pool = self._async_pools.get(loop)
                 if pool is None:
-                    default = 443 if self._scheme == "https" else 80
-                    pool = AsyncPool(self._host, self._port or default, tls=self._scheme == "https")
+                    tls = self._scheme == "https"
+                    pool = AsyncPool(self._host, self._port or (443 if tls else 80), tls=tls,
+                                     ssl_context=self.ssl_context() if tls else None)
                     self._async_pools[loop] = pool
         return pool
 
@@ -184,7 +176,7 @@ class Endpoint:
         try:
             return self.client.request(method, self.url + path, content=body or None,
                                        headers=self._headers_for(body, bearer), timeout=timeout)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # httpcore lets a TLS alert read mid-answer escape as ssl.SSLError
             raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
         finally:
             _DEADLINE.reset(token)
@@ -201,7 +193,7 @@ class Endpoint:
                                                          headers=self._headers_for(body, bearer), timeout=timeout)
         except TimeoutError as exc:
             raise TransportFault(f"no answer within {timeout:g} s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # httpcore lets a TLS alert read mid-answer escape as ssl.SSLError
             raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
 
     def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
@@ -247,9 +239,7 @@ class Endpoint:
             self._drop_connection()
             conn = None
         if conn is None:
-            context = None
-            if self._scheme == "https":
-                context = self._ssl_context = self._ssl_context or ssl.create_default_context()
+            context = self.ssl_context() if self._scheme == "https" else None
             conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), deadline,
                                                      context)
         return conn
@@ -264,8 +254,6 @@ class Endpoint:
     def transport(self) -> EventTransport:
         transport = self._transport
         if transport is None:
-            from thoth.emitter import EventTransport
-
             with self._lock:
                 if self._transport is None:
                     self._transport = EventTransport(self)
@@ -385,45 +373,7 @@ def _bounded_by_deadline(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
     return transport
 
 
-# --- "come back later" answers ----------------------------------------------------------------------
-
-def retry_after(response: Response) -> float | None:
-    """Seconds the answer's Retry-After asks to wait (delta-seconds or an HTTP-date), or None."""
-    value = (response.headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - time.time()  # an HTTP-date is wall-clock time
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def retry_pause(response: Response, deadline: float, attempt: int) -> float | None:
-    """How long to wait before asking again, or None: not a 429/503, or no retry fits before
-    `deadline` (time.monotonic()). A Retry-After longer than what is left means no retry at all (the
-    server said it will not answer in time); without one, a jittered backoff (25-50 ms, doubling
-    up to 1 s) that ends before the deadline. Never less than the backoff: Retry-After: 0 must not
-    become a busy loop."""
-    if response.status_code not in RETRY_STATUSES:
-        return None
-    left = deadline - time.monotonic() - _RETRY_MARGIN_SECONDS
-    if left <= 0:
-        return None
-    backoff = min(0.05 * 2 ** attempt, 1.0) * random.uniform(0.5, 1.0)
-    asked = retry_after(response)
-    if asked is not None and asked > left:
-        return None
-    return min(max(asked or 0.0, backoff), left)
-
-
-_registry: dict[tuple[str, str | None], Endpoint] = {}
+_registry: dict[tuple[str, str | None, TlsFiles], Endpoint] = {}
 _registry_lock = threading.Lock()
 _every_endpoint: weakref.WeakSet[Endpoint] = weakref.WeakSet()  # also those released but still in use
 
@@ -438,14 +388,17 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def get_endpoint(url: str, api_key: str | None) -> Endpoint:
-    key = (url.rstrip("/"), api_key)
+def get_endpoint(url: str, api_key: str | None, tls: TlsFiles | None = None) -> Endpoint:
+    """The shared endpoint of (url, api_key, TLS settings); `tls` None: from THOTH_CLIENT_CERT etc."""
+    tls = tls if tls is not None else TlsFiles.resolve()
+    key = (url.rstrip("/"), api_key, tls)
     endpoint = _registry.get(key)
     if endpoint is None:
         with _registry_lock:
             endpoint = _registry.get(key)
             if endpoint is None:
-                endpoint = _registry[key] = Endpoint(key[0], api_key)
+                endpoint = Endpoint(key[0], api_key, tls)
+                _registry[key] = endpoint
     return endpoint
 
 

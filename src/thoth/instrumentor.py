@@ -12,26 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from thoth.components import make_components
 from thoth.integrations import registry
+from thoth.integrations.generic import instrument_agent
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext
 from thoth.tracer import Tracer, _governed_callable, _is_async
-
-
-def default_components(config: ThothConfig) -> tuple[Any, Any, Any]:
-    """Emitter, enforcer and step-up client for `config`, sharing the per-(url, key) resources."""
-    from thoth.enforcer_client import EnforcerClient
-    from thoth.step_up import StepUpClient
-
-    if config.is_local:
-        from thoth.enforcer_client import _local_engine
-
-        emitter: Any = _local_engine("LocalEventSink")(config)
-    else:
-        from thoth.emitter import HttpEmitter
-
-        emitter = HttpEmitter(api_url=config.resolved_api_url, api_key=config.resolved_api_key)
-    return emitter, EnforcerClient(config), StepUpClient(config)
 
 
 def build_tracer(
@@ -54,7 +40,7 @@ def build_tracer(
     )
     config.resolved_api_url  # noqa: B018 - a missing URL is a clear ValueError now, not at the first call
     session = SessionContext(config)
-    emitter, enforcer, step_up = default_components(config)
+    emitter, enforcer, step_up = make_components(config)
     return Tracer(config=config, session=session, emitter=emitter, enforcer=enforcer, step_up=step_up)
 
 
@@ -88,8 +74,6 @@ def instrument(
         enforcement=enforcement, api_key=api_key, api_url=api_url, session_id=session_id, **extra,
     )
     if framework is None:
-        from thoth.integrations.generic import instrument_agent
-
         instrument_agent(agent, tracer)
     else:
         options = {} if on_block is None else {"on_block": on_block}

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from thoth.tls import TlsFiles
+
 LOCAL_API_URL = "local"
 """`api_url="local"` (or THOTH_API_URL=local) evaluates policy in-process, no server."""
 
@@ -69,6 +71,10 @@ class ThothConfig(BaseModel):
     session_intent: str | None = None
     fail_closed: bool = Field(default_factory=lambda: _env_flag("THOTH_FAIL_CLOSED"))
     enforce_timeout_seconds: float = 5.0
+    # TLS to the server (thoth.tls): mutual TLS and a private CA; each falls back to its THOTH_* variable.
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca_bundle: str | None = None
 
     @field_validator("enforcement", mode="before")
     @classmethod
@@ -102,6 +108,11 @@ class ThothConfig(BaseModel):
             )
         url = url.strip()
         return url if url == LOCAL_API_URL else url.rstrip("/")
+
+    @property
+    def tls(self) -> TlsFiles:
+        """client_cert, client_key, ca_bundle, or THOTH_CLIENT_CERT, THOTH_CLIENT_KEY, THOTH_CA_BUNDLE."""
+        return TlsFiles.resolve(self.client_cert, self.client_key, self.ca_bundle)
 
     @property
     def is_local(self) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 from urllib.parse import quote
 
 from thoth.http import Endpoint, Response, TransportFault, error_message, get_endpoint, retry_after
@@ -29,18 +28,14 @@ Outcome = tuple[EnforcementDecision | None, float | None]  # the resolution (Non
 
 class StepUpClient:
     def __init__(self, config: ThothConfig) -> None:
-        self.config = config
-        self._local: Any = None
-        self.endpoint: Endpoint | None = None
         if config.is_local:
-            self._local = _local_engine("LocalStepUp")(config)
-        else:
-            self.endpoint = get_endpoint(config.resolved_api_url, config.resolved_api_key)
+            raise ValueError("api_url='local' has no HTTP server; thoth.components.make_components picks "
+                             "thoth.policy.local.LocalStepUp for it")
+        self.config = config
+        self.endpoint: Endpoint | None = get_endpoint(config.resolved_api_url, config.resolved_api_key, config.tls)
 
     # Public interface (shared with thoth.policy.local.LocalStepUp) ---------------------------------
     def wait(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
-        if self._local is not None:
-            return self._local.wait(decision, tool_name)  # type: ignore[no-any-return]
         if not decision.hold_token:
             return _no_token(decision)
         deadline = time.monotonic() + self.config.step_up_timeout_minutes * 60
@@ -55,11 +50,6 @@ class StepUpClient:
             time.sleep(self._pause(started, deadline, asked))
 
     async def await_(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
-        if self._local is not None:
-            local = getattr(self._local, "await_", None)
-            if local is not None:
-                return await local(decision, tool_name)  # type: ignore[no-any-return]
-            return await asyncio.to_thread(self._local.wait, decision, tool_name)
         if not decision.hold_token:
             return _no_token(decision)
         deadline = time.monotonic() + self.config.step_up_timeout_minutes * 60
@@ -159,15 +149,3 @@ def _timeout(decision: EnforcementDecision) -> EnforcementDecision:
         "decision": DecisionType.BLOCK, "reason": TIMEOUT_REASON,
         "decision_reason_code": "step_up_timeout",
     })
-
-
-def _local_engine(name: str) -> Any:
-    """thoth.policy.local.<name>, imported only when api_url='local' (the engine is optional)."""
-    try:
-        from thoth.policy import local
-    except ImportError as exc:
-        raise RuntimeError(
-            "api_url='local' evaluates policy in-process and needs the policy engine "
-            f"(the 'policy' extra: pip install '.[policy]' in a clone of Thoth): {exc}"
-        ) from exc
-    return getattr(local, name)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from thoth.args import ModificationError, apply_modified, json_safe, to_wire_args
+from thoth.components import make_components
 from thoth.events import build_event, decision_meta
 from thoth.exceptions import ThothPolicyViolation
 from thoth.integrations import registry
@@ -84,9 +85,7 @@ class Tracer:
         self.config = config
         self.session = session or SessionContext(config)
         if emitter is None or enforcer is None or step_up is None:
-            from thoth.instrumentor import default_components
-
-            emitter_, enforcer_, step_up_ = default_components(config)
+            emitter_, enforcer_, step_up_ = make_components(config)
             emitter, enforcer, step_up = emitter or emitter_, enforcer or enforcer_, step_up or step_up_
         self.emitter = emitter
         self.enforcer = enforcer

@@ -20,7 +20,8 @@ from .wire_server import WireServer
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("THOTH_API_URL", "THOTH_API_KEY", "THOTH_FAIL_CLOSED"):
+    for name in ("THOTH_API_URL", "THOTH_API_KEY", "THOTH_FAIL_CLOSED", "THOTH_CLIENT_CERT", "THOTH_CLIENT_KEY",
+                 "THOTH_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
 
 

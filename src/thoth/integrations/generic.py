@@ -7,9 +7,10 @@ list runs ungoverned.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from thoth.tracer import Tracer
+if TYPE_CHECKING:  # the tracer hands itself in: importing its module here would close a cycle
+    from thoth.tracer import Tracer
 
 
 def tool_name(tool: Any) -> str:
