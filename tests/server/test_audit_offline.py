@@ -116,7 +116,9 @@ def test_tampering_with_an_export_is_caught(server: Server, tmp_path: Path) -> N
     assert breach(truncated)["type"] == "truncated_or_extended"
     unsigned = objs[:-1]
     assert breach(unsigned)["type"] == "unsigned_chain"
-    # A whole chain re-signed with another key passes only its own key, never the published one.
+    # With the published key too: an edit is an edit.
+    assert breach(edited, "--public-key", pub)["type"] == "edited_record"
+    # A head signed by another key than the one given is refused.
     assert breach(objs, "--public-key", "ab" * 32)["type"] == "bad_head_signature"
 
 
@@ -153,3 +155,18 @@ def test_python_m_thoth_audit(server: Server, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["records_checked"] == 3
     assert "key named in the export itself" in r.stderr  # no --public-key: the auditor is told
+
+
+def test_hash_input_is_unchanged_by_the_move() -> None:
+    """Hashes computed by thoth.server.audit before it moved to thoth.audit (ADR 0105's input:
+    the body alone without a key id, body + "\\ningest_key_id=<id>" with one)."""
+    from thoth.audit import GENESIS, link
+
+    ev = {"event_id": "e1", "agent_id": "a1", "content": "zürich ✓", "metadata": {"b": [1, 2], "a": None}}
+    body, plain = link(ev, "t", "2026-01-01T00:00:00Z", 0, GENESIS, None)
+    assert body == ('{"agent_id":"a1","chain_index":0,"content":"zürich ✓","event_id":"e1",'
+                    '"ingested_at":"2026-01-01T00:00:00Z","metadata":{"a":null,"b":[1,2]},'
+                    f'"previous_hash":"{GENESIS}","tenant_id":"t"}}').encode()
+    assert plain == "ae8243308000e0173836337f406f580a4fb1d001091f9461f9f6071fad21e311"
+    assert link(ev, "t", "2026-01-01T00:00:00Z", 0, GENESIS, "key-1")[1] == (
+        "943809d3b9fe3cfe7effc054bc5fc4ac9b26754b0847e58dcf9f2ff610d3718b")

@@ -87,8 +87,8 @@ def _fail(message: str) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from thoth.server import migrate
     from thoth.audit.sign import Signer
+    from thoth.server import migrate
     from thoth.server.store import Store
 
     settings = Settings(database_url=args.database_url or default_database_url())
