@@ -30,7 +30,9 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Block())
 from thoth.audit.cli import main
-code = main(sys.argv[2:])
+from thoth.cli import main as thoth_main
+argv = sys.argv[2:]
+code = thoth_main(argv[1:]) if argv[0] == "thoth" else main(argv)
 loaded = sorted(m for m in sys.modules if m.startswith(blocked))
 print("LOADED=" + json.dumps(loaded), file=sys.stderr)
 raise SystemExit(code)
@@ -170,3 +172,13 @@ def test_hash_input_is_unchanged_by_the_move() -> None:
     assert plain == "ae8243308000e0173836337f406f580a4fb1d001091f9461f9f6071fad21e311"
     assert link(ev, "t", "2026-01-01T00:00:00Z", 0, GENESIS, "key-1")[1] == (
         "943809d3b9fe3cfe7effc054bc5fc4ac9b26754b0847e58dcf9f2ff610d3718b")
+
+
+def test_database_commands_without_the_server_say_so(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    for args in (["audit", "verify", "--tenant", "t"], ["audit", "export", "--tenant", "t"]):
+        r = subprocess.run([sys.executable, "-c", _ISOLATED, json.dumps(SERVER_ONLY), "thoth", *args,
+                            "--database-url", f"sqlite:///{tmp_path / 'x.db'}"], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert "needs the 'server' extra" in r.stderr and "Traceback" not in r.stderr

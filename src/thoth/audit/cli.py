@@ -50,7 +50,11 @@ def _fail(message: str, code: int = 2) -> int:
 
 def _with_store(fn: Any, args: argparse.Namespace) -> int:
     """Run fn(store) against the database; the server's dependencies are imported only here."""
-    try:
+    try:  # everything _store needs, imported here so a missing extra is one message, not a traceback
+        import alembic  # noqa: F401
+        import sqlalchemy  # noqa: F401
+
+        import thoth.server.store  # noqa: F401
         from thoth.server.cli import _guard, _store
     except ModuleNotFoundError as exc:
         return _fail(f"reading the database needs the 'server' extra ({exc}); "
