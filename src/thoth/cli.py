@@ -13,6 +13,7 @@ _COMMAND_MODULES = {
     "thoth.server.cli": "server",
     "thoth.server.dashboard.cli": "server",
     "thoth.policy.cli": "policy",
+    "thoth.audit.cli": "audit",  # imports without the server: `verify --export` works offline
 }
 
 

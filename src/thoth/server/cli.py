@@ -1,4 +1,4 @@
-"""`thoth serve`, `thoth demo`, `thoth keys`, `thoth approvals`, `thoth audit`."""
+"""`thoth serve`, `thoth demo`, `thoth keys`, `thoth approvals` (`thoth audit`: thoth.audit.cli)."""
 
 from __future__ import annotations
 
@@ -59,13 +59,6 @@ def register(subparsers: Any) -> None:
         _db_arg(p)
         p.set_defaults(handler=cmd_approvals_resolve, approve=(action == "approve"))
 
-    audit = subparsers.add_parser("audit", help="audit chain tools")
-    ausub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    verify = ausub.add_parser("verify", help="verify a tenant's event hash chain (exit 1 when broken)")
-    verify.add_argument("--tenant", required=True)
-    _db_arg(verify)
-    verify.set_defaults(handler=cmd_audit_verify)
-
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", default=None,
@@ -94,8 +87,8 @@ def _fail(message: str) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    from thoth.audit.sign import Signer
     from thoth.server import migrate
-    from thoth.server.audit import Signer
     from thoth.server.store import Store
 
     settings = Settings(database_url=args.database_url or default_database_url())
@@ -291,14 +284,3 @@ def _learn_approved(store: Any, approval: dict[str, Any]) -> None:
         analytics.flush()
     except Exception as exc:  # advisory: the approval itself has been recorded
         print(f"thoth: warning: analytics not updated: {exc}", file=sys.stderr)
-
-
-@_guard
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    result = _store(args).verify_chain(args.tenant)
-    print(json.dumps(result, indent=2))
-    if not result["verified"]:
-        print(f"audit chain of tenant {args.tenant} is BROKEN", file=sys.stderr)
-        return 1
-    print(f"audit chain of tenant {args.tenant} verified: {result['records_checked']} records", file=sys.stderr)
-    return 0

@@ -71,10 +71,8 @@ def _dashboard_login(core: Core) -> tuple[str, str] | None:
     """(username, password) of an admin of tenant demo; the password is new on every demo start."""
     try:
         from thoth.server.dashboard import users
-        from thoth.server.dashboard.schema import ensure_schema
     except ImportError:  # pragma: no cover - the dashboard ships with the server
         return None
-    ensure_schema(core.store.db)
     password = secrets.token_urlsafe(12)
     username = "demo"
     existing = users.get_user(core.store.db, username)

@@ -11,7 +11,8 @@ _SCRIPTS = Path(__file__).parent / "migrations"
 _PG_LOCK_ID = 7_143_081
 
 
-def upgrade(url: str) -> None:
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate to `revision` (the newest by default); tests upgrade from an older one."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -30,7 +31,7 @@ def upgrade(url: str) -> None:
                 conn.commit()
             try:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, revision)
                 conn.commit()
             finally:
                 if is_postgres(url):

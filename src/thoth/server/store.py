@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from thoth.server import audit
+from thoth import audit
+from thoth.audit.sign import Signer
 from thoth.server.db import Connection, Database
 from thoth.server.notify import rules
 
@@ -190,7 +191,7 @@ class WriteContext:
 
 
 class Store:
-    def __init__(self, db: Database, signer: audit.Signer | None = None) -> None:
+    def __init__(self, db: Database, signer: Signer | None = None) -> None:
         self.db = db
         self.signer = signer
 
@@ -629,6 +630,12 @@ class Store:
     # ---- audit --------------------------------------------------------------------------
 
     def verify_chain(self, tenant_id: str) -> dict[str, Any]:
+        rows, head = self.chain_records(tenant_id)
+        trusted = self.signer.public_key_hex if self.signer else None
+        return audit.verify_chain(tenant_id, rows, head, trusted)
+
+    def chain_records(self, tenant_id: str) -> tuple[list[audit.Row], audit.Head | None]:
+        """A tenant's chain rows and signed head as thoth.audit verifies (and exports) them."""
         with self.db.read() as conn:
             # Both reads in one snapshot: a batch committed between them (events keep arriving)
             # would otherwise look like a chain extended past its signed head.
@@ -641,10 +648,9 @@ class Store:
                                 " WHERE tenant_id = ?", (tenant_id,))
             finally:
                 conn.rollback()  # a read-only snapshot: nothing to commit
-        trusted = self.signer.public_key_hex if self.signer else None
-        if head is not None and head[0] < 0:
+        if head is not None and head[0] < 0:  # the placeholder row of a chain with no record yet
             head = None
-        return audit.verify_chain(tenant_id, [tuple(r) for r in rows], tuple(head) if head else None, trusted)
+        return [tuple(r) for r in rows], tuple(head) if head else None  # type: ignore[misc]
 
     # ---- group-commit writes (called by the writer) ---------------------------------------
     # Written once, as coroutines over the writer's ops (thoth.server.writer): on PostgreSQL
@@ -805,10 +811,7 @@ class Store:
                     continue
                 existing.add(event["event_id"])
                 index += 1
-                record = {**event, "tenant_id": tenant, "ingested_at": ingested_at, "chain_index": index,
-                          "previous_hash": prev}
-                body = audit.canonical(record)
-                h = audit.record_hash(body, batch.key_id)
+                body, h = audit.link(event, tenant, ingested_at, index, prev, batch.key_id)
                 rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
                              event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
                              prev, h, body.decode(), batch.key_id))

@@ -19,7 +19,6 @@ from starlette.staticfiles import StaticFiles
 
 from thoth.server.dashboard.cli import register_cli
 from thoth.server.dashboard.pages import Dashboard, action, viewer_page
-from thoth.server.dashboard.schema import ensure_schema
 
 __all__ = ["Dashboard", "ensure_first_admin", "mount", "register", "register_cli", "routes"]
 
@@ -27,7 +26,7 @@ STATIC_PREFIX = "/dashboard-static"
 
 
 def routes(store: Any, settings: Any = None, core: Any = None, warm: bool = False) -> list[BaseRoute]:
-    ensure_schema(store.db)
+    # The tables are the server's migrations' (0007): Core ran them before mounting.
     d = Dashboard(store, settings, core)
     if warm:
         d.warm_in_background()
@@ -88,5 +87,4 @@ def ensure_first_admin(store: Any, tenant_id: str = "default") -> tuple[str, str
     """Create the first admin user when there is none: (username, password) once, else None."""
     from thoth.server.dashboard.users import ensure_first_admin as create
 
-    ensure_schema(store.db)
     return create(store.db, tenant_id)

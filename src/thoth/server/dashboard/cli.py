@@ -36,15 +36,13 @@ def register_cli(subparsers: Any) -> None:
 
 
 def _db(args: argparse.Namespace) -> Any:
-    from thoth.server.dashboard.schema import ensure_schema
     from thoth.server.db import Database
     from thoth.server.migrate import upgrade
     from thoth.server.settings import default_database_url
 
     url = args.database_url or os.environ.get("THOTH_DATABASE_URL") or default_database_url()
-    upgrade(url)
+    upgrade(url)  # the dashboard's tables included (migration 0007)
     db = Database(url)
-    ensure_schema(db)
     return db
 
 

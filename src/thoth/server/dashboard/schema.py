@@ -1,120 +1,20 @@
-"""The dashboard's own tables and the read indexes its pages need on the server's tables.
+"""The dashboard's tables and the read indexes its pages need on the server's tables.
 
-Plain `IF NOT EXISTS` DDL that SQLite and PostgreSQL both accept, applied on mount: the
-dashboard's tables are independent of the server's Alembic chain (one linear history there,
-ours stays out of it), and every statement is idempotent, so many processes may run it.
+They are part of the server's one Alembic chain (migrations/versions/0007_dashboard_tables.py),
+applied by thoth.server.migrate when the server starts, like every other table: there is no
+second schema system. `ensure_schema` is kept for callers holding only a Database.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS dashboard_users (
-        username VARCHAR(100) PRIMARY KEY,
-        tenant_id VARCHAR(200) NOT NULL,
-        role VARCHAR(20) NOT NULL,
-        password_hash TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        disabled_at DOUBLE PRECISION
-    )""",
-    # A browser login: the cookie holds a random token; only its SHA-256 is stored, so a
-    # leaked database does not hand out live sessions. Rows are deleted on logout.
-    """CREATE TABLE IF NOT EXISTS dashboard_logins (
-        token_hash VARCHAR(64) PRIMARY KEY,
-        username VARCHAR(100) NOT NULL,
-        csrf_token VARCHAR(64) NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        expires_at DOUBLE PRECISION NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS dashboard_channels (
-        channel_id VARCHAR(64) PRIMARY KEY,
-        tenant_id VARCHAR(200) NOT NULL,
-        kind VARCHAR(20) NOT NULL,
-        target TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        created_by TEXT,
-        options TEXT,
-        secrets TEXT
-    )""",
-    # Decision counts of closed hours (see rollups.py): one row per tenant and hour, the stats
-    # as JSON because only this process reads them back, whole.
-    """CREATE TABLE IF NOT EXISTS dashboard_rollups (
-        tenant_id VARCHAR(200) NOT NULL,
-        hour INTEGER NOT NULL,
-        calls INTEGER NOT NULL,
-        stats TEXT NOT NULL,
-        counted_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (tenant_id, hour)
-    )""",
-    # Login throttle (throttle.py): consecutive failed sign-ins and the lockout, per user name,
-    # per client address and per known device, in the database so every server process counts
-    # the same attempts. Rows are small and reset by a success or an hour without failures.
-    """CREATE TABLE IF NOT EXISTS dashboard_login_throttle (
-        scope VARCHAR(10) NOT NULL,
-        subject VARCHAR(200) NOT NULL,
-        failures INTEGER NOT NULL,
-        last_failed_at DOUBLE PRECISION NOT NULL,
-        locked_until DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (scope, subject)
-    )""",
-    # Every password check of the login form: who, from where, when, and whether it matched.
-    # Kept 30 days. Refusals during a lockout check no password and are not stored one by one.
-    """CREATE TABLE IF NOT EXISTS dashboard_login_attempts (
-        attempted_at DOUBLE PRECISION NOT NULL,
-        username VARCHAR(200) NOT NULL,
-        client VARCHAR(100) NOT NULL,
-        ok INTEGER NOT NULL,
-        known_device INTEGER NOT NULL
-    )""",
-    # Browsers that signed in as a user before (a cookie whose SHA-256 is stored): their
-    # attempts for that user are counted on their own, so strangers' failures cannot lock the
-    # user out of a browser they already use.
-    """CREATE TABLE IF NOT EXISTS dashboard_devices (
-        token_hash VARCHAR(64) PRIMARY KEY,
-        username VARCHAR(100) NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        expires_at DOUBLE PRECISION NOT NULL
-    )""",
-)
-
-# Columns added after a table first shipped: (table, column, type). Added when missing.
-_COLUMNS = (
-    # Routing (agent, rule) and secrets of a channel (thoth.server.notify.tenant_channels).
-    ("dashboard_channels", "options", "TEXT"),
-    ("dashboard_channels", "secrets", "TEXT"),
-)
-
-# Read paths of the pages (see docs/dashboard.md, "Indexes"). The server's own indexes cover
-# sessions by recency, events by session and decisions by session.
-_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS ix_dash_decisions_time ON decisions (tenant_id, decided_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_violations_time ON decisions (tenant_id, decided_at)"
-    " WHERE violation_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS ix_dash_sessions_agent ON sessions (tenant_id, agent_id, last_event_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_sessions_user ON sessions (tenant_id, user_id, last_event_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_approvals_session ON approvals (tenant_id, session_id)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_approvals_resolved ON approvals (tenant_id, resolved_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_logins_expiry ON dashboard_logins (expires_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_attempts_time ON dashboard_login_attempts (attempted_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_attempts_user ON dashboard_login_attempts (username, attempted_at)",
-    "CREATE INDEX IF NOT EXISTS ix_dash_devices_user ON dashboard_devices (username, created_at)",
-)
-
-
-_PG_LOCK_ID = 7_143_082
-
 
 def ensure_schema(db: Any) -> None:
-    """Create the dashboard tables and indexes if missing (safe to run on every start)."""
-    with db.transaction() as conn:
-        if conn.postgres:  # concurrent CREATE ... IF NOT EXISTS can still collide on PostgreSQL
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK_ID,))
-        for statement in _TABLES + _INDEXES:
-            conn.execute(statement)
-        for table, column, kind in _COLUMNS:
-            if column not in _columns(conn, table):
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    """Bring the database to the newest schema, dashboard tables included (idempotent)."""
+    from thoth.server.migrate import upgrade
+
+    upgrade(db.url)
 
 
 def _columns(conn: Any, table: str) -> set[str]:
