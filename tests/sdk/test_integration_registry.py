@@ -13,7 +13,7 @@ from thoth.integrations.registry import INTEGRATIONS, for_agent, for_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-NOT_FRAMEWORKS = {"policy", "cedar", "server", "postgres", "dev"}
+NOT_FRAMEWORKS = {"policy", "cedar", "server", "postgres", "audit", "dev"}  # extras that are not frameworks
 
 
 def _names(requirements: list[str]) -> set[str]:
