@@ -51,6 +51,9 @@ MAX_HOLD_WAIT = 60.0
 APPROVAL_USES = 1
 APPROVAL_VALID_SECONDS = 600.0
 # Re-reads of a session's stored history while it lags behind the client's count (seconds).
+# How long a request waits for the re-read of an expired key or policy before it serves the expired
+# entry (the database is silent); a healthy database answers in a round trip.
+REFRESH_WAIT = 0.5
 _CATCH_UP_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.015)
 log = logging.getLogger("thoth.server")
 
@@ -266,16 +269,20 @@ class Core:
         return await asyncio.shield(pending)  # a cancelled request must not cancel the others' read
 
     async def _refresh(self, what: tuple[str, str], cache: dict[str, Any], fn: Callable[[str], Any]) -> Any:
-        """Re-read an expired cache entry off the loop. Waiting for it keeps a revoked key or a
-        pushed policy from serving past cache_ttl; when the database cannot answer, the expired
-        entry goes on serving (retried RETRY_SECONDS later) and only an entry never seen is a 503."""
+        """Re-read an expired cache entry off the loop. The request waits for it (a round trip),
+        so a revoked key or a pushed policy does not serve past cache_ttl; when the database cannot
+        answer (refused at once, or silent past REFRESH_WAIT: a partition), the expired entry goes
+        on serving and only an entry never seen waits for the read, or is a 503."""
         name = what[1]
+        entry = cache.get(name)
+        known = entry is not None and entry[1] is not None  # an unknown key may exist by now: wait
         try:
-            return await self.read_once(what, fn, name)
-        except StorageUnavailable:
+            read = self.read_once(what, fn, name)  # shielded: a wait cut short leaves the read running
+            return await (asyncio.wait_for(read, REFRESH_WAIT) if known else read)
+        except (StorageUnavailable, TimeoutError):
             entry = cache.get(name)
-            if entry is None or entry[1] is None:  # never seen, or unknown then: it may exist by now
-                raise
+            if not known or entry is None:
+                raise StorageUnavailable("the database is unavailable; retry shortly") from None
             cache[name] = (time.monotonic() + RETRY_SECONDS, *entry[1:])
             return entry[1] if len(entry) == 2 else tuple(entry[1:])
 
