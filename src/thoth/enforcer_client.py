@@ -20,6 +20,7 @@ from typing import Any
 
 from thoth.http import Endpoint, Response, TransportFault, error_message, get_endpoint, retry_pause
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig
+from thoth.wire import WireError
 
 log = logging.getLogger("thoth")
 
@@ -42,7 +43,10 @@ class EnforcerClient:
 
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
         if self._local is not None:
-            return self._local.enforce(request)  # type: ignore[no-any-return]
+            try:
+                return self._local.enforce(request)  # type: ignore[no-any-return]
+            except WireError as exc:  # the server's 422, in-process: the same BLOCK
+                return self._rejected(422, exc.message)
         endpoint = self.endpoint
         assert endpoint is not None
         body = json.dumps(request, separators=(",", ":")).encode()
@@ -63,9 +67,12 @@ class EnforcerClient:
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
         if self._local is not None:
             local = getattr(self._local, "aenforce", None)
-            if local is not None:
-                return await local(request)  # type: ignore[no-any-return]
-            return self._local.enforce(request)  # type: ignore[no-any-return]
+            try:
+                if local is not None:
+                    return await local(request)  # type: ignore[no-any-return]
+                return self._local.enforce(request)  # type: ignore[no-any-return]
+            except WireError as exc:
+                return self._rejected(422, exc.message)
         endpoint = self.endpoint
         assert endpoint is not None
         body = json.dumps(request, separators=(",", ":")).encode()
@@ -94,10 +101,7 @@ class EnforcerClient:
                 f"Set THOTH_API_KEY (or api_key=...) to a valid key of tenant '{self.config.tenant_id}'"
             )
         if status >= 400:
-            return self._config_error(
-                f"the Thoth server rejected the enforce request ({status}: {error_message(response)}). "
-                "Check api_url / THOTH_API_URL points at a Thoth server and the agent's settings"
-            )
+            return self._rejected(status, error_message(response))
         try:
             body = response.json()
         except ValueError:
@@ -124,6 +128,14 @@ class EnforcerClient:
             reason=f"fail-open: {problem}",
             decision_reason_code="enforcer_unavailable",
             fail_mode="open",
+        )
+
+    def _rejected(self, status: int, message: str) -> EnforcementDecision:
+        """A request the wire contract refuses (the server's 4xx, or WireError in-process): BLOCK."""
+        where = "the in-process engine" if self._local is not None else "the Thoth server"
+        return self._config_error(
+            f"{where} rejected the enforce request ({status}: {message}). "
+            "Check api_url / THOTH_API_URL points at a Thoth server and the agent's settings"
         )
 
     @staticmethod

@@ -35,6 +35,7 @@ from thoth.policy.decision import PolicyDecision
 from thoth.policy.defaults import default_policy
 from thoth.policy.engine import CompiledPolicy, compile_policy
 from thoth.policy.errors import PolicyValidationError
+from thoth.wire import decision_envelope
 
 log = logging.getLogger("thoth")
 
@@ -64,44 +65,29 @@ _VIOLATION = frozenset({DecisionType.BLOCK, DecisionType.STEP_UP, DecisionType.D
 
 
 def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
-    """An EnforcementDecision from the engine's (already valid) output. pydantic's validation,
-    and even model_construct, cost more than the whole policy decision (4-7 us here), so the
-    instance's state is set directly, the way model_construct does it; a test checks the result
-    equals a validated model."""
+    """An EnforcementDecision from the wire contract's one envelope builder (thoth.wire). pydantic's
+    validation, and even model_construct, cost more than the whole policy decision (4-7 us here),
+    so the instance's state is set directly, the way model_construct does it; a test checks the
+    result equals a validated model."""
+    body = decision_envelope(d)
+    del body["authorization_decision"]  # the SDK's model reads `decision` only
     verdict = d.decision
-    state = dict(_DEFAULTS)
-    state["decision"] = verdict
-    state["reason"] = d.reason
-    state["decision_reason_code"] = d.reason_code
-    state["matched_rule_ids"] = d.matched_rule_ids
-    state["policy_references"] = d.policy_references
-    state["risk_score"] = d.risk_score
-    state["latency_ms"] = latency_ms
-    fields = {"decision", "reason", "decision_reason_code", "matched_rule_ids", "policy_references", "risk_score",
-              "latency_ms"}
-    if verdict in _VIOLATION:
-        state["violation_id"] = f"local-{uuid.uuid4().hex}"
-        fields.add("violation_id")
+    if verdict in _VIOLATION:  # ids of this process only: nothing to look them up on
+        body["violation_id"] = f"local-{uuid.uuid4().hex}"
         if verdict is DecisionType.STEP_UP:
-            state["hold_token"] = f"local-hold-{uuid.uuid4().hex}"
-            state["step_up_timeout_seconds"] = d.step_up_timeout_seconds
-            fields.update(("hold_token", "step_up_timeout_seconds"))
-        elif verdict is DecisionType.DEFER:
-            state["defer_reason"] = d.reason
-            state["defer_timeout_seconds"] = d.defer_timeout_seconds
-            fields.update(("defer_reason", "defer_timeout_seconds"))
-    elif verdict is DecisionType.MODIFY:
-        state["modified_tool_args"] = d.modified_args
-        state["modification_reason"] = d.reason
-        fields.update(("modified_tool_args", "modification_reason"))
+            body["hold_token"] = f"local-hold-{uuid.uuid4().hex}"
+    body["latency_ms"] = latency_ms
+    state = dict(_DEFAULTS)
     extra: dict[str, Any] = {}
-    if d.would_decision is not verdict:
-        extra["would_decision"] = d.would_decision.value
-    if d.flags:
-        extra["flags"] = d.flags
+    for name, value in body.items():
+        if name in _FIELDS:
+            state[name] = value
+        else:
+            extra[name] = value  # would_decision, flags
+    state["decision"] = verdict
     obj = EnforcementDecision.__new__(EnforcementDecision)
     object.__setattr__(obj, "__dict__", state)
-    object.__setattr__(obj, "__pydantic_fields_set__", fields)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(body) - extra.keys())
     object.__setattr__(obj, "__pydantic_extra__", extra)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
@@ -136,6 +122,9 @@ class LocalEnforcer:
 
     # -- the enforcer interface ----------------------------------------------------------------
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
+        """Decide one call. A request that breaks the wire contract (a wrong type, no tool_name or
+        agent_id) raises thoth.wire.WireError, as the server answers 422; the SDK's enforcer
+        client turns it into a BLOCK (sdk_configuration_error), as it does the server's 422."""
         started = time.perf_counter()
         if self.policy_path is not None and started >= self._next_check:
             self._maybe_reload()
