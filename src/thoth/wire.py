@@ -207,33 +207,33 @@ def parse_enforce(body: Any) -> EnforceRequest:
 # ---- the decision envelope (the 200 answer of /v1/enforce) -----------------------------------------
 
 def decision_envelope(result: Any, risk_score: float | None = None) -> dict[str, Any]:
-    """THE builder of the envelope's decision fields from an engine result (a PolicyDecision or
-    anything with its attributes). Every mode starts here; the server then adds its ids, hold and
-    bookkeeping fields (server_fields), the in-process mode its local ids."""
-    verdict = str(result.decision).upper()
-    would = str(getattr(result, "would_decision", None) or verdict).upper()
+    """THE builder of the envelope's decision fields from the engine's result (a PolicyDecision).
+    Every mode starts here; the server then adds its ids, hold and bookkeeping fields
+    (server_fields), the in-process mode its local ids. Runs on every call: attribute reads only."""
+    decided = result.decision
+    verdict = decided.upper()  # a plain str, also from the engine's DecisionType (a StrEnum)
     envelope: dict[str, Any] = {
         "decision": verdict,
         "authorization_decision": verdict,
         "reason": result.reason,
         "decision_reason_code": result.reason_code,
-        "matched_rule_ids": list(result.matched_rule_ids or []),
-        "policy_references": list(getattr(result, "policy_references", None) or []),
+        "matched_rule_ids": list(result.matched_rule_ids or ()),
+        "policy_references": list(result.policy_references or ()),
         "risk_score": result.risk_score if risk_score is None else risk_score,
     }
-    if would != verdict:
-        envelope["would_decision"] = would
+    would = result.would_decision
+    if would is not None and would != decided:
+        envelope["would_decision"] = would.upper()
     if verdict == "MODIFY":
         envelope["modified_tool_args"] = result.modified_args
         envelope["modification_reason"] = result.reason
     elif verdict == "DEFER":
         envelope["defer_reason"] = result.reason
-        envelope["defer_timeout_seconds"] = getattr(result, "defer_timeout_seconds", None)
+        envelope["defer_timeout_seconds"] = result.defer_timeout_seconds
     elif verdict == "STEP_UP":
-        envelope["step_up_timeout_seconds"] = getattr(result, "step_up_timeout_seconds", None)
-    flags = getattr(result, "flags", None)
-    if flags:
-        envelope["flags"] = list(flags)
+        envelope["step_up_timeout_seconds"] = result.step_up_timeout_seconds
+    if result.flags:
+        envelope["flags"] = list(result.flags)
     return envelope
 
 

@@ -62,6 +62,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> CompiledPolicy:
 _FIELDS = EnforcementDecision.model_fields
 _DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in _FIELDS.items()}
 _VIOLATION = frozenset({DecisionType.BLOCK, DecisionType.STEP_UP, DecisionType.DEFER})
+_NOT_FIELDS = frozenset({"authorization_decision", "would_decision", "flags"})
 
 
 def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
@@ -70,24 +71,25 @@ def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
     so the instance's state is set directly, the way model_construct does it; a test checks the
     result equals a validated model."""
     body = decision_envelope(d)
-    del body["authorization_decision"]  # the SDK's model reads `decision` only
     verdict = d.decision
     if verdict in _VIOLATION:  # ids of this process only: nothing to look them up on
         body["violation_id"] = f"local-{uuid.uuid4().hex}"
         if verdict is DecisionType.STEP_UP:
             body["hold_token"] = f"local-hold-{uuid.uuid4().hex}"
     body["latency_ms"] = latency_ms
-    state = dict(_DEFAULTS)
-    extra: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in _FIELDS:
-            state[name] = value
-        else:
-            extra[name] = value  # would_decision, flags
+    state = _DEFAULTS.copy()
+    state.update(body)
+    del state["authorization_decision"]  # the SDK's model reads `decision` only
     state["decision"] = verdict
+    fields = body.keys() - _NOT_FIELDS
+    extra: dict[str, Any] = {}  # envelope fields the SDK's model keeps as extras
+    if "would_decision" in state:
+        extra["would_decision"] = state.pop("would_decision")
+    if "flags" in state:
+        extra["flags"] = state.pop("flags")
     obj = EnforcementDecision.__new__(EnforcementDecision)
     object.__setattr__(obj, "__dict__", state)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(body) - extra.keys())
+    object.__setattr__(obj, "__pydantic_fields_set__", fields)
     object.__setattr__(obj, "__pydantic_extra__", extra)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
