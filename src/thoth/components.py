@@ -48,7 +48,8 @@ def make_components(config: ThothConfig) -> Components:
     """Emitter, enforcer and step-up for `config`: in-process for api_url='local', else the server's."""
     if config.is_local:
         local = _local_mode()
-        return Components(local.LocalEventSink(config), local.LocalEnforcer(config), local.LocalStepUp(config))
+        return Components(local.LocalEventSink(config), local.LocalEnforcer(config, wire_errors="block"),
+                          local.LocalStepUp(config))
     from thoth.emitter import HttpEmitter
     from thoth.enforcer_client import EnforcerClient
     from thoth.step_up import StepUpClient

@@ -85,10 +85,7 @@ class EnforcerClient:
                 f"Set THOTH_API_KEY (or api_key=...) to a valid key of tenant '{self.config.tenant_id}'"
             )
         if status >= 400:
-            return self._config_error(
-                f"the Thoth server rejected the enforce request ({status}: {error_message(response)}). "
-                "Check api_url / THOTH_API_URL points at a Thoth server and the agent's settings"
-            )
+            return self._rejected(status, error_message(response))
         try:
             body = response.json()
         except ValueError:
@@ -117,6 +114,10 @@ class EnforcerClient:
             fail_mode="open",
         )
 
+    def _rejected(self, status: int, message: str) -> EnforcementDecision:
+        """A request the server refuses (its 4xx): BLOCK."""
+        return rejected_request("the Thoth server", status, message)
+
     @staticmethod
     def _config_error(message: str) -> EnforcementDecision:
         log.error("Thoth: %s", message)
@@ -126,3 +127,11 @@ class EnforcerClient:
             decision_reason_code="sdk_configuration_error",
             fail_mode="config",
         )
+
+
+def rejected_request(where: str, status: int, message: str) -> EnforcementDecision:
+    """A request the wire contract refuses (the server's 4xx, or thoth.wire.WireError in-process): BLOCK."""
+    return EnforcerClient._config_error(
+        f"{where} rejected the enforce request ({status}: {message}). "
+        "Check api_url / THOTH_API_URL points at a Thoth server and the agent's settings"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from thoth.tls import TlsFiles
+from thoth.wire import verdict_of
 
 LOCAL_API_URL = "local"
 """`api_url="local"` (or THOTH_API_URL=local) evaluates policy in-process, no server."""
@@ -148,8 +149,7 @@ class EnforcementDecision(BaseModel):
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> EnforcementDecision:
         data = dict(body)
-        verdict = data.get("decision", data.get("authorization_decision"))
-        data["decision"] = parse_decision(verdict)
+        data["decision"] = parse_decision(verdict_of(data))  # thoth.wire: the one rule for reading it
         for key in ("matched_rule_ids", "policy_references"):
             if not isinstance(data.get(key), list):
                 data.pop(key, None)

@@ -8,6 +8,8 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from thoth.wire import EnforceRequest, parse_enforce
+
 if TYPE_CHECKING:
     from thoth.policy.decision import PolicyDecision
     from thoth.policy.markers import MarkerTable
@@ -43,49 +45,22 @@ class CallContext:
     @classmethod
     def from_request(cls, body: dict[str, Any], *, risk_score: float | None = None,
                      now: float | None = None, client_history: bool = True) -> CallContext:
-        """Build from a /v1/enforce body (snake_case or camelCase). Bad types become defaults.
-        client_history=False skips the client's session_tool_calls (O(session length) to copy)
-        when the caller keeps its own SessionHistory."""
+        """Build from a /v1/enforce body (snake_case or camelCase), parsed by the wire contract's
+        one parser: a wrong type or a missing tool_name/agent_id raises thoth.wire.WireError (the
+        server's 422). client_history=False leaves out the client's session_tool_calls when the
+        caller keeps its own SessionHistory."""
+        return cls.from_wire(parse_enforce(body), risk_score=risk_score, now=now, client_history=client_history)
 
-        get = body.get
-        tool = get("tool_name")
-        if tool is None:
-            tool = get("toolName")
-        args = get("tool_args")
-        if args is None:
-            args = get("toolArgs")
-        scope = get("approved_scope")
-        if scope is None:
-            scope = get("approvedScope")
-        mode = get("enforcement_mode") or get("enforcementMode")
-        env = get("environment")
-        intent = get("session_intent") or get("sessionIntent") or get("purpose")
-        history = None
-        if client_history:
-            history = get("session_tool_calls")
-            if history is None:
-                history = get("sessionToolCalls")
+    @classmethod
+    def from_wire(cls, request: EnforceRequest, *, risk_score: float | None = None,
+                  now: float | None = None, client_history: bool = True) -> CallContext:
         return cls(
-            tool_name=tool if isinstance(tool, str) else "",
-            agent_id=_text(body, "agent_id", "agentId", ""),
-            tenant_id=_text(body, "tenant_id", "tenantId", ""),
-            user_id=_text(body, "user_id", "userId", "system"),
-            tool_args=args if isinstance(args, dict) else ({"args": args} if isinstance(args, list) else {}),
-            approved_scope=[x for x in scope if isinstance(x, str)] if isinstance(scope, list) else None,
-            enforcement_mode=mode.strip().lower() if isinstance(mode, str) else "progressive",
-            environment=env.strip().lower() if isinstance(env, str) else "prod",
-            session_intent=intent if isinstance(intent, str) and intent else None,
-            risk_score=risk_score,
-            now=now or time.time(),
-            session_tool_calls=[x for x in history if isinstance(x, str)] if isinstance(history, list) else None,
+            tool_name=request.tool_name, agent_id=request.agent_id, tenant_id=request.tenant_id or "",
+            user_id=request.user_id, tool_args=request.tool_args, approved_scope=request.approved_scope,
+            enforcement_mode=request.enforcement_mode, environment=request.environment,
+            session_intent=request.session_intent, risk_score=risk_score, now=now or time.time(),
+            session_tool_calls=request.session_tool_calls if client_history else None,
         )
-
-
-def _text(body: dict[str, Any], snake: str, camel: str, default: str) -> str:
-    value = body.get(snake)
-    if value is None:
-        value = body.get(camel)
-    return value if isinstance(value, str) else default
 
 
 class SessionHistory:

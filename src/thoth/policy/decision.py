@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thoth.models import DecisionType
+from thoth.wire import decision_envelope
 
 # Precedence, most restrictive first. Documented in docs/policy.md; never reorder silently.
 SEVERITY: dict[DecisionType, int] = {
@@ -47,26 +48,4 @@ class PolicyDecision:
 
     def to_wire(self) -> dict[str, Any]:
         """The decision fields of a /v1/enforce response (the server adds ids and tokens)."""
-        verdict = self.decision.value
-        body: dict[str, Any] = {
-            "decision": verdict,
-            "authorization_decision": verdict,
-            "reason": self.reason,
-            "decision_reason_code": self.reason_code,
-            "matched_rule_ids": list(self.matched_rule_ids),
-            "policy_references": list(self.policy_references),
-            "risk_score": self.risk_score,
-        }
-        if self.would_decision is not self.decision:
-            body["would_decision"] = self.would_decision.value
-        if self.decision is DecisionType.MODIFY:
-            body["modified_tool_args"] = self.modified_args
-            body["modification_reason"] = self.reason
-        if self.decision is DecisionType.DEFER:
-            body["defer_reason"] = self.reason
-            body["defer_timeout_seconds"] = self.defer_timeout_seconds
-        if self.decision is DecisionType.STEP_UP and self.step_up_timeout_seconds is not None:
-            body["step_up_timeout_seconds"] = self.step_up_timeout_seconds
-        if self.flags:
-            body["flags"] = list(self.flags)
-        return body
+        return decision_envelope(self)

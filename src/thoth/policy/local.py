@@ -29,12 +29,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from thoth.enforcer_client import rejected_request
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig
 from thoth.policy.context import CallContext, SessionHistory
 from thoth.policy.decision import PolicyDecision
 from thoth.policy.defaults import default_policy
 from thoth.policy.engine import CompiledPolicy, compile_policy
 from thoth.policy.errors import PolicyValidationError
+from thoth.wire import WireError, decision_envelope
 
 log = logging.getLogger("thoth")
 
@@ -61,44 +63,31 @@ def load_policy_file(path: str | os.PathLike[str]) -> CompiledPolicy:
 _FIELDS = EnforcementDecision.model_fields
 _DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in _FIELDS.items()}
 _VIOLATION = frozenset({DecisionType.BLOCK, DecisionType.STEP_UP, DecisionType.DEFER})
+_NOT_FIELDS = frozenset({"authorization_decision", "would_decision", "flags"})
 
 
 def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
-    """An EnforcementDecision from the engine's (already valid) output. pydantic's validation,
-    and even model_construct, cost more than the whole policy decision (4-7 us here), so the
-    instance's state is set directly, the way model_construct does it; a test checks the result
-    equals a validated model."""
+    """An EnforcementDecision from the wire contract's one envelope builder (thoth.wire). pydantic's
+    validation, and even model_construct, cost more than the whole policy decision (4-7 us here),
+    so the instance's state is set directly, the way model_construct does it; a test checks the
+    result equals a validated model."""
+    body = decision_envelope(d)
     verdict = d.decision
-    state = dict(_DEFAULTS)
-    state["decision"] = verdict
-    state["reason"] = d.reason
-    state["decision_reason_code"] = d.reason_code
-    state["matched_rule_ids"] = d.matched_rule_ids
-    state["policy_references"] = d.policy_references
-    state["risk_score"] = d.risk_score
-    state["latency_ms"] = latency_ms
-    fields = {"decision", "reason", "decision_reason_code", "matched_rule_ids", "policy_references", "risk_score",
-              "latency_ms"}
-    if verdict in _VIOLATION:
-        state["violation_id"] = f"local-{uuid.uuid4().hex}"
-        fields.add("violation_id")
+    if verdict in _VIOLATION:  # ids of this process only: nothing to look them up on
+        body["violation_id"] = f"local-{uuid.uuid4().hex}"
         if verdict is DecisionType.STEP_UP:
-            state["hold_token"] = f"local-hold-{uuid.uuid4().hex}"
-            state["step_up_timeout_seconds"] = d.step_up_timeout_seconds
-            fields.update(("hold_token", "step_up_timeout_seconds"))
-        elif verdict is DecisionType.DEFER:
-            state["defer_reason"] = d.reason
-            state["defer_timeout_seconds"] = d.defer_timeout_seconds
-            fields.update(("defer_reason", "defer_timeout_seconds"))
-    elif verdict is DecisionType.MODIFY:
-        state["modified_tool_args"] = d.modified_args
-        state["modification_reason"] = d.reason
-        fields.update(("modified_tool_args", "modification_reason"))
-    extra: dict[str, Any] = {}
-    if d.would_decision is not verdict:
-        extra["would_decision"] = d.would_decision.value
-    if d.flags:
-        extra["flags"] = d.flags
+            body["hold_token"] = f"local-hold-{uuid.uuid4().hex}"
+    body["latency_ms"] = latency_ms
+    state = _DEFAULTS.copy()
+    state.update(body)
+    del state["authorization_decision"]  # the SDK's model reads `decision` only
+    state["decision"] = verdict
+    fields = body.keys() - _NOT_FIELDS
+    extra: dict[str, Any] = {}  # envelope fields the SDK's model keeps as extras
+    if "would_decision" in state:
+        extra["would_decision"] = state.pop("would_decision")
+    if "flags" in state:
+        extra["flags"] = state.pop("flags")
     obj = EnforcementDecision.__new__(EnforcementDecision)
     object.__setattr__(obj, "__dict__", state)
     object.__setattr__(obj, "__pydantic_fields_set__", fields)
@@ -113,8 +102,11 @@ class LocalEnforcer:
     wants_session_tool_calls = False  # it keeps each session's history itself: the tracer skips the copy
 
     def __init__(self, config: ThothConfig | None = None, policy: CompiledPolicy | None = None,
-                 policy_path: str | os.PathLike[str] | None = None) -> None:
+                 policy_path: str | os.PathLike[str] | None = None, wire_errors: str = "raise") -> None:
         self.config = config
+        # "raise": a request the wire contract refuses raises WireError (direct callers);
+        # "block": it is a BLOCK (sdk_configuration_error), as the server's 422 is for the SDK.
+        self.wire_errors = wire_errors
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, SessionHistory] = OrderedDict()
         path = policy_path if policy_path is not None else os.environ.get("THOTH_POLICY") or None
@@ -136,6 +128,17 @@ class LocalEnforcer:
 
     # -- the enforcer interface ----------------------------------------------------------------
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
+        """Decide one call. A request that breaks the wire contract (a wrong type, no tool_name or
+        agent_id) raises thoth.wire.WireError, as the server answers 422; built for the SDK
+        (wire_errors="block") it is a BLOCK (sdk_configuration_error), as the server's 422 is."""
+        try:
+            return self._decide(request)
+        except WireError as exc:
+            if self.wire_errors != "block":
+                raise
+            return rejected_request("the in-process engine", exc.status, exc.message)
+
+    def _decide(self, request: dict[str, Any]) -> EnforcementDecision:
         started = time.perf_counter()
         if self.policy_path is not None and started >= self._next_check:
             self._maybe_reload()

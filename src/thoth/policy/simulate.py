@@ -13,6 +13,7 @@ from typing import Any
 
 from thoth.policy.context import CallContext, SessionHistory
 from thoth.policy.engine import CompiledPolicy
+from thoth.wire import WireError
 
 
 def simulate(policy: CompiledPolicy, calls: list[dict[str, Any]], *, max_items: int = 100) -> dict[str, Any]:
@@ -24,8 +25,11 @@ def simulate(policy: CompiledPolicy, calls: list[dict[str, Any]], *, max_items: 
         if not isinstance(body, dict) or not isinstance(body.get("tool_name"), str):
             continue
         ts = body.get("ts")
-        call = CallContext.from_request(body, risk_score=_float(body.get("risk_score")),
-                                        now=ts if isinstance(ts, int | float) else None)
+        try:
+            call = CallContext.from_request(body, risk_score=_float(body.get("risk_score")),
+                                            now=ts if isinstance(ts, int | float) else None)
+        except WireError:  # a record the server would have refused (422) decides nothing
+            continue
         session = str(body.get("session_id") or "")
         history = histories.get(session)
         if history is None:

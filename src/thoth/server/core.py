@@ -32,20 +32,32 @@ from thoth.server.store import (
     new_id,
 )
 from thoth.server.writer import InlineWriter, Writer
+from thoth.wire import (  # noqa: F401  (re-exported: dataplane and tests import them from here)
+    DEPTH_MESSAGE,
+    ENFORCE_FIELDS,
+    EVENT_FIELDS,
+    EVENT_SERVER_FIELDS,
+    MAX_EVENTS_PER_BATCH,
+    MAX_JSON_DEPTH,
+    MODES,
+    RESERVED_EVENT_PREFIX,
+    RESERVED_SOURCE_PREFIX,
+    WireError,
+    decision_envelope,
+    deeper_than,
+    hold_answer,
+    normalize_keys,
+    parse_enforce,
+    parse_event,
+    server_fields,
+    spent_reason,
+)
 
 DATA_PLANE_ROLES = frozenset({"sdk", "approver", "admin"})
 INGEST_ROLES = DATA_PLANE_ROLES | {"ingest"}
 READ_ROLES = frozenset({"viewer", "approver", "admin"})
 RESOLVE_ROLES = frozenset({"approver", "admin"})
-MODES = frozenset({"observe", "step_up", "block", "progressive"})
 VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
-MAX_EVENTS_PER_BATCH = 1000
-# Deepest nesting of objects/arrays a client body may have (the body itself is level 1). What
-# the server stores it re-serializes with orjson, which stops at 255 levels: a deeper body parsed
-# fine and then failed at storage (a 500, a lost batch). Tool arguments and event metadata are a
-# few levels deep; 64 leaves them room and stays far from orjson's limit. See ADR 0105.
-MAX_JSON_DEPTH = 64
-DEPTH_MESSAGE = f"JSON nested deeper than {MAX_JSON_DEPTH} levels (objects and arrays)"
 MAX_HOLD_WAIT = 60.0
 # What an approval allows unless its policy rule says otherwise (approval_uses, approval_valid_seconds).
 APPROVAL_USES = 1
@@ -58,110 +70,9 @@ _CATCH_UP_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.015)
 log = logging.getLogger("thoth.server")
 
 
-class ClientError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _snake(name: str) -> str:
-    out = []
-    for ch in name:
-        if ch.isupper():
-            out.append("_")
-            out.append(ch.lower())
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
-
-
-ENFORCE_FIELDS = (
-    "agent_id", "tenant_id", "user_id", "tool_name", "session_id", "session_tool_calls", "approved_scope",
-    "enforcement_mode", "environment", "enforcement_trace_id", "tool_args", "session_intent",
-    "action_attestation_id", "tool_call_id", "call_id", "hold_token", "identity_binding", "purpose",
-    "data_classification", "task_context", "metadata", "auth_context", "delegation_context",
-)
-EVENT_FIELDS = (
-    "event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type", "content",
-    "metadata", "approved_scope", "enforcement_mode", "session_tool_calls", "tool_name", "endpoint_id",
-    "hostname", "occurred_at", "ttl", "violation_id",
-)
-# Filled by the server whatever the client sends (a client's value is dropped).
-EVENT_SERVER_FIELDS = frozenset({"ingested_at", "chain_index", "hash", "previous_hash", "signature", "ingest_key_id"})
-# The server's own records in the chain (the approval loop's APPROVAL_* events, source_type
-# "thoth_approval"): a client event may not claim these types, or it would read as the server's.
-RESERVED_SOURCE_PREFIX = "thoth_"
-RESERVED_EVENT_PREFIX = "APPROVAL_"
-_CAMEL_TO_SNAKE = {_camel(f): f for f in (*ENFORCE_FIELDS, *EVENT_FIELDS, *EVENT_SERVER_FIELDS)}
-_EVENT_STRINGS = frozenset({"event_id", "tenant_id", "agent_id", "session_id", "user_id", "source_type", "event_type",
-                            "tool_name", "endpoint_id", "hostname", "occurred_at", "enforcement_mode", "violation_id"})
-_EVENT_STRING_LISTS = frozenset({"approved_scope", "session_tool_calls"})
-
-
-_CAMEL_ONLY = frozenset(k for k, v in _CAMEL_TO_SNAKE.items() if k != v)
-
-
-def normalize_keys(body: dict[str, Any]) -> dict[str, Any]:
-    """camelCase spellings of known fields become snake_case (snake wins when both are present)."""
-    if _CAMEL_ONLY.isdisjoint(body):  # the usual snake_case body: nothing to rename, no copy
-        return body
-    out = dict(body)
-    for key in body:
-        snake = _CAMEL_TO_SNAKE.get(key)
-        if snake is not None and snake != key:
-            value = out.pop(key)
-            out.setdefault(snake, value)
-    return out
-
-
-def _str(body: dict[str, Any], name: str, default: str | None = None, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ClientError(422, f"'{name}' is required")
-        return default
-    if not isinstance(value, str):
-        raise ClientError(422, f"'{name}' must be a string")
-    if required and not value:
-        raise ClientError(422, f"'{name}' must not be empty")
-    return value
-
-
-_STR_TYPE = {str}
-
-
-def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if type(value) is not list or not set(map(type, value)) <= _STR_TYPE:  # C-speed check of every item
-        raise ClientError(422, f"'{name}' must be a list of strings")
-    return value
-
-
-def deeper_than(value: Any, levels: int) -> bool:
-    """True if `value` nests objects/arrays more than `levels` deep: a scalar is 0 deep, {} and
-    [1] are 1, [{"a": 1}] is 2. Stops at the first branch too deep; recursion is at most `levels`."""
-    kind = type(value)
-    if kind is dict:
-        items = value.values()
-    elif kind is list:
-        items = value
-    else:
-        return False
-    if levels <= 0:
-        return True
-    for item in items:
-        kind = type(item)
-        if (kind is dict or kind is list) and deeper_than(item, levels - 1):
-            return True
-    return False
+# The wire contract (fields, types, limits, the envelope) lives in thoth.wire; the names are
+# kept here for the modules that import them from core.
+ClientError = WireError
 
 
 def _observe(analytics: Any, agent_id: str, tool_name: str, tool_args: Any, ts: float, decision: str,
@@ -391,38 +302,15 @@ class Core:
 
     async def enforce(self, key: KeyInfo, body: Any) -> bytes:
         started = time.perf_counter()
-        if not isinstance(body, dict):
-            raise ClientError(422, "the request body must be a JSON object")
-        body = normalize_keys(body)
-        tenant_id = _str(body, "tenant_id") or key.tenant_id
+        request = parse_enforce(body)  # the one parser of the wire contract (thoth.wire)
+        tenant_id = request.tenant_id or key.tenant_id
         if tenant_id != key.tenant_id:
             raise ClientError(403, "tenant_id does not match the API key's tenant")
-        tool_name = _str(body, "tool_name", required=True)
-        agent_id = _str(body, "agent_id", required=True)
-        assert tool_name is not None and agent_id is not None
-        user_id = _str(body, "user_id", "system") or "system"
-        session_id = _str(body, "session_id") or str(uuid.uuid4())
-        mode = (_str(body, "enforcement_mode", "progressive") or "progressive").strip().lower()
-        if mode not in MODES:
-            mode = "progressive"
-        environment = (_str(body, "environment", "prod") or "prod").strip().lower()
-        intent = _str(body, "session_intent")
-        scope = _str_list(body, "approved_scope")
-        session_calls = _str_list(body, "session_tool_calls") or []
-        tool_args = body.get("tool_args")
-        if tool_args is None:
-            tool_args = {}
-        elif not isinstance(tool_args, dict):
-            if isinstance(tool_args, list):
-                tool_args = {"args": tool_args}
-            else:
-                raise ClientError(422, "'tool_args' must be an object")
-        dedup_key = None
-        for name in ("tool_call_id", "call_id", "action_attestation_id"):
-            value = body.get(name)
-            if isinstance(value, str) and value:
-                dedup_key = f"{name}:{value}"
-                break
+        tool_name, agent_id, user_id = request.tool_name, request.agent_id, request.user_id
+        session_id = request.session_id or str(uuid.uuid4())
+        mode, environment, intent = request.enforcement_mode, request.environment, request.session_intent
+        scope, session_calls = request.approved_scope, request.session_tool_calls or []
+        tool_args, dedup_key = request.tool_args, request.dedup_key
         if dedup_key is not None:
             hit = self._dedup.get((tenant_id, session_id, dedup_key))
             if hit is None:
@@ -452,9 +340,7 @@ class Core:
             )
             result = policy.evaluate(call, history)
             decision = str(result.decision).upper()
-            hold_token_in = body.get("hold_token")
-            if not isinstance(hold_token_in, str):
-                hold_token_in = None
+            hold_token_in = request.hold_token
             digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
             held = None  # the approval of this exact call, when the policy holds it (or the client names it)
             ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
@@ -466,28 +352,9 @@ class Core:
             risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
             decision_id = new_id("dec")
             violation_id = new_id("vio") if (decision in VIOLATION_DECISIONS or would in VIOLATION_DECISIONS) else None
-            envelope: dict[str, Any] = {
-                "decision": decision,
-                "authorization_decision": decision,
-                "reason": result.reason,
-                "decision_reason_code": result.reason_code,
-                "violation_id": violation_id,  # also in observe mode: the would-be violation is on record
-                "hold_token": None,
-                "step_up_timeout_seconds": None,
-                "risk_score": risk_score,
-                "matched_rule_ids": list(result.matched_rule_ids or []),
-                "policy_references": list(getattr(result, "policy_references", None) or []),
-                "regulatory_regimes": [],
-                "matched_control_ids": [],
-                "model_signals": list(risk_reasons),
-                "decision_id": decision_id,
-                "session_id": session_id,
-                "enforcement_mode": mode,
-                "would_decision": would,
-                "policy_version": policy_version,
-                # Published clients accept only an integer or null here (a string makes them block).
-                "rule_version": policy_version if isinstance(policy_version, int) else None,
-            }
+            envelope = server_fields(decision_envelope(result, risk_score), decision_id=decision_id,
+                                     session_id=session_id, mode=mode, violation_id=violation_id,
+                                     risk_reasons=risk_reasons, policy_version=policy_version)
             approval_row = None
             if held is not None and decision in VIOLATION_DECISIONS:
                 decision = self._apply_approval(envelope, held, decision, ladder_block)
@@ -504,12 +371,6 @@ class Core:
                                 self.required_approvals(tenant_id, tool_name),
                                 getattr(result, "approval_uses", None) or APPROVAL_USES,
                                 getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
-            elif decision == "MODIFY":
-                envelope["modified_tool_args"] = result.modified_args
-                envelope["modification_reason"] = result.reason
-            elif decision == "DEFER":
-                envelope["defer_reason"] = result.reason
-                envelope["defer_timeout_seconds"] = getattr(result, "defer_timeout_seconds", None) or 300
             latency = time.perf_counter() - started
             envelope["latency_ms"] = round(latency * 1000, 3)
             response = orjson.dumps(envelope, default=str)
@@ -686,28 +547,7 @@ class Core:
 
     # ---- holds and approvals -------------------------------------------------------------
 
-    @staticmethod
-    def hold_answer(approval: dict[str, Any], usable: bool = True) -> dict[str, Any]:
-        """The poll's answer; `usable` False: approved, but its use is gone (window over, or the
-        uses were spent before this hold's own was taken), so the held call may not run."""
-        status = approval["status"]
-        answer: dict[str, Any] = {
-            "hold_token": approval["hold_token"], "approval_id": approval["approval_id"], "status": status,
-            "violation_id": approval["violation_id"], "tool_name": approval["tool_name"],
-            "expires_at": approval["expires_at"],
-        }
-        if status == "pending":
-            answer.update(resolved=False, resolution=None, decision="STEP_UP", authorization_decision="STEP_UP",
-                          reason=approval["request_reason"])
-            return answer
-        resolution = "ALLOW" if status == "approved" and usable else "BLOCK"
-        reason = approval["reason"] or {"approved": "approved", "denied": "denied by approver",
-                                        "expired": "approval timed out"}[status]
-        if status == "approved" and not usable:
-            reason = spent_reason(approval)
-        answer.update(resolved=True, resolution=resolution, decision=resolution, authorization_decision=resolution,
-                      reason=reason, resolved_by=approval["resolved_by"], resolved_at=approval["resolved_at"])
-        return answer
+    hold_answer = staticmethod(hold_answer)  # the one builder lives in thoth.wire
 
     async def hold(self, key: KeyInfo, token: str, wait: float) -> dict[str, Any]:
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_HOLD_WAIT)
@@ -812,59 +652,13 @@ class Core:
 
     @staticmethod
     def _event(key: KeyInfo, i: int, raw: Any, levels: int) -> dict[str, Any]:
-        """Validate and normalise one event in one pass over its fields (this runs per event);
-        `levels`: how deep its fields' values may nest."""
-        if not isinstance(raw, dict):
-            raise ClientError(422, f"event {i} must be a JSON object")
-        event: dict[str, Any] = {}
-        for name, value in raw.items():
-            snake: str = _CAMEL_TO_SNAKE.get(name) or name
-            if snake in EVENT_SERVER_FIELDS or (snake != name and snake in raw):  # snake case wins
-                continue
-            if value is not None:
-                if snake in _EVENT_STRINGS:
-                    if type(value) is not str:
-                        raise ClientError(422, f"event {i}: '{snake}' must be a string")
-                elif snake in _EVENT_STRING_LISTS:
-                    if type(value) is not list or not all(type(v) is str for v in value):
-                        raise ClientError(422, f"event {i}: '{snake}' must be a list of strings")
-                elif snake == "metadata":
-                    if not isinstance(value, dict):
-                        raise ClientError(422, f"event {i}: 'metadata' must be an object")
-                    if deeper_than(value, levels):
-                        raise ClientError(422, f"event {i}: {DEPTH_MESSAGE}")
-                elif snake == "ttl" and (isinstance(value, bool) or not isinstance(value, int | float)):
-                    raise ClientError(422, f"event {i}: 'ttl' must be a number")
-                elif (type(value) is dict or type(value) is list) and deeper_than(value, levels):
-                    raise ClientError(422, f"event {i}: {DEPTH_MESSAGE}")  # content, fields we do not know
-            event[snake] = value
-        event_id = event.get("event_id")
-        if event_id is None:
-            raise ClientError(422, f"event {i}: 'event_id' is required")
-        if not event_id:
-            raise ClientError(422, f"event {i}: 'event_id' must not be empty")
-        if len(event_id) > 300:
-            raise ClientError(422, f"event {i}: 'event_id' is too long")
-        _refuse_reserved(i, event.get("source_type"), event.get("event_type"))
-        tenant = event.get("tenant_id")
-        if tenant is not None and tenant != key.tenant_id:
-            raise ClientError(403, f"event {i}: tenant_id does not match the API key's tenant")
-        event["tenant_id"] = key.tenant_id
-        return event
+        """One event, validated by the wire contract's one validator (thoth.wire.parse_event)."""
+        return parse_event(i, raw, levels, key.tenant_id)
 
     # ---- audit ----------------------------------------------------------------------------
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
-
-
-def _refuse_reserved(i: int, source_type: str | None, event_type: str | None) -> None:
-    if source_type and source_type[:len(RESERVED_SOURCE_PREFIX)].lower() == RESERVED_SOURCE_PREFIX:
-        raise ClientError(422, f"event {i}: source_type '{RESERVED_SOURCE_PREFIX}*' is reserved for the server's"
-                               " own records")
-    if event_type and event_type[:len(RESERVED_EVENT_PREFIX)].upper() == RESERVED_EVENT_PREFIX:
-        raise ClientError(422, f"event {i}: event_type '{RESERVED_EVENT_PREFIX}*' is reserved for the server's"
-                               " own approval records")
 
 
 def _allowed(info: KeyInfo | None, roles: frozenset[str]) -> KeyInfo:
@@ -895,14 +689,6 @@ def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) ->
     if outcome == "already_reviewed":
         return 409, f"{resolver} has already approved; this tool needs a second, different approver"
     return None
-
-
-def spent_reason(approval: dict[str, Any]) -> str:
-    """Why an approved hold no longer allows its call."""
-    ends = approval.get("_valid_until_ts")
-    if ends is not None and ends <= time.time():
-        return f"the approval was valid until {approval['valid_until']}; the call needs a new approval"
-    return f"the approval's {approval['allowed_uses']} use(s) are spent; the call needs a new approval"
 
 
 def public_approval(approval: dict[str, Any]) -> dict[str, Any]:

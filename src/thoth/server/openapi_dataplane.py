@@ -1,13 +1,17 @@
 """OpenAPI of the data plane, written by hand.
 
 `/v1/enforce`, `/v1/enforce/hold/{hold_token}` and `/v1/events/batch` are raw ASGI handlers
-(dataplane.py) that FastAPI never sees, so their part of /openapi.json is added here, following
-../shared/contract/wire.md. Field names are snake_case; the server also accepts camelCase.
+(dataplane.py) that FastAPI never sees, so their part of /openapi.json is added here. The
+request and event properties are generated from thoth.wire's field tables (the wire contract,
+docs/wire.md), so a field added there appears here. Field names are snake_case; the server also
+accepts camelCase.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from thoth import wire
 
 _STR = {"type": "string"}
 _STRS = {"type": "array", "items": {"type": "string"}}
@@ -18,22 +22,21 @@ SCHEMAS: dict[str, Any] = {
     "DataPlaneError": {"type": "object", "properties": {"message": _STR}, "required": ["message"]},
     "EnforceRequest": {
         "type": "object",
-        "required": ["agent_id", "tool_name"],
+        "required": list(wire.ENFORCE_REQUIRED),
         "additionalProperties": True,
         "properties": {
-            "agent_id": _STR, "tenant_id": _STR, "user_id": _STR, "tool_name": _STR, "session_id": _STR,
-            "session_tool_calls": _STRS, "approved_scope": _STRS,
-            "enforcement_mode": {"type": "string", "enum": ["observe", "step_up", "block", "progressive"]},
-            "environment": _STR, "enforcement_trace_id": _STR, "tool_args": _OBJ, "session_intent": _STR,
-            "tool_call_id": _STR, "call_id": _STR, "action_attestation_id": _STR,
-            "hold_token": {"type": "string", "description": "re-check of a held call: must be the same call"},
+            **wire.schema_properties(wire.ENFORCE_FIELDS),
+            "enforcement_mode": {"type": "string", "enum": sorted(wire.MODES)},
+            "tool_args": {"type": ["object", "array"], "description": "an array is kept as {\"args\": [...]}"},
+            "hold_token": {"description": "re-check of a held call: must be the same call"},
+            "purpose": {"description": "carried, not read as session_intent (docs/wire.md)"},
         },
     },
     "Decision": {
         "type": "object",
         "additionalProperties": True,
         "properties": {
-            "decision": {"type": "string", "enum": ["ALLOW", "BLOCK", "STEP_UP", "MODIFY", "DEFER"]},
+            "decision": {"type": "string", "enum": list(wire.VERDICTS)},
             "authorization_decision": _STR, "reason": _STR, "decision_reason_code": _STR,
             "violation_id": {"type": ["string", "null"]}, "hold_token": {"type": ["string", "null"]},
             "step_up_timeout_seconds": {"type": ["number", "null"]}, "risk_score": {"type": "number"},
@@ -54,18 +57,15 @@ SCHEMAS: dict[str, Any] = {
         "required": ["event_id"],
         "additionalProperties": True,
         "properties": {
-            "event_id": {"type": "string", "maxLength": 300}, "tenant_id": _STR, "agent_id": _STR,
-            "session_id": _STR, "user_id": _STR, "source_type": _STR, "event_type": _STR, "content": {},
-            "metadata": _OBJ, "approved_scope": _STRS, "enforcement_mode": _STR, "session_tool_calls": _STRS,
-            "tool_name": _STR, "endpoint_id": _STR, "hostname": _STR, "occurred_at": _STR,
-            "ttl": {"type": "number"}, "violation_id": _STR,
+            **wire.schema_properties(wire.EVENT_FIELDS),
+            "event_id": {"type": "string", "maxLength": wire.MAX_EVENT_ID_LENGTH},
         },
     },
     "EventBatch": {
         "oneOf": [
-            {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/Event"}},
+            {"type": "array", "maxItems": wire.MAX_EVENTS_PER_BATCH, "items": {"$ref": "#/components/schemas/Event"}},
             {"type": "object", "required": ["events"], "properties": {
-                "events": {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/Event"}}}},
+                "events": {"type": "array", "maxItems": wire.MAX_EVENTS_PER_BATCH, "items": {"$ref": "#/components/schemas/Event"}}}},
         ],
     },
     "BatchAnswer": {"type": "object", "properties": {
@@ -76,7 +76,8 @@ SCHEMAS: dict[str, Any] = {
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "malformed JSON", 401: "missing or invalid API key", 403: "role or tenant not allowed",
             404: "unknown hold token", 413: "body or batch too large",
-            422: "wrong types, JSON nested deeper than 64 levels, or an event claiming a server event type",
+            422: f"wrong types, JSON nested deeper than {wire.MAX_JSON_DEPTH} levels, or an event claiming a"
+                 " server event type",
             503: "the database is unavailable: retry after the Retry-After header's seconds"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
