@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from thoth.components import make_components
 from thoth.enforcer_client import EnforcerClient
 from thoth.models import DecisionType, ThothConfig
 from thoth.policy.local import LocalEnforcer
@@ -48,7 +49,7 @@ def test_the_sdk_blocks_a_refused_request_in_both_modes(server: Server) -> None:
     body = {**CALL, "approved_scope": "search"}
     t = tenant()
     remote = EnforcerClient(ThothConfig(agent_id="bot", tenant_id=t, api_url=server.url, api_key=server.key(t)))
-    local = EnforcerClient(ThothConfig(agent_id="bot", tenant_id=t, api_url="local"))
+    local = make_components(ThothConfig(agent_id="bot", tenant_id=t, api_url="local")).enforcer  # what the SDK uses
     for client in (remote, local):
         d = client.enforce(body)
         assert d.decision is DecisionType.BLOCK and d.decision_reason_code == "sdk_configuration_error"
