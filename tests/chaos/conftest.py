@@ -108,3 +108,15 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(f"could not create a private PostgreSQL cluster: {exc}")
     yield made
     made.drop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quiet_sdk() -> Iterator[None]:
+    """Thousands of fail-opens log a WARNING each; the table counts them instead."""
+    import logging
+
+    logger = logging.getLogger("thoth")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)

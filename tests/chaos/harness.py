@@ -222,7 +222,8 @@ BUSY_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-t
 
 class FaultyServer:
     """A listening socket that reads each request and then `stall`s (says nothing), `drip`s a
-    valid answer one byte every 0.3 s, or answers `busy` (503 with Retry-After: 1). Connections
+    valid answer (its status line, then one byte every 0.3 s: a client whose timeout is per read
+    never times out), or answers `busy` (503 with Retry-After: 1). Connections
     are closed after `give_up` s so a client without a deadline still ends (and its test fails on
     the time it took, not by hanging the suite)."""
 
@@ -259,11 +260,14 @@ class FaultyServer:
                 if self.mode == "busy":
                     conn.sendall(BUSY_ANSWER)
                     continue
-                for byte in DRIP_ANSWER if self.mode == "drip" else b"":
-                    if time.monotonic() > end:
-                        return
-                    conn.sendall(bytes([byte]))
-                    time.sleep(0.3)
+                if self.mode == "drip":  # the status line at once, then the rest a byte at a time:
+                    first, rest = DRIP_ANSWER.split(b"\r\n", 1)  # every later read gets something in time
+                    conn.sendall(first + b"\r\n")
+                    for byte in rest:
+                        if time.monotonic() > end:
+                            return
+                        time.sleep(0.3)
+                        conn.sendall(bytes([byte]))
                 while time.monotonic() < end:  # stall (or a drip that ran out): keep the socket open
                     time.sleep(0.1)
         except OSError:

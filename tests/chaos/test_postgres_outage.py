@@ -1,0 +1,143 @@
+"""PostgreSQL goes away under load and comes back: stopped and started (a cluster of the test's
+own, never the shared one), and partitioned by a proxy that stops moving bytes, then heals.
+
+Eight HTTP connections post enforce calls and event batches while an SDK agent (sync and async)
+keeps calling on a tenant of its own. During the outage the server must answer what it can, say
+503 (with a message) for what it cannot, never 500, and keep answering its liveness probe; the
+clients must not wait past their deadline; afterwards every answered decision and acknowledged
+event is stored exactly once and the audit chain verifies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.server.conftest import PG_URL, Server, _pg_available
+
+from .clients import Load, SdkAgents, probe
+from .conftest import Report
+from .harness import (
+    SLACK,
+    Cluster,
+    Ledger,
+    PartitionProxy,
+    audit_verify,
+    launch,
+    make_tenant,
+    shutdown,
+    stored,
+)
+
+OUTAGE = 4.0  # seconds without the database
+SDK_DEADLINE = 2.0
+LOAD_TIMEOUT = 15.0  # the load's own client timeout: a request that hits it is a server that hung
+LIVENESS = 1.0  # /healthz must answer within this during the outage
+
+
+class Prober:
+    """Polls /healthz every 0.2 s on a thread; keeps the slowest answer and any failure."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.slowest = 0.0
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status, took = probe(self.url, timeout=5.0)
+            self.slowest = max(self.slowest, took)
+            self.failed += status != 200
+            self._stop.wait(0.2)
+
+
+def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[], None], fault: str,
+               report: Report) -> None:
+    load_tenant, sdk_tenant = make_tenant(), make_tenant()
+    load_ledger, sdk_ledger = Ledger(), Ledger()
+    load = Load(server.url, server.key(load_tenant), load_tenant, load_ledger, connections=8,
+                timeout=LOAD_TIMEOUT, pause=0.01)
+    agents = SdkAgents(server.url, server.key(sdk_tenant), sdk_tenant, sdk_ledger, deadline=SDK_DEADLINE)
+    time.sleep(2.1)  # past the server's key cache: the outage finds keys to look up, too
+    load.start()
+    agents.start()
+    time.sleep(1.5)
+    with Prober(server.url) as liveness:
+        break_db()
+        time.sleep(OUTAGE)
+        mend_db()
+    time.sleep(3.0)  # back to normal under load
+    load.stop(drain=60)
+    agents.finish(flush_timeout=60)
+    load_db, sdk_db = stored(server.db_url, load_tenant), stored(server.db_url, sdk_tenant)
+    load_verify, sdk_verify = audit_verify(server, load_tenant), audit_verify(server, sdk_tenant)
+    after = probe(server.url + "/v1/enforce")  # alive: a GET is a 405, not a connection error
+    backend = "postgres"
+    report.add(f"{fault}: 8-conn load", backend, load_ledger, load_db,
+               note=f"{load.requests} req, errors {dict(load_ledger.errors) or '-'}, "
+                    f"healthz max {liveness.slowest:.2f}s")
+    report.add(f"{fault}: SDK sync+async", backend, sdk_ledger, sdk_db, events_emitted=agents.events_emitted,
+               note=f"{agents.calls} calls, {agents.dropped} dropped")
+
+    # durability: nothing answered or acknowledged is lost, nothing stored twice
+    assert set(load_ledger.answered) <= load_db.decision_ids and load_db.duplicated_decisions == 0
+    assert load_ledger.acked <= load_db.event_ids and load_db.duplicated_events == 0
+    assert load_ledger.acked == load_ledger.emitted, "some batches were never taken after the outage"
+    assert set(sdk_ledger.answered) <= sdk_db.decision_ids and sdk_db.duplicated_decisions == 0
+    assert agents.flushed and agents.dropped == 0 and sdk_db.events == agents.events_emitted
+    assert not agents.failures, agents.failures[:3]
+    assert load_verify[0] == 0 and load_verify[1]["verified"] is True, load_verify
+    assert sdk_verify[0] == 0 and sdk_verify[1]["verified"] is True, sdk_verify
+    # during the outage: 503, never 500; no request left hanging; the process stays alive
+    for ledger in (load_ledger, sdk_ledger):
+        assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
+    assert load_ledger.errors["timeout"] == 0, f"{load_ledger.errors['timeout']} requests got no answer in " \
+                                               f"{LOAD_TIMEOUT:g} s"
+    assert sdk_ledger.longest <= SDK_DEADLINE + SLACK
+    assert liveness.failed == 0 and liveness.slowest <= LIVENESS, (liveness.failed, liveness.slowest)
+    assert after[0] == 405
+
+
+def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Path, report: Report) -> None:
+    server = launch(cluster.url, tmp_path / "home")
+    try:
+        run_outage(server, lambda: cluster.stop("fast"), cluster.start, "PG stop/start", report)
+    finally:
+        shutdown(server)
+
+
+@pytest.fixture
+def proxied_schema(tmp_path: Path) -> Iterator[tuple[PartitionProxy, str]]:
+    """A schema of the shared PostgreSQL, reached through a proxy the test can partition."""
+    from tests.server.conftest import pg_schema
+
+    if not _pg_available():
+        pytest.skip("PostgreSQL not reachable at " + PG_URL)
+    proxy = PartitionProxy(5432)
+    with pg_schema("thoth_chaos") as direct:
+        yield proxy, direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    proxy.close()
+
+
+def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[PartitionProxy, str], tmp_path: Path,
+                                                     report: Report) -> None:
+    proxy, url = proxied_schema
+    server = launch(url, tmp_path / "home")
+    try:
+        run_outage(server, proxy.partition, proxy.heal, "PG partition/heal", report)
+    finally:
+        proxy.heal()
+        shutdown(server)
