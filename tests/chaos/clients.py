@@ -44,36 +44,47 @@ def _note(ledger: Ledger, path: str, request: Any, status: int, answer: bytes) -
 
 
 def _sdk_marker(request: Any) -> str:
-    body = json.loads(request) if isinstance(request, bytes) else request
+    body = json.loads(request) if isinstance(request, (bytes, str)) else request
     args = body.get("tool_args") or {}
     return str(args.get("q") or (args.get("args") or [""])[0])
 
 
 def observe(url: str, key: str, ledger: Ledger) -> None:
-    """Wrap the endpoint's two request methods so every answer lands in `ledger`."""
+    """Wrap the endpoint's request methods so every answer lands in `ledger`. The SDK's requests go
+    through `send` / `asend` (one method per direction), or, in builds before those existed,
+    `post_bytes` (sync enforce and event batches) and `arequest_fast` (async enforce and polls)."""
     endpoint = get_endpoint(url, key)
-    post_bytes, arequest_fast = endpoint.post_bytes, endpoint.arequest_fast
 
-    def recorded_post(path: str, body: bytes, timeout: float) -> Any:
+    def record(path: str, body: Any, call: Any) -> Any:
         try:
-            response = post_bytes(path, body, timeout)
+            response = call()
         except Exception as exc:
             ledger.errors[type(exc).__name__] += 1
             raise
         _note(ledger, path, body, response.status_code, response.content)
         return response
 
-    async def recorded_arequest(method: str, path: str, payload: Any = None, **options: Any) -> Any:
+    async def arecord(path: str, body: Any, call: Any) -> Any:
         try:
-            response = await arequest_fast(method, path, payload, **options)
+            response = await call()
         except Exception as exc:
             ledger.errors[type(exc).__name__] += 1
             raise
-        _note(ledger, path, payload, response.status_code, response.content)
+        _note(ledger, path, body, response.status_code, response.content)
         return response
 
-    endpoint.post_bytes = recorded_post  # type: ignore[method-assign]
-    endpoint.arequest_fast = recorded_arequest  # type: ignore[method-assign]
+    if hasattr(endpoint, "send") and hasattr(endpoint, "asend"):
+        send, asend = endpoint.send, endpoint.asend
+        endpoint.send = lambda method, path, body=b"", **kw: record(  # type: ignore[method-assign]
+            path, body, lambda: send(method, path, body, **kw))
+        endpoint.asend = lambda method, path, body=b"", **kw: arecord(  # type: ignore[method-assign]
+            path, body, lambda: asend(method, path, body, **kw))
+        return
+    post_bytes, arequest_fast = endpoint.post_bytes, endpoint.arequest_fast
+    endpoint.post_bytes = lambda path, body, timeout: record(  # type: ignore[method-assign]
+        path, body, lambda: post_bytes(path, body, timeout))
+    endpoint.arequest_fast = lambda method, path, payload=None, **kw: arecord(  # type: ignore[method-assign]
+        path, payload, lambda: arequest_fast(method, path, payload, **kw))
 
 
 class SdkAgents:
