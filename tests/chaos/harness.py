@@ -144,70 +144,26 @@ def _run(cmd: list[str]) -> None:
 
 
 # A TCP proxy that can partition ----------------------------------------------------------------
-class PartitionProxy:
-    """Forwards 127.0.0.1:port to an upstream. While partitioned it still accepts connections but
-    moves no byte either way (a network that drops packets, not one that resets): the server's
-    open connections hang rather than fail. Healing lets the held bytes through."""
+class ProxyProcess:
+    """tests/chaos/partition_proxy.py in a process of its own (forwarding in the test's process
+    would compete for its GIL with the load and slow every commit tenfold): SIGUSR1 partitions,
+    SIGUSR2 heals."""
 
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="chaos-proxy", daemon=True).start()
+    def __init__(self, upstream_port: int) -> None:
+        script = Path(__file__).with_name("partition_proxy.py")
+        self.proc = subprocess.Popen([sys.executable, str(script), str(upstream_port)], stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
 
     def partition(self) -> None:
-        self.flowing.clear()
+        self.proc.send_signal(signal.SIGUSR1)
 
     def heal(self) -> None:
-        self.flowing.set()
+        self.proc.send_signal(signal.SIGUSR2)
 
     def close(self) -> None:
-        self._closed = True
-        self.flowing.set()
-        self._listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
-
-    def _connect(self, client: socket.socket) -> None:
-        self._sockets.append(client)
-        self.flowing.wait()  # a connection made during the partition reaches nothing until it heals
-        try:
-            upstream = socket.create_connection(self.upstream, timeout=5)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        self._sockets.append(upstream)
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                self.flowing.wait()  # partitioned: hold the bytes (and stop reading) until healed
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 # Servers that misbehave ------------------------------------------------------------------------

@@ -15,16 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.server.conftest import PG_URL, Server, _pg_available
 
-from .clients import Load, SdkAgents, probe
+from .clients import TOOL_BODY, Load, SdkAgents, probe
 from .conftest import Report
 from .harness import (
     SLACK,
     Cluster,
     Ledger,
-    PartitionProxy,
+    ProxyProcess,
     audit_verify,
     launch,
     make_tenant,
@@ -84,7 +85,8 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
     agents.finish(flush_timeout=60)
     load_db, sdk_db = stored(server.db_url, load_tenant), stored(server.db_url, sdk_tenant)
     load_verify, sdk_verify = audit_verify(server, load_tenant), audit_verify(server, sdk_tenant)
-    after = probe(server.url + "/v1/enforce")  # alive: a GET is a 405, not a connection error
+    after = httpx.post(server.url + "/v1/enforce", headers={"x-api-key": load.key}, timeout=LOAD_TIMEOUT,
+                       json={**TOOL_BODY, "tenant_id": load_tenant, "tool_args": {"q": "after"}})
     backend = "postgres"
     report.add(f"{fault}: 8-conn load", backend, load_ledger, load_db,
                note=f"{load.requests} req, errors {dict(load_ledger.errors) or '-'}, "
@@ -108,7 +110,7 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
                                                f"{LOAD_TIMEOUT:g} s"
     assert sdk_ledger.longest <= SDK_DEADLINE + SLACK
     assert liveness.failed == 0 and liveness.slowest <= LIVENESS, (liveness.failed, liveness.slowest)
-    assert after[0] == 405
+    assert after.status_code == 200 and after.json()["decision_id"], after.text  # deciding again
 
 
 def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Path, report: Report) -> None:
@@ -120,19 +122,19 @@ def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Pat
 
 
 @pytest.fixture
-def proxied_schema(tmp_path: Path) -> Iterator[tuple[PartitionProxy, str]]:
+def proxied_schema(tmp_path: Path) -> Iterator[tuple[ProxyProcess, str]]:
     """A schema of the shared PostgreSQL, reached through a proxy the test can partition."""
     from tests.server.conftest import pg_schema
 
     if not _pg_available():
         pytest.skip("PostgreSQL not reachable at " + PG_URL)
-    proxy = PartitionProxy(5432)
+    proxy = ProxyProcess(5432)
     with pg_schema("thoth_chaos") as direct:
         yield proxy, direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     proxy.close()
 
 
-def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[PartitionProxy, str], tmp_path: Path,
+def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[ProxyProcess, str], tmp_path: Path,
                                                      report: Report) -> None:
     proxy, url = proxied_schema
     server = launch(url, tmp_path / "home")
