@@ -211,6 +211,8 @@ class Load:
             await asyncio.sleep(0.05)  # the server is down: do not spin
         else:
             self.ledger.statuses[response.status_code] += 1
+            if response.status_code >= 500 and not _explained(response):
+                self.ledger.errors["5xx without Retry-After and message"] += 1
         return response
 
     async def _worker(self, client: httpx.AsyncClient, w: int) -> None:
@@ -254,6 +256,15 @@ class Load:
                 unacked.remove(batch)
             elif not once:
                 await asyncio.sleep(0.2)
+
+
+def _explained(response: httpx.Response) -> bool:
+    """A 5xx a client can act on: Retry-After says when to ask again, a JSON `message` says why."""
+    try:
+        message = response.json().get("message")
+    except ValueError:
+        message = None
+    return bool(message) and "retry-after" in response.headers
 
 
 def probe(url: str, path: str = "/healthz", timeout: float = 10.0) -> tuple[int | None, float]:

@@ -28,6 +28,8 @@ def test_64_connections_through_a_kill9(any_db: tuple[str, str], tmp_path: Path,
         answered_before = len(load_ledger.answered)
         kill9(server)  # 64 requests in flight: answered-but-unstored decisions sit in the journal
         time.sleep(0.5)
+        # What the dead server had answered but not yet stored: only its journal holds it now.
+        journal_only = set(load_ledger.answered) - stored(db_url, load_tenant).decision_ids
         server = relaunch(server)
         time.sleep(3.0)
         load.stop(drain=60)
@@ -39,12 +41,14 @@ def test_64_connections_through_a_kill9(any_db: tuple[str, str], tmp_path: Path,
         agents.stop()
         shutdown(server)
     report.add("kill -9 under 64-conn load", backend, load_ledger, load_db,
-               note=f"{load.requests} req ({answered_before} answered before the kill), "
+               note=f"{load.requests} req ({answered_before} answered before the kill, {len(journal_only)} "
+                    f"of them then only in the journal), "
                     f"errors {dict(load_ledger.errors) or '-'}")
     report.add("kill -9 under 64-conn load: SDK", backend, sdk_ledger, sdk_db, events_emitted=agents.events_emitted,
                note=f"{agents.calls} calls, {agents.dropped} dropped")
 
     assert answered_before > 0 and len(load_ledger.answered) > answered_before  # load on both sides of the kill
+    assert journal_only <= load_db.decision_ids  # the restarted server stored them
     assert set(load_ledger.answered) <= load_db.decision_ids and load_db.duplicated_decisions == 0
     assert load_ledger.acked == load_ledger.emitted and load_ledger.acked <= load_db.event_ids
     assert load_db.events == len(load_ledger.emitted) and load_db.duplicated_events == 0

@@ -27,8 +27,10 @@ from .harness import (
     Ledger,
     ProxyProcess,
     audit_verify,
+    kill9,
     launch,
     make_tenant,
+    relaunch,
     shutdown,
     stored,
 )
@@ -106,6 +108,7 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
     # during the outage: 503, never 500; no request left hanging; the process stays alive
     for ledger in (load_ledger, sdk_ledger):
         assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
+    assert load_ledger.errors["5xx without Retry-After and message"] == 0, dict(load_ledger.errors)
     assert load_ledger.errors["timeout"] == 0, f"{load_ledger.errors['timeout']} requests got no answer in " \
                                                f"{LOAD_TIMEOUT:g} s"
     assert sdk_ledger.longest <= SDK_DEADLINE + SLACK
@@ -122,24 +125,65 @@ def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Pat
 
 
 @pytest.fixture
-def proxied_schema(tmp_path: Path) -> Iterator[tuple[ProxyProcess, str]]:
-    """A schema of the shared PostgreSQL, reached through a proxy the test can partition."""
+def proxied_schema(tmp_path: Path) -> Iterator[tuple[ProxyProcess, str, str]]:
+    """A schema of the shared PostgreSQL: (the proxy, the URL through it, the direct URL)."""
     from tests.server.conftest import pg_schema
 
     if not _pg_available():
         pytest.skip("PostgreSQL not reachable at " + PG_URL)
     proxy = ProxyProcess(5432)
     with pg_schema("thoth_chaos") as direct:
-        yield proxy, direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        yield proxy, direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), direct
     proxy.close()
 
 
-def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[ProxyProcess, str], tmp_path: Path,
-                                                     report: Report) -> None:
-    proxy, url = proxied_schema
+def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[ProxyProcess, str, str],
+                                                     tmp_path: Path, report: Report) -> None:
+    proxy, url, _ = proxied_schema
     server = launch(url, tmp_path / "home")
     try:
         run_outage(server, proxy.partition, proxy.heal, "PG partition/heal", report)
     finally:
         proxy.heal()
         shutdown(server)
+
+
+def test_kill9_while_partitioned(proxied_schema: tuple[ProxyProcess, str, str], tmp_path: Path,
+                                 report: Report) -> None:
+    """Decisions answered while the database is cut off exist only in the server's journal; the
+    server is then killed. Started again (same THOTH_HOME) once the network heals, it must store
+    every one of them, once."""
+    proxy, url, direct = proxied_schema
+    server = launch(url, tmp_path / "home")
+    tenant = make_tenant()
+    ledger = Ledger()
+    agents = SdkAgents(server.url, server.key(tenant), tenant, ledger, deadline=SDK_DEADLINE)
+    try:
+        agents.start()
+        time.sleep(1.5)
+        proxy.partition()
+        time.sleep(OUTAGE)  # the agents keep getting decisions the writer cannot store
+        kill9(server)
+        journal_only = set(ledger.answered) - stored(direct, tenant).decision_ids
+        proxy.heal()
+        server = relaunch(server)
+        time.sleep(2.0)
+        agents.finish(flush_timeout=60)
+        db = stored(direct, tenant)
+        code, verify = audit_verify(server, tenant)
+    finally:
+        proxy.heal()
+        agents.stop()
+        shutdown(server)
+    report.add("kill -9 during a PG partition: SDK", "postgres", ledger, db, events_emitted=agents.events_emitted,
+               note=f"{agents.calls} calls, {len(journal_only)} answers only in the journal at the kill, "
+                    f"{agents.dropped} dropped")
+
+    assert journal_only <= db.decision_ids, f"{len(journal_only - db.decision_ids)} answered decisions lost"
+    assert set(ledger.answered) <= db.decision_ids and db.duplicated_decisions == 0
+    assert agents.flushed and agents.dropped == 0 and db.events == agents.events_emitted
+    assert ledger.acked <= db.event_ids and db.duplicated_events == 0
+    assert not agents.failures, agents.failures[:3]
+    assert code == 0 and verify["verified"] is True, verify
+    assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
+    assert ledger.longest <= SDK_DEADLINE + SLACK
