@@ -18,7 +18,7 @@ import pytest
 
 from thoth.enforcer_client import EnforcerClient
 from thoth.http import TransportFault, get_endpoint, release
-from thoth.models import DecisionType, EnforcementDecision, ThothConfig
+from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
 from thoth.step_up import StepUpClient
 
 from .conftest import Report
@@ -42,7 +42,7 @@ def faulty(request: Any) -> Iterator[tuple[str, str]]:
 
 def config(url: str, **extra: Any) -> ThothConfig:
     return ThothConfig(agent_id="deadline", approved_scope=["search"], tenant_id="t", api_key="thk_x_y",
-                       api_url=url, enforcement="block", enforce_timeout_seconds=DEADLINE, **extra)
+                       api_url=url, enforcement=EnforcementMode.BLOCK, enforce_timeout_seconds=DEADLINE, **extra)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
