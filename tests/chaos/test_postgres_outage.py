@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,33 +43,54 @@ LIVENESS = 1.5  # /healthz must answer within this during the outage (0.6 s meas
 
 
 class Prober:
-    """Polls /healthz every 0.2 s on a thread; keeps the slowest answer and any failure."""
+    """Polls liveness (/healthz) and readiness (/readyz), each every 0.2 s on a thread of its own
+    (a readiness check may wait for the database; liveness must not wait behind it). Keeps the
+    slowest liveness answer, its failures, and the readiness statuses seen."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.slowest = 0.0
         self.failed = 0
+        self.ready: Counter[int | None] = Counter()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._live, daemon=True),
+                         threading.Thread(target=self._ready, daemon=True)]
 
     def __enter__(self) -> Prober:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(15)
+        for thread in self._threads:
+            thread.join(15)
 
-    def _run(self) -> None:
+    def _live(self) -> None:
         while not self._stop.is_set():
             status, took = probe(self.url, timeout=5.0)
             self.slowest = max(self.slowest, took)
             self.failed += status != 200
             self._stop.wait(0.2)
 
+    def _ready(self) -> None:
+        while not self._stop.is_set():
+            self.ready[probe(self.url, "/readyz", timeout=10.0)[0]] += 1
+            self._stop.wait(0.2)
+
+
+def ready_again(url: str, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if probe(url, "/readyz")[0] == 200:
+            return True
+        time.sleep(0.2)
+    return False
+
 
 def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[], None], fault: str,
-               report: Report) -> None:
+               report: Report, unready: bool) -> None:
+    """`unready`: the outage outlasts the server's database timeout, so readiness must say 503."""
     load_tenant, sdk_tenant = make_tenant(), make_tenant()
     load_ledger, sdk_ledger = Ledger(), Ledger()
     load = Load(server.url, server.key(load_tenant), load_tenant, load_ledger, connections=8,
@@ -82,6 +104,7 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
         break_db()
         time.sleep(OUTAGE)
         mend_db()
+    ready_after = ready_again(server.url)
     time.sleep(3.0)  # back to normal under load
     load.stop(drain=60)
     agents.finish(flush_timeout=60)
@@ -92,7 +115,7 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
     backend = "postgres"
     report.add(f"{fault}: 8-conn load", backend, load_ledger, load_db,
                note=f"{load.requests} req, errors {dict(load_ledger.errors) or '-'}, "
-                    f"healthz max {liveness.slowest:.2f}s")
+                    f"healthz max {liveness.slowest:.2f}s, readyz {dict(liveness.ready)}")
     report.add(f"{fault}: SDK sync+async", backend, sdk_ledger, sdk_db, events_emitted=agents.events_emitted,
                note=f"{agents.calls} calls, {agents.dropped} dropped")
 
@@ -113,13 +136,17 @@ def run_outage(server: Server, break_db: Callable[[], None], mend_db: Callable[[
                                                f"{LOAD_TIMEOUT:g} s"
     assert sdk_ledger.longest <= SDK_DEADLINE + SLACK
     assert liveness.failed == 0 and liveness.slowest <= LIVENESS, (liveness.failed, liveness.slowest)
+    # readiness: not ready while the database is away (503, never 500), ready again after
+    assert not [s for s in liveness.ready if s not in (200, 503)], liveness.ready
+    assert liveness.ready[503] > 0 or not unready, liveness.ready
+    assert ready_after
     assert after.status_code == 200 and after.json()["decision_id"], after.text  # deciding again
 
 
 def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Path, report: Report) -> None:
     server = launch(cluster.url, tmp_path / "home")
     try:
-        run_outage(server, lambda: cluster.stop("fast"), cluster.start, "PG stop/start", report)
+        run_outage(server, lambda: cluster.stop("fast"), cluster.start, "PG stop/start", report, unready=True)
     finally:
         shutdown(server)
 
@@ -142,7 +169,8 @@ def test_postgres_partitioned_and_healed_under_load(proxied_schema: tuple[ProxyP
     proxy, url, _ = proxied_schema
     server = launch(url, tmp_path / "home")
     try:
-        run_outage(server, proxy.partition, proxy.heal, "PG partition/heal", report)
+        run_outage(server, proxy.partition, proxy.heal, "PG partition/heal", report,
+                   unready=False)  # 4 s: shorter than the database timeout a readiness check waits
     finally:
         proxy.heal()
         shutdown(server)
