@@ -111,6 +111,7 @@ class Cluster:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def create(self) -> None:
+        drop_orphans(self.version)
         _run(["pg_createcluster", "-p", str(self.port), self.version, self.name, "--",
               "--auth=trust", "--no-sync"])
         # Small and quick: this cluster only ever holds one test's rows.
@@ -127,6 +128,19 @@ class Cluster:
     def drop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             _run(["pg_dropcluster", "--stop", self.version, self.name])
+
+
+def drop_orphans(version: str) -> None:
+    """Drop clusters left by a chaos run that was killed before its teardown (its pid is gone)."""
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=30).stdout
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != version or not fields[1].startswith("thoth_chaos_"):
+            continue
+        pid = int(fields[1].split("_")[2])
+        if not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _run(["pg_dropcluster", "--stop", version, fields[1]])
 
 
 def cluster_tools() -> bool:
