@@ -1,7 +1,7 @@
 """The SDK's deadline holds against servers that refuse, stall, drip or stay busy.
 
-Every way the SDK waits on a server — the enforce call (sync and async, bounded by
-`enforce_timeout_seconds`), the hold poll (sync and async, bounded by the approval deadline
+Every way the SDK waits on a server — a governed tool call (a generic agent under
+`thoth.instrument`, sync, and a `Tracer`-wrapped async tool; bounded by `enforce_timeout_seconds`), the hold poll (sync and async, bounded by the approval deadline
 `step_up_timeout_minutes`) and an event batch (the event thread's request, given its timeout) —
 must come back within its deadline plus a little slack, whatever the server does.
 """
@@ -12,12 +12,14 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from thoth.enforcer_client import EnforcerClient
+import thoth
 from thoth.http import TransportFault, get_endpoint, release
+from thoth.instrumentor import build_tracer
 from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
 from thoth.step_up import StepUpClient
 
@@ -41,7 +43,7 @@ def faulty(request: Any) -> Iterator[tuple[str, str]]:
 
 
 def config(url: str, **extra: Any) -> ThothConfig:
-    return ThothConfig(agent_id="deadline", approved_scope=["search"], tenant_id="t", api_key="thk_x_y",
+    return ThothConfig(agent_id="deadline", approved_scope=["search"], tenant_id="t", api_key=KEY,
                        api_url=url, enforcement=EnforcementMode.BLOCK, enforce_timeout_seconds=DEADLINE, **extra)
 
 
@@ -54,18 +56,27 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return outcome, time.monotonic() - started
 
 
-REQUEST = {"tenant_id": "t", "agent_id": "deadline", "tool_name": "search", "tool_args": {"q": "x"}}
+KEY = "thk_x_y"
 HELD = EnforcementDecision(decision=DecisionType.STEP_UP, hold_token="hold-chaos", reason="held")
 # The approval deadline: short, so a poll that honours it ends in seconds.
 HOLD_DEADLINE_MINUTES = 2.0 / 60
 
 
 def enforce_sync(url: str) -> tuple[Any, float]:
-    return timed(lambda: EnforcerClient(config(url)).enforce(REQUEST))
+    # A generic agent under thoth.instrument: the governed call is what the user waits on.
+    agent = SimpleNamespace(tools=[lambda q: f"ran {q}"])
+    thoth.instrument(agent, agent_id="deadline", approved_scope=["search"], tenant_id="t", api_key=KEY,
+                     api_url=url, enforcement="block", enforce_timeout_seconds=DEADLINE)
+    return timed(lambda: agent.tools[0]("x"))
 
 
 def enforce_async(url: str) -> tuple[Any, float]:
-    return timed(lambda: asyncio.run(EnforcerClient(config(url)).aenforce(REQUEST)))
+    async def search(q: str) -> str:
+        return f"ran {q}"
+
+    tool = build_tracer(agent_id="deadline", approved_scope=["search"], tenant_id="t", api_key=KEY, api_url=url,
+                        enforcement="block", enforce_timeout_seconds=DEADLINE).wrap_tool("search", search)
+    return timed(lambda: asyncio.run(tool("x")))
 
 
 def hold_sync(url: str) -> tuple[Any, float]:
@@ -84,7 +95,7 @@ def event_batch(url: str) -> tuple[Any, float]:
     # The event thread's own request (Endpoint.post_bytes, what EventTransport._send calls), with
     # the deadline as its timeout: a batch that gets no answer in time is retried, not waited on.
     body = json.dumps([{"event_id": "t:chaos", "tenant_id": "t", "event_type": "TOOL_CALL_PRE"}]).encode()
-    return timed(lambda: get_endpoint(url, "thk_x_y").post_bytes("/v1/events/batch", body, DEADLINE))
+    return timed(lambda: get_endpoint(url, KEY).post_bytes("/v1/events/batch", body, DEADLINE))
 
 
 PATHS: dict[str, tuple[Callable[[str], tuple[Any, float]], float]] = {
@@ -101,17 +112,15 @@ def test_the_sdk_deadline_holds(faulty: tuple[str, str], path: str, report: Repo
     mode, url = faulty
     call, deadline = PATHS[path]
     outcome, waited = call(url)
+    fail_opens = get_endpoint(url, KEY).fail_open_total
     release(url)
-    ledger = Ledger(longest=waited)
-    if isinstance(outcome, EnforcementDecision) and outcome.fail_mode == "open":
-        ledger.fail_opens = 1
+    ledger = Ledger(longest=waited, fail_opens=fail_opens)
     report.add(f"{mode}: {path}", "-", ledger, None, events_emitted=0,
                note=f"deadline {deadline:g} s -> {_describe(outcome)}")
 
     assert waited <= deadline + SLACK, f"waited {waited:.1f} s for a {deadline:g} s deadline"
-    if path.startswith("enforce"):  # no answer in time: fail open (the default), counted
-        assert isinstance(outcome, EnforcementDecision) and outcome.decision is DecisionType.ALLOW
-        assert outcome.fail_mode == "open"
+    if path.startswith("enforce"):  # no answer in time: the tool runs (fail-open, the default), counted
+        assert outcome == "ran x" and fail_opens == 1
     elif path.startswith("hold"):  # no approval in time: blocked, never run
         assert isinstance(outcome, EnforcementDecision) and outcome.decision is DecisionType.BLOCK
     elif mode == "busy":
@@ -121,6 +130,8 @@ def test_the_sdk_deadline_holds(faulty: tuple[str, str], path: str, report: Repo
 
 
 def _describe(outcome: Any) -> str:
+    if isinstance(outcome, str):
+        return f"tool ran: {outcome!r}"
     if isinstance(outcome, EnforcementDecision):
         return f"{outcome.decision.value} ({outcome.decision_reason_code})"
     if isinstance(outcome, Exception):
