@@ -10,17 +10,21 @@ event is stored exactly once and the audit chain verifies.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from tests.server.conftest import PG_URL, Server, _pg_available
 
-from .clients import TOOL_BODY, Load, SdkAgents, probe
+from thoth.http import get_endpoint, release
+
+from .clients import TOOL_BODY, Load, SdkAgents, observe, probe
 from .conftest import Report
 from .harness import (
     SLACK,
@@ -215,3 +219,69 @@ def test_kill9_while_partitioned(proxied_schema: tuple[ProxyProcess, str, str], 
     assert code == 0 and verify["verified"] is True, verify
     assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
     assert ledger.longest <= SDK_DEADLINE + SLACK
+
+
+def test_a_held_call_waits_out_a_postgres_outage(cluster: Cluster, tmp_path: Path, report: Report) -> None:
+    """An async call held for a human keeps long-polling while PostgreSQL is stopped (its polls answered
+    503, never 500) and runs once the approver approves after the database is back."""
+    from tests.sdk.real_server import POLICY, Tenant
+
+    server = launch(cluster.url, tmp_path / "home")
+    ledger = Ledger()
+    try:
+        real = Tenant(server)
+        real.put_policy(POLICY)  # send_email needs a human
+        observe(server.url, real.sdk_key, ledger)
+        async def send_email(to: str) -> str:
+            return f"sent to {to}"
+
+        # async: its polls go through the SDK's own client on every build, so the ledger sees them
+        tool = real.tracer(enforcement="step_up", step_up_timeout_minutes=0.5,
+                           enforce_timeout_seconds=SDK_DEADLINE).wrap_tool("send_email", send_email)
+        outcome: dict[str, object] = {}
+
+        def call() -> None:
+            started = time.monotonic()
+            try:
+                outcome["result"] = asyncio.run(tool("ops@example.com"))
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                outcome["result"] = exc
+            outcome["took"] = time.monotonic() - started
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        approval = real.wait_for_approval()
+        cluster.stop("fast")
+        time.sleep(OUTAGE)  # polls go on against a server without its database
+        cluster.start()
+        resolved = resolve_when_back(real, approval["approval_id"])
+        caller.join(40)
+        flushed = get_endpoint(server.url, real.sdk_key).transport.flush(30)
+        db = stored(server.db_url, real.tenant_id, marker_key="to")
+    finally:
+        release(server.url)
+        shutdown(server)
+    ledger.waited(float(outcome.get("took", 0.0)))  # type: ignore[arg-type]
+    report.add("PG stop/start: held call, approved", "postgres", ledger, db, events_emitted=2,  # PRE, POST
+               note=f"(+2 approval records) answers {dict(ledger.statuses)}, resolve {resolved}, outcome {outcome.get('result')!r}")
+
+    assert resolved == 200 and set(ledger.answered) <= db.decision_ids
+    assert flushed and ledger.acked <= db.event_ids and db.duplicated_events == 0
+    assert outcome.get("result") == "sent to ops@example.com", outcome
+    assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
+    assert float(outcome["took"]) <= 30 + SLACK  # type: ignore[arg-type]
+
+
+def resolve_when_back(real: Any, approval_id: str, within: float = 20.0) -> int:
+    """Approve as soon as the server can record it (503 until its database answers again)."""
+    deadline = time.monotonic() + within
+    status = 0
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{real.url}/v1/approvals/{approval_id}/resolve", timeout=10,
+                              headers={"authorization": f"Bearer {real.approver_key}"},
+                              json={"decision": "approve", "reason": "after the outage"})
+        status = response.status_code
+        if status == 200:
+            break
+        time.sleep(0.3)
+    return status
