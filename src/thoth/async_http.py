@@ -70,11 +70,11 @@ class _Connection:
             status, headers = parse_head(await self.reader.readuntil(HEAD_END))
         kind, size = framing(status, headers, head_only)
         if kind == "none":
-            return FastResponse(status, b""), keeps_alive(headers)
+            return FastResponse(status, b"", headers), keeps_alive(headers)
         if kind == "length":
-            return FastResponse(status, await self.reader.readexactly(size)), keeps_alive(headers)
+            return FastResponse(status, await self.reader.readexactly(size), headers), keeps_alive(headers)
         if kind == "chunked":
-            return FastResponse(status, await self._read_chunked()), keeps_alive(headers)
+            return FastResponse(status, await self._read_chunked(), headers), keeps_alive(headers)
         body = await self.reader.read(MAX_BODY_BYTES + 1)  # no framing: the body runs until the close
         while body and len(body) <= MAX_BODY_BYTES:
             more = await self.reader.read(MAX_BODY_BYTES + 1 - len(body))
@@ -83,7 +83,7 @@ class _Connection:
             body += more
         if len(body) > MAX_BODY_BYTES:
             raise ValueError("response body too large")
-        return FastResponse(status, body), False
+        return FastResponse(status, body, headers), False
 
     async def _read_chunked(self) -> bytes:
         parts: list[bytes] = []

@@ -2,9 +2,12 @@
 
 `HttpEmitter` is a light handle; the work is done by one `EventTransport` (one daemon thread,
 one bounded queue) per (url, key) per process. Batches hold at most 10 events and are sent as a
-bare JSON array. Transient failures (connection errors, timeouts, 408/429/5xx) are retried with
-backoff until `max_retry_seconds`; only a full queue, a permanent refusal (other 4xx) or that
-final give-up drop events, and each dropped event is counted in `dropped`.
+bare JSON array. Each attempt ends within `send_timeout_seconds`, however slowly the server
+answers. Transient failures (connection errors, timeouts, 408/429/5xx) are retried with
+backoff, or after the server's Retry-After, until `max_retry_seconds`; only a full queue, a
+permanent refusal (other 4xx) or that final give-up drop events. `sent` and `dropped` count
+events (not queue items: a job that builds events counts only the events it made), `batches`
+the batches delivered.
 
 The transport also runs small background jobs (observe mode's enforce call) in queue order.
 """
@@ -20,9 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
+from thoth.http import Endpoint, Response, TransportFault, error_message, get_endpoint, retry_after
 from thoth.models import LOCAL_API_URL
 
 log = logging.getLogger("thoth")
@@ -30,6 +31,8 @@ log = logging.getLogger("thoth")
 BATCH_SIZE = 10
 QUEUE_SIZE = 10_000
 LINGER_SECONDS = 0.05
+SEND_TIMEOUT_SECONDS = 10.0
+MAX_RETRY_AFTER_SECONDS = 60.0  # a longer Retry-After waits this long, then asks again
 Job = Callable[[], list[dict[str, Any]] | None]
 
 
@@ -48,18 +51,21 @@ class EventTransport:
         max_queue: int = QUEUE_SIZE,
         max_retry_seconds: float = 900.0,
         max_backoff_seconds: float = 5.0,
+        send_timeout_seconds: float = SEND_TIMEOUT_SECONDS,
     ) -> None:
         self.endpoint = endpoint
         self.max_retry_seconds = max_retry_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.send_timeout_seconds = send_timeout_seconds
         self._queue: queue.Queue[dict[str, Any] | Job] = queue.Queue(maxsize=max_queue)
         self._cond = threading.Condition()
         self._pending = 0  # items queued or in flight, not yet sent or dropped
         self._wake = threading.Event()
         self._flushing = 0
         self._stopping = False
-        self.dropped = 0
-        self.sent = 0
+        self.dropped = 0  # events
+        self.sent = 0  # events delivered
+        self.batches = 0  # batches delivered
         self._thread = threading.Thread(target=self._run, name="thoth-events", daemon=True)
         self._thread.start()
 
@@ -71,7 +77,7 @@ class EventTransport:
             self._queue.put_nowait(item)
             return True
         except queue.Full:
-            self._finish(1, dropped=True)
+            self._finish(1, dropped=True)  # a job is counted as the one event it would have made
             log.warning("Thoth event queue is full (%d); event dropped", self._queue.maxsize)
             return False
 
@@ -104,15 +110,16 @@ class EventTransport:
         try:
             self._queue.put_nowait(_STOP)
         except queue.Full:
-            self._finish(1)
+            self._finish(1, sent=False)
 
     # Worker side ---------------------------------------------------------------------------------
-    def _finish(self, count: int, *, dropped: bool = False) -> None:
+    def _finish(self, count: int, *, dropped: bool = False, sent: bool = True) -> None:
+        """`count` queue items are done: events sent or dropped, or (sent=False) jobs and the stop."""
         with self._cond:
             self._pending -= count
             if dropped:
                 self.dropped += count
-            else:
+            elif sent:
                 self.sent += count
             self._cond.notify_all()
 
@@ -145,7 +152,7 @@ class EventTransport:
         if item is _STOP:
             while backlog:
                 self._send([backlog.popleft() for _ in range(min(BATCH_SIZE, len(backlog)))])
-            self._finish(1)
+            self._finish(1, sent=False)
             return True
         if isinstance(item, dict):
             backlog.append(item)
@@ -154,7 +161,7 @@ class EventTransport:
             with self._cond:
                 self._pending += len(produced)
             backlog.extend(produced)
-            self._finish(1)
+            self._finish(1, sent=False)  # the job itself; its events count when they are sent
         return False
 
     @staticmethod
@@ -175,25 +182,20 @@ class EventTransport:
         if self.dropped:
             batch[0].setdefault("metadata", {})["sdk_dropped_events_total"] = self.dropped
         body = json.dumps(batch, separators=(",", ":"), default=str).encode()
-        url = f"{self.endpoint.url}/v1/events/batch"
-        headers = {**self.endpoint.headers(), "content-type": "application/json"}
         backoff = 0.05
         first_failure: float | None = None
         while True:
             problem: str
-            response: httpx.Response | FastResponse
+            response: Response | None = None
             try:
-                if self.endpoint.fast_path:  # a third of httpx's CPU: less contention with the agent's thread
-                    response = self.endpoint.post_bytes("/v1/events/batch", body, timeout=10.0)
-                else:
-                    response = self.endpoint.client.post(url, content=body, headers=headers, timeout=10.0)
+                # The own client without a proxy: a third of httpx's CPU, less contention with the agent's thread.
+                response = self.endpoint.send("POST", "/v1/events/batch", body, timeout=self.send_timeout_seconds)
             except TransportFault as exc:
                 problem = str(exc)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
                 if status < 300:
+                    self.batches += 1
                     self._finish(len(batch))
                     return
                 if status not in (408, 429) and status < 500:
@@ -208,14 +210,26 @@ class EventTransport:
             if first_failure is None:
                 first_failure = now
                 log.warning("Thoth event delivery failed (%s); retrying with backoff", problem)
-            if now - first_failure > self.max_retry_seconds or self._stopping:
+            if now - first_failure >= self.max_retry_seconds or self._stopping:
                 log.error("Thoth gave up on %d audit events after %.0f s: %s",
                           len(batch), now - first_failure, problem)
                 self._finish(len(batch), dropped=True)
                 return
-            self._wake.wait(backoff if not self._flushing else min(backoff, 0.1))
-            self._wake.clear()
+            asked = retry_after(response) if response is not None else None
+            if asked is not None:
+                self._wait_retry_after(max(asked, backoff))
+            else:
+                self._wake.wait(backoff if not self._flushing else min(backoff, 0.1))  # a flush cuts it short
+                self._wake.clear()
             backoff = min(backoff * 2, self.max_backoff_seconds)
+
+    def _wait_retry_after(self, seconds: float) -> None:
+        """Wait as the server asked, up to MAX_RETRY_AFTER_SECONDS; a flush does not cut it short
+        (asking sooner would only be refused again), stop does."""
+        end = time.monotonic() + min(seconds, MAX_RETRY_AFTER_SECONDS)
+        while not self._stopping and (left := end - time.monotonic()) > 0:
+            self._wake.wait(left)
+            self._wake.clear()
 
 
 class HttpEmitter:
@@ -253,4 +267,5 @@ class HttpEmitter:
 
     @property
     def sent(self) -> int:
+        """Events delivered (every emitter of this server and key shares the count)."""
         return self.transport.sent

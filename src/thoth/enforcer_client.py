@@ -1,19 +1,24 @@
 """POST /v1/enforce: ask the server for a decision on one tool call.
 
-Faults of the infrastructure (connection errors, timeouts, 5xx, 429, an unreadable answer)
-fail open: the call is allowed, a WARNING is logged and the fail-open is counted (the next event
-batch reports the count). With `fail_closed=True` / THOTH_FAIL_CLOSED=1 they block instead.
-A configuration error (401, 403, any other 4xx) always blocks, with a message saying what to fix.
+`enforce_timeout_seconds` is the deadline of the whole call: connecting, sending, the answer's
+head and body, and the retries. A 429 or 503 ("come back later") is asked again within that
+deadline, after its Retry-After or a short jittered backoff (thoth.http.retry_pause).
+Faults of the infrastructure (connection errors, the deadline passing, 5xx, 429/503 still
+answered at the deadline, an unreadable answer) fail open: the call is allowed, a WARNING is
+logged and the fail-open is counted (the next event batch reports the count). With
+`fail_closed=True` / THOTH_FAIL_CLOSED=1 they block instead. A configuration error (401, 403,
+any other 4xx) always blocks, with a message saying what to fix.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
 from typing import Any
 
-import httpx
-
-from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
+from thoth.http import Endpoint, Response, TransportFault, error_message, get_endpoint, retry_pause
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig
 
 log = logging.getLogger("thoth")
@@ -38,20 +43,22 @@ class EnforcerClient:
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
         if self._local is not None:
             return self._local.enforce(request)  # type: ignore[no-any-return]
-        assert self.endpoint is not None
-        response: httpx.Response | FastResponse
-        try:
-            if self.endpoint.fast_path:
-                response = self.endpoint.post_fast("/v1/enforce", request, self.config.enforce_timeout_seconds)
-            else:
-                response = self.endpoint.client.post(
-                    self.url, json=request, headers=self.endpoint.headers(),
-                    timeout=self.config.enforce_timeout_seconds,
-                )
-        except (TransportFault, httpx.HTTPError) as exc:
-            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
-                               request)
-        return self._decide(response, request)
+        endpoint = self.endpoint
+        assert endpoint is not None
+        body = json.dumps(request, separators=(",", ":")).encode()
+        deadline = time.monotonic() + self.config.enforce_timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                response = endpoint.send("POST", "/v1/enforce", body, timeout=deadline - time.monotonic())
+            except TransportFault as exc:
+                return self._fault(str(exc), request)
+            pause = retry_pause(response, deadline, attempt)
+            if pause is None:
+                return self._decide(response, request)
+            log.debug("Thoth enforcer answered %d; asking again in %.3f s", response.status_code, pause)
+            time.sleep(pause)
+            attempt += 1
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
         if self._local is not None:
@@ -59,24 +66,25 @@ class EnforcerClient:
             if local is not None:
                 return await local(request)  # type: ignore[no-any-return]
             return self._local.enforce(request)  # type: ignore[no-any-return]
-        assert self.endpoint is not None
-        response: httpx.Response | FastResponse
-        try:
-            if self.endpoint.fast_path:
-                response = await self.endpoint.arequest_fast("POST", "/v1/enforce", request,
-                                                             timeout=self.config.enforce_timeout_seconds)
-            else:
-                response = await self.endpoint.async_client().post(
-                    self.url, json=request, headers=self.endpoint.headers(),
-                    timeout=self.config.enforce_timeout_seconds,
-                )
-        except (TransportFault, httpx.HTTPError) as exc:
-            return self._fault(str(exc) if isinstance(exc, TransportFault) else f"{type(exc).__name__}: {exc}",
-                               request)
-        return self._decide(response, request)
+        endpoint = self.endpoint
+        assert endpoint is not None
+        body = json.dumps(request, separators=(",", ":")).encode()
+        deadline = time.monotonic() + self.config.enforce_timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                response = await endpoint.asend("POST", "/v1/enforce", body, timeout=deadline - time.monotonic())
+            except TransportFault as exc:
+                return self._fault(str(exc), request)
+            pause = retry_pause(response, deadline, attempt)
+            if pause is None:
+                return self._decide(response, request)
+            log.debug("Thoth enforcer answered %d; asking again in %.3f s", response.status_code, pause)
+            await asyncio.sleep(pause)
+            attempt += 1
 
     # ---------------------------------------------------------------------------------------------
-    def _decide(self, response: httpx.Response | FastResponse, request: dict[str, Any]) -> EnforcementDecision:
+    def _decide(self, response: Response, request: dict[str, Any]) -> EnforcementDecision:
         status = response.status_code
         if status >= 500 or status == 429:
             return self._fault(f"HTTP {status} from {self.url}: {error_message(response)}", request)

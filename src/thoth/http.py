@@ -4,33 +4,55 @@ Every instrument() call, EnforcerClient, StepUpClient and HttpEmitter for the sa
 shares one `Endpoint`: one sync connection pool, one async pool per event loop, one event
 thread, and the fail-open counter that the next event batch reports. Calling instrument() a
 thousand times therefore costs no more threads or sockets than calling it once.
+
+`Endpoint.send` / `asend` are the SDK's only ways to talk to the server. Each bounds the whole
+exchange (connect, send, the answer's head and its body) by one deadline, whichever client
+carries it: the SDK's own (thoth.sync_http, thoth.async_http) or httpx behind a proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
+import email.utils
 import json
+import logging
+import math
 import os
+import random
 import ssl
 import threading
+import time
 import weakref
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from thoth.http1 import FastResponse, StaleConnection, TransportFault, encode_request, host_header
 from thoth.sync_http import SyncConnection
 
-__all__ = ["Endpoint", "FastResponse", "TransportFault", "error_message", "get_endpoint"]
+__all__ = ["Endpoint", "FastResponse", "Response", "TransportFault", "error_message", "get_endpoint",
+           "retry_after", "retry_pause"]
 
 if TYPE_CHECKING:
     from thoth.async_http import AsyncPool
     from thoth.emitter import EventTransport
 
+log = logging.getLogger("thoth")
+
 USER_AGENT = "aten-thoth-python"
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
+
+Response = FastResponse | httpx.Response  # status_code, headers, json(), text, reason_phrase
+
+# "Come back later": the server did not act on the request (overload shedding, rate limit), so
+# asking again is safe. Other 5xx may come after the server acted (a recorded decision) and are not retried.
+RETRY_STATUSES = frozenset({429, 503})
+_RETRY_MARGIN_SECONDS = 0.02  # a retry needs at least this much of the deadline left to be worth sending
 
 
 def error_message(response: Any) -> str:
@@ -73,8 +95,9 @@ class Endpoint:
         self._base_path = parts.path.rstrip("/")
         self._host_header = host_header(self._host, self._port or (443 if self._scheme == "https" else 80),
                                         self._scheme == "https")
-        # The SDK's own clients know no proxies: behind one, enforce calls and events go through httpx.
-        self.fast_path = not _proxied(url)
+        # The SDK's own clients know no proxies: behind one, every request goes through httpx.
+        self.proxy = _proxy_for(url)
+        self.fast_path = self.proxy is None
         self.fail_open_total = 0
         self._fail_open_unreported = 0
         _every_endpoint.add(self)
@@ -103,11 +126,14 @@ class Endpoint:
 
     @property
     def client(self) -> httpx.Client:
+        """httpx through this endpoint's proxy (the one `_proxy_for` chose), every exchange bounded
+        by the deadline of `send` (see _DeadlineBackend)."""
         client = self._client
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(limits=_LIMITS, timeout=10.0)
+                    transport = _bounded_by_deadline(httpx.HTTPTransport(proxy=self.proxy, limits=_LIMITS))
+                    self._client = httpx.Client(transport=transport, timeout=10.0)
                 client = self._client
         return client
 
@@ -117,7 +143,8 @@ class Endpoint:
         with self._lock:
             client = self._async_clients.get(loop)
             if client is None:
-                client = httpx.AsyncClient(limits=_LIMITS, timeout=10.0)
+                transport = httpx.AsyncHTTPTransport(proxy=self.proxy, limits=_LIMITS)
+                client = httpx.AsyncClient(transport=transport, timeout=10.0)
                 self._async_clients[loop] = client
         return client
 
@@ -136,47 +163,77 @@ class Endpoint:
                     self._async_pools[loop] = pool
         return pool
 
-    async def arequest_fast(self, method: str, path: str, payload: Any = None, *, timeout: float,
-                            bearer: bool = False) -> FastResponse:
-        """The async twin of post_fast: one request on the loop's keep-alive pool, never blocking it.
-
-        Raises TransportFault when no answer arrived.
-        """
+    def _headers_for(self, body: bytes, bearer: bool) -> dict[str, str]:
         headers = self.headers(bearer=bearer)
-        body = b""
-        if payload is not None:
-            body = json.dumps(payload, separators=(",", ":")).encode()
-            headers["content-type"] = "application/json"
-        return await self.async_pool().request(method, self._base_path + path, headers, body, timeout)
+        if body:
+            headers["content-type"] = "application/json"  # every body the SDK sends is JSON
+        return headers
+
+    def send(self, method: str, path: str, body: bytes = b"", *, timeout: float, bearer: bool = False) -> Response:
+        """One request whose whole exchange ends within `timeout` s: the answer, or TransportFault.
+
+        The own sync client when there is no proxy (the enforce call is the hot path: a bare socket
+        answers a loopback round trip in less than half of http.client's time and a fraction of
+        httpx's), httpx through the proxy otherwise. `path` may carry a query string.
+        """
+        if self.fast_path:
+            return self._send_fast(method, path, body, timeout, bearer)
+        if timeout <= 0:
+            raise TransportFault("no time left before the call's deadline")
+        token = _DEADLINE.set(time.monotonic() + timeout)
+        try:
+            return self.client.request(method, self.url + path, content=body or None,
+                                       headers=self._headers_for(body, bearer), timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            _DEADLINE.reset(token)
+
+    async def asend(self, method: str, path: str, body: bytes = b"", *, timeout: float,
+                    bearer: bool = False) -> Response:
+        """The async twin of `send`, never blocking the loop: the loop's own keep-alive pool, or httpx."""
+        if self.fast_path:
+            return await self.async_pool().request(method, self._base_path + path, self._headers_for(body, bearer),
+                                                   body, timeout)
+        try:
+            async with asyncio.timeout(timeout):  # httpx's timeouts bound each read, not the exchange
+                return await self.async_client().request(method, self.url + path, content=body or None,
+                                                         headers=self._headers_for(body, bearer), timeout=timeout)
+        except TimeoutError as exc:
+            raise TransportFault(f"no answer within {timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
 
     def post_fast(self, path: str, payload: Any, timeout: float) -> FastResponse:
-        """POST JSON on this thread's keep-alive connection (thoth.sync_http).
-
-        The sync enforce call is the hot path: a bare socket answers a loopback round trip in less
-        than half of http.client's time and a fraction of httpx's. Raises TransportFault when no
-        answer arrived.
-        """
+        """POST JSON on this thread's keep-alive connection (thoth.sync_http), whatever the proxies."""
         return self.post_bytes(path, json.dumps(payload, separators=(",", ":")).encode(), timeout)
 
     def post_bytes(self, path: str, body: bytes, timeout: float) -> FastResponse:
-        """post_fast with a body already encoded as JSON (the event thread's batches)."""
-        headers = {**self.headers(), "content-type": "application/json"}
+        """post_fast with a body already encoded as JSON."""
+        return self._send_fast("POST", path, body, timeout, False)
+
+    def _send_fast(self, method: str, path: str, body: bytes, timeout: float, bearer: bool) -> FastResponse:
+        deadline = time.monotonic() + timeout  # one deadline: connect, send, head and body, and a reconnect
         try:
-            request = encode_request("POST", self._base_path + path, self._host_header, headers, body)
+            request = encode_request(method, self._base_path + path, self._host_header,
+                                     self._headers_for(body, bearer), body)
         except ValueError as exc:
             raise TransportFault(str(exc)) from exc
         for attempt in (1, 2):
             try:
-                conn = self._connection(timeout)
+                conn = self._connection(deadline)
                 reused = conn.used
                 conn.used = True
-                response, keep = conn.exchange(request, timeout)
+                response, keep = conn.exchange(request, deadline)
             except StaleConnection as exc:
                 self._drop_connection()
                 if reused and attempt == 1:
                     continue  # the server closed an idle keep-alive connection: reconnect once
                 raise TransportFault(f"connection closed by the server: {exc.__cause__!r}") from exc
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS, a garbled answer
+            except TimeoutError as exc:
+                self._drop_connection()  # half-read: never reuse
+                raise TransportFault(f"no answer within {timeout:g} s") from exc
+            except (OSError, ValueError) as exc:  # refused, reset, TLS, a garbled answer
                 self._drop_connection()
                 raise TransportFault(f"{type(exc).__name__}: {exc}") from exc
             if not keep:
@@ -184,7 +241,7 @@ class Endpoint:
             return response
         raise TransportFault("unreachable")  # pragma: no cover (the loop returns or raises)
 
-    def _connection(self, timeout: float) -> SyncConnection:
+    def _connection(self, deadline: float) -> SyncConnection:
         conn: SyncConnection | None = getattr(self._local, "conn", None)
         if conn is not None and conn.idle_closed():
             self._drop_connection()
@@ -193,7 +250,7 @@ class Endpoint:
             context = None
             if self._scheme == "https":
                 context = self._ssl_context = self._ssl_context or ssl.create_default_context()
-            conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), timeout,
+            conn = self._local.conn = SyncConnection(self._host, self._port or (443 if context else 80), deadline,
                                                      context)
         return conn
 
@@ -240,14 +297,130 @@ class Endpoint:
             del aclient
 
 
-def _proxied(url: str) -> bool:
+def _proxy_for(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY / ALL_PROXY / NO_PROXY name for `url`, or None."""
     import urllib.request
 
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+# --- one deadline for httpx's sync exchanges --------------------------------------------------------
+# httpx's timeouts bound each connect, write and read on its own: a server (or proxy) that drips
+# its answer a byte at a time never trips one. The sync client has no cancellation, so its network
+# backend takes every timeout from what is left of the deadline `Endpoint.send` set for the call.
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("thoth_http_deadline", default=None)
+
+
+def _clamp(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired("the call's deadline has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(ssl_context, server_hostname, _clamp(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, _clamp(timeout, httpcore.ConnectTimeout), local_address,
+                                         socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._inner.connect_unix_socket(path, _clamp(timeout, httpcore.ConnectTimeout), socket_options)
+        return _DeadlineStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _bounded_by_deadline(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
+    """Put _DeadlineBackend under the transport's connection pool.
+
+    httpx has no public way to choose httpcore's network backend; the pool reads the attribute
+    whenever it opens a connection. Should a new httpx rename it, the warning says so and the
+    proxy path is left with httpx's per-read timeouts (tests/sdk/test_deadlines.py then fails).
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    else:
+        log.warning("Thoth: this httpx (%s) hides its network backend; behind a proxy a request's "
+                    "deadline bounds each read, not the whole answer", httpx.__version__)
+    return transport
+
+
+# --- "come back later" answers ----------------------------------------------------------------------
+
+def retry_after(response: Response) -> float | None:
+    """Seconds the answer's Retry-After asks to wait (delta-seconds or an HTTP-date), or None."""
+    value = (response.headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - time.time()  # an HTTP-date is wall-clock time
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def retry_pause(response: Response, deadline: float, attempt: int) -> float | None:
+    """How long to wait before asking again, or None: not a 429/503, or no retry fits before
+    `deadline` (time.monotonic()). A Retry-After longer than what is left means no retry at all (the
+    server said it will not answer in time); without one, a jittered backoff (25-50 ms, doubling
+    up to 1 s) that ends before the deadline. Never less than the backoff: Retry-After: 0 must not
+    become a busy loop."""
+    if response.status_code not in RETRY_STATUSES:
+        return None
+    left = deadline - time.monotonic() - _RETRY_MARGIN_SECONDS
+    if left <= 0:
+        return None
+    backoff = min(0.05 * 2 ** attempt, 1.0) * random.uniform(0.5, 1.0)
+    asked = retry_after(response)
+    if asked is not None and asked > left:
+        return None
+    return min(max(asked or 0.0, backoff), left)
 
 
 _registry: dict[tuple[str, str | None], Endpoint] = {}
@@ -326,6 +499,7 @@ def stats() -> dict[str, Any]:
             "fail_open_total": endpoint.fail_open_total,
             "dropped": transport.dropped if transport else 0,
             "sent": transport.sent if transport else 0,
+            "batches": transport.batches if transport else 0,
             "queued": transport.pending if transport else 0,
         }
     return out

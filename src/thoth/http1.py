@@ -22,9 +22,10 @@ class TransportFault(Exception):
 class FastResponse:
     """The little of an HTTP answer the enforce path needs."""
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.status_code = status
         self.content = body
+        self.headers = headers or {}  # lower-cased names (parse_head)
 
     def json(self) -> Any:
         return json.loads(self.content)

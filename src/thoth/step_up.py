@@ -4,7 +4,8 @@ Each poll asks the server to hold the answer up to `LONG_POLL_SECONDS` (`?wait=N
 approval is seen as soon as it happens; a server that ignores `wait` answers at once and the
 client then sleeps out the rest of `step_up_poll_interval_seconds`. Transient faults keep polling
 until the client's own deadline (`step_up_timeout_minutes`), after which the call is blocked
-with reason "step-up auth timeout".
+with reason "step-up auth timeout". That deadline bounds every poll too (a poll whose answer
+drips in ends with it), and a 429/503 with Retry-After delays the next poll as asked.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from thoth.http import Endpoint, FastResponse, TransportFault, error_message, get_endpoint
+from thoth.http import Endpoint, Response, TransportFault, error_message, get_endpoint, retry_after
 from thoth.models import DecisionType, EnforcementDecision, ThothConfig, parse_decision
 
 log = logging.getLogger("thoth")
 
 LONG_POLL_SECONDS = 20.0
 TIMEOUT_REASON = "step-up auth timeout"
+
+Outcome = tuple[EnforcementDecision | None, float | None]  # the resolution (None: keep polling), Retry-After
 
 
 class StepUpClient:
@@ -48,10 +49,10 @@ class StepUpClient:
             if remaining <= 0:
                 return _timeout(decision)
             started = time.monotonic()
-            outcome = self._poll_sync(decision, remaining)
+            outcome, asked = self._poll_sync(decision, remaining)
             if outcome is not None:
                 return outcome
-            time.sleep(self._pause(started, deadline))
+            time.sleep(self._pause(started, deadline, asked))
 
     async def await_(self, decision: EnforcementDecision, tool_name: str) -> EnforcementDecision:
         if self._local is not None:
@@ -67,57 +68,51 @@ class StepUpClient:
             if remaining <= 0:
                 return _timeout(decision)
             started = time.monotonic()
-            outcome = await self._poll_async(decision, remaining)
+            outcome, asked = await self._poll_async(decision, remaining)
             if outcome is not None:
                 return outcome
-            await asyncio.sleep(self._pause(started, deadline))
+            await asyncio.sleep(self._pause(started, deadline, asked))
 
     # ---------------------------------------------------------------------------------------------
-    def _request(self, decision: EnforcementDecision, remaining: float) -> tuple[str, dict[str, Any]]:
-        assert self.endpoint is not None and decision.hold_token
+    @staticmethod
+    def _poll(decision: EnforcementDecision, remaining: float) -> tuple[str, float]:
+        """The poll's path and its deadline: the server may hold it `wait` s, and the poll ends
+        with the client's own deadline whatever the server does."""
+        assert decision.hold_token
         wait = _wait_seconds(remaining)
-        url = f"{self.endpoint.url}/v1/enforce/hold/{quote(decision.hold_token, safe='')}"
-        kwargs: dict[str, Any] = {
-            "params": {"wait": wait},
-            # Both spellings of the key: published servers differ on which one the poll reads.
-            "headers": self.endpoint.headers(bearer=True),
-            "timeout": httpx.Timeout(10.0, read=wait + 10.0),
-        }
-        return url, kwargs
+        path = f"/v1/enforce/hold/{quote(decision.hold_token, safe='')}?wait={wait}"
+        return path, min(wait + 10.0, remaining)
 
-    def _poll_sync(self, decision: EnforcementDecision, remaining: float) -> EnforcementDecision | None:
+    def _poll_sync(self, decision: EnforcementDecision, remaining: float) -> Outcome:
         assert self.endpoint is not None
-        url, kwargs = self._request(decision, remaining)
+        path, timeout = self._poll(decision, remaining)
         try:
-            response = self.endpoint.client.get(url, **kwargs)
-        except httpx.HTTPError as exc:
+            # Both spellings of the key (bearer): published servers differ on which one the poll reads.
+            response = self.endpoint.send("GET", path, timeout=timeout, bearer=True)
+        except TransportFault as exc:
             log.warning("Thoth hold poll failed (%s); still waiting for approval", exc)
-            return None
-        return self._read(response, decision)
+            return None, None
+        return self._read(response, decision), retry_after(response)
 
-    async def _poll_async(self, decision: EnforcementDecision, remaining: float) -> EnforcementDecision | None:
-        assert self.endpoint is not None and decision.hold_token
-        response: httpx.Response | FastResponse
+    async def _poll_async(self, decision: EnforcementDecision, remaining: float) -> Outcome:
+        assert self.endpoint is not None
+        path, timeout = self._poll(decision, remaining)
         try:
-            if self.endpoint.fast_path:
-                wait = _wait_seconds(remaining)
-                path = f"/v1/enforce/hold/{quote(decision.hold_token, safe='')}?wait={wait}"
-                response = await self.endpoint.arequest_fast("GET", path, timeout=wait + 10.0, bearer=True)
-            else:
-                url, kwargs = self._request(decision, remaining)
-                response = await self.endpoint.async_client().get(url, **kwargs)
-        except (TransportFault, httpx.HTTPError) as exc:
+            response = await self.endpoint.asend("GET", path, timeout=timeout, bearer=True)
+        except TransportFault as exc:
             log.warning("Thoth hold poll failed (%s); still waiting for approval", exc)
-            return None
-        return self._read(response, decision)
+            return None, None
+        return self._read(response, decision), retry_after(response)
 
-    def _pause(self, started: float, deadline: float) -> float:
-        """Sleep the rest of the poll interval (zero if a long poll already used it up)."""
+    def _pause(self, started: float, deadline: float, asked: float | None) -> float:
+        """Sleep the rest of the poll interval (zero if a long poll already used it up), or longer
+        when the server's Retry-After asks for it; never past the deadline."""
         spent = time.monotonic() - started
-        return max(0.0, min(self.config.step_up_poll_interval_seconds - spent, deadline - time.monotonic()))
+        pause = max(self.config.step_up_poll_interval_seconds - spent, asked or 0.0)
+        return max(0.0, min(pause, deadline - time.monotonic()))
 
     @staticmethod
-    def _read(response: httpx.Response | FastResponse, held: EnforcementDecision) -> EnforcementDecision | None:
+    def _read(response: Response, held: EnforcementDecision) -> EnforcementDecision | None:
         status = response.status_code
         if status >= 500 or status in (408, 429):
             return None  # transient: keep polling until the deadline

@@ -390,6 +390,10 @@ class Tracer:
             event["metadata"]["observed_decision"] = decision_meta(verdict) if verdict else None
             if verdict is not None and verdict.violation_id:
                 event["violation_id"] = verdict.violation_id
+            if verdict is not None and verdict.fail_mode == "open":
+                # The server never saw this call, which ran (observe never blocks): a fail-open like
+                # any other, counted and marked. A fail-closed verdict stays inside observed_decision.
+                event["metadata"]["fail_mode"] = "open"
             return [event]
 
         submit = getattr(self.emitter, "submit", None)
@@ -441,9 +445,11 @@ def _dedup_key(call_id: str, tool_name: str, tool_args: Any) -> tuple[str, str, 
 
 
 def _decision_of(exc: ThothPolicyViolation) -> EnforcementDecision:
+    fail_mode = exc.context.get("fail_mode")  # a step-up client may raise on a decision made without the server
     return EnforcementDecision(
         decision=DecisionType.BLOCK, reason=exc.reason, violation_id=exc.violation_id,
         decision_reason_code=exc.decision_reason_code, hold_token=exc.hold_token,
+        fail_mode=fail_mode if isinstance(fail_mode, str) else None,
     )
 
 

@@ -82,3 +82,13 @@ def delivered(server: WireServer, timeout: float = 5.0) -> dict[str, dict[str, A
     """Flush the SDK's queue for this server and return the server's stored events."""
     assert get_endpoint(server.url, server.api_key).transport.flush(timeout), "events not delivered in time"
     return dict(server.events)
+
+
+@pytest.fixture(params=["own", "proxy"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which client carries the SDK's requests (tests/sdk/routes.py); no proxy from the machine's environment."""
+    from .routes import PROXY_VARIABLES
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return str(request.param)

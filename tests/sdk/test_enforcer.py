@@ -16,8 +16,8 @@ from .wire_server import WireServer
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_server_faults_fail_open_with_a_warning(server: WireServer, make_tracer: Any, status: int,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    server.fail("/v1/enforce", status)
-    tool = make_tracer().wrap_tool("rm_rf", lambda: "ran")  # out of scope: would block if asked
+    server.fail("/v1/enforce", status, times=1000)  # 429/503 are asked again until the deadline
+    tool = make_tracer(enforce_timeout_seconds=0.3).wrap_tool("rm_rf", lambda: "ran")  # would block if asked
     with caplog.at_level(logging.WARNING, logger="thoth"):
         assert tool() == "ran"
     assert any(r.levelno == logging.WARNING and "failing open" in r.message for r in caplog.records)
@@ -47,8 +47,8 @@ def test_timeout_fails_open(server: WireServer, make_tracer: Any) -> None:
 
 @pytest.mark.parametrize("status", [500, 429])
 def test_fail_closed_blocks_on_faults(server: WireServer, make_tracer: Any, status: int) -> None:
-    server.fail("/v1/enforce", status)
-    tool = make_tracer(fail_closed=True).wrap_tool("search", lambda q: q)
+    server.fail("/v1/enforce", status, times=1000)
+    tool = make_tracer(fail_closed=True, enforce_timeout_seconds=0.3).wrap_tool("search", lambda q: q)
     with pytest.raises(ThothPolicyViolation, match="fail_closed"):
         tool("x")
 

@@ -7,7 +7,10 @@ save one transaction that other processes wait for: `pg_advisory_xact_lock` on P
 
 Everything here runs on the event loop: loads happen on an agent's first call, syncs every 64
 calls or 5 s per agent and on the server's flush timer; each costs a few SQLite microseconds
-or a few PostgreSQL round trips, amortised over many decisions.
+or a few PostgreSQL round trips, amortised over many decisions. So that a database outage
+cannot hold the loop, they use the loop's own connection and are cut after db.ON_LOOP_TIMEOUT
+(then the database is taken for down and analytics skips it, without a round trip, until it
+answers again); a failed sync is retried by the next one (scoring is advisory).
 """
 
 from __future__ import annotations
@@ -36,19 +39,19 @@ class TenantState:
     def load(self, key: str) -> bytes | None:
         if self._conn is not None:
             return self._load(self._conn, key)
-        with self.db.read() as conn:
+        with self.db.read(on_loop=True) as conn:
             return self._load(conn, key)
 
     def save(self, key: str, data: bytes) -> None:
         if self._conn is not None:
             self._conn.execute(_UPSERT, (self.tenant_id, key, data, time.time()))
             return
-        with self.db.transaction() as conn:
+        with self.db.transaction(on_loop=True) as conn:
             conn.execute(_UPSERT, (self.tenant_id, key, data, time.time()))
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        with self.db.transaction() as conn:  # SQLite: BEGIN IMMEDIATE
+        with self.db.transaction(on_loop=True) as conn:  # SQLite: BEGIN IMMEDIATE
             if conn.postgres:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"thoth-analytics/{self.tenant_id}/{key}",))
             self._conn = conn

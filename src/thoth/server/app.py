@@ -12,9 +12,10 @@ import importlib
 import logging
 from typing import Any
 
-from thoth.server import dataplane
+from thoth.server import dataplane, health
 from thoth.server.controlplane import build
 from thoth.server.core import Core
+from thoth.server.db import is_unavailable
 from thoth.server.settings import Settings
 
 log = logging.getLogger("thoth.server")
@@ -42,12 +43,16 @@ class ThothApp:
         if kind == "http":
             if not self._started:  # servers without lifespan support (tests with raw ASGI)
                 await self._startup()
-            if dataplane.is_data_plane(scope["path"]):
+            path = scope["path"]
+            if dataplane.is_data_plane(path):
                 try:
                     await dataplane.handle(self.core, scope, receive, send)
                 except Exception:
                     log.exception("data-plane request failed")
                     await dataplane.send_json(send, 500, dataplane.error_body("internal error; see server log"))
+                return
+            if path in health.PATHS:  # before anything that could wait for the database
+                await health.handle(self.core, scope, send)
                 return
             await self._control(scope, receive, send)
         elif kind == "lifespan":
@@ -91,8 +96,16 @@ class ThothApp:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        # Read-your-writes: decisions answered by this process are committed before a read.
-        await self.core.writer.settled()
+        try:
+            # Read-your-writes: decisions answered by this process are committed before a read
+            # (not before the metrics, which must stay readable during a database outage).
+            if scope["path"] != "/metrics":
+                await self.core.writer.settled()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            await dataplane.send_unavailable(send)  # the database is down: reads answer 503 too
+            return
         try:
             await self.api(scope, replay, send)
         except Exception:

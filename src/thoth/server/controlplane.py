@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from thoth.server import engine, simulation
+from thoth.server import engine, health, simulation
 from thoth.server.core import READ_ROLES, RESOLVE_ROLES, ClientError, Core, public_approval
-from thoth.server.dataplane import api_key
+from thoth.server.dataplane import UNAVAILABLE_MESSAGE, api_key
+from thoth.server.db import RETRY_AFTER, StorageUnavailable, is_unavailable, storage_errors
 from thoth.server.openapi_dataplane import add_data_plane
 from thoth.server.store import APPROVAL_STATUSES, ROLES, KeyInfo, iso
 
@@ -115,17 +116,43 @@ def build(core: Core) -> FastAPI:
         return JSONResponse({"message": printable("; ".join(parts) or "invalid request"),
                              "errors": jsonable(brief)}, status_code=422)
 
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Reads and writes while the database cannot answer: 503 with Retry-After, never a 500.
+        if not is_unavailable(exc):  # e.g. a SQLite OperationalError that is a bug: a 500, logged
+            raise exc
+        message = str(exc) if isinstance(exc, StorageUnavailable) else UNAVAILABLE_MESSAGE
+        return JSONResponse({"message": message}, status_code=503, headers={"Retry-After": RETRY_AFTER})
+
+    for error in storage_errors():
+        app.add_exception_handler(error, _unavailable)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code)
 
+    # Both are answered by thoth.server.health before a request reaches FastAPI (so that they
+    # never wait for the writer); declared here for /docs, with the same answers.
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "policy_engine": engine.HAVE_POLICY_ENGINE, "analytics": engine.HAVE_ANALYTICS}
+        """Liveness: the process serves HTTP. Never touches the database."""
+        return health.liveness()
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers (bounded by the database timeout); 503 when it does not."""
+        status, body = await health.readiness(core)
+        return JSONResponse(body, status_code=status, headers={"Retry-After": RETRY_AFTER} if status == 503 else None)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> str:
-        return core.metrics.render(core.store.pending_holds_by_tenant, core.writer.unrecorded)
+        def holds() -> dict[str, int]:
+            try:
+                return core.store.pending_holds_by_tenant()
+            except Exception as exc:  # a database outage must not hide the counters (503s among them)
+                if not is_unavailable(exc):
+                    raise
+                return {}
+        return core.metrics.render(holds, core.writer.unrecorded)
 
     # ---- sessions, violations -----------------------------------------------------------
 

@@ -20,7 +20,7 @@ import orjson
 
 from thoth.server import analytics_state, engine, journal, migrate
 from thoth.server.audit import Signer
-from thoth.server.db import Database
+from thoth.server.db import RETRY_SECONDS, Database, StorageUnavailable, is_unavailable
 from thoth.server.metrics import Metrics
 from thoth.server.settings import Settings
 from thoth.server.store import (
@@ -159,7 +159,8 @@ class Core:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         migrate.upgrade(settings.database_url)
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, timeout=settings.db_timeout_seconds,
+                           statement_timeout=settings.db_statement_timeout_seconds)
         self.signer = Signer(settings.key_path)
         self.store = Store(self.db, self.signer)
         self.writer: Writer | InlineWriter = (
@@ -167,6 +168,9 @@ class Core:
         self.metrics = Metrics()
         self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
+        # Bumped when a key is revoked or a policy pushed here: a look-up that began before is
+        # not cached (it may have read the old row), and requests after it do not share it.
+        self._cache_gen = 0
         self._histories: _LRU = _LRU(20_000)
         self._dedup: _LRU = _LRU(100_000)
         self._reads: dict[Any, asyncio.Future[Any]] = {}
@@ -204,52 +208,133 @@ class Core:
         self.db.close()
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a store read: inline on SQLite (microseconds), in a thread on PostgreSQL (a round trip)."""
-        if self.db.postgres:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+        """Run a store read: inline on SQLite (microseconds), in a thread on PostgreSQL (a round trip).
+        A database that cannot answer raises StorageUnavailable (503)."""
+        try:
+            if self.db.postgres:
+                with self.db.request_bound():  # a client waits: the short bound, not a report's
+                    return await asyncio.to_thread(fn, *args)
+            return fn(*args)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise StorageUnavailable("the database is unavailable; retry shortly") from exc
+            raise
 
     async def read_once(self, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """`read`, shared by concurrent requests that need the same thing (the calls of a session
         arriving together): one query instead of one each, and one answer for all of them."""
         if not self.db.postgres:
-            return fn(*args)
+            return await self.read(fn, *args)
         pending = self._reads.get(key)
         if pending is None:
             pending = self._reads[key] = asyncio.ensure_future(self.read(fn, *args))
             pending.add_done_callback(lambda _: self._reads.pop(key, None))
         return await asyncio.shield(pending)  # a cancelled request must not cancel the others' read
 
-    # ---- auth -------------------------------------------------------------------------
+    def _refresh_behind(self, what: tuple[str, str], cache: dict[str, Any], fn: Callable[[str], Any]) -> None:
+        """Refresh an expired cache entry in a thread while the request goes on with it; a refresh
+        that fails (the database is down) keeps the entry, retried RETRY_SECONDS later."""
+        if what in self._reads:
+            return
+        name = what[1]
 
-    def authenticate(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
+        def done(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled() and fut.exception() is not None:
+                entry = cache.get(name)
+                if entry is not None:
+                    cache[name] = (time.monotonic() + RETRY_SECONDS, *entry[1:])
+
+        asyncio.ensure_future(self.read_once(what, fn, name)).add_done_callback(done)
+
+    @staticmethod
+    def _stale(cache: dict[str, Any], name: str, exc: Exception) -> Any:
+        """The expired entry, when the refresh failed for want of the database; else the error."""
+        if not is_unavailable(exc):
+            raise exc
+        entry = cache.get(name)
+        if entry is None:
+            raise StorageUnavailable("the database is unavailable; retry shortly") from exc
+        cache[name] = (time.monotonic() + RETRY_SECONDS, *entry[1:])
+        return entry
+
+    # ---- auth -------------------------------------------------------------------------
+    # Keys and policies are cached for cache_ttl seconds. An expired entry is refreshed; when the
+    # database cannot answer, the expired entry goes on serving (a tenant keeps its decisions
+    # through an outage) and only a key never seen answers 503.
+
+    async def authorize(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
+        """`authenticate` for the event loop (the data plane). On PostgreSQL the look-up runs in
+        a thread, and an expired entry answers at once while its refresh runs behind it."""
         if not key:
             raise ClientError(401, "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'")
-        ts = time.monotonic()
         cached = self._keys.get(key)
-        if cached is None or cached[0] < ts:
-            info = self.store.lookup_key(key)
-            self._keys[key] = (ts + self.settings.cache_ttl, info)
+        if cached is not None and cached[0] >= time.monotonic():
+            return _allowed(cached[1], roles)
+        if not self.db.postgres:  # SQLite: microseconds, inline
+            return self.authenticate(key, roles)
+        if cached is not None and cached[1] is not None:  # (an unknown key may exist by now: wait)
+            self._refresh_behind(("key", key), self._keys, self._load_key)
+            return _allowed(cached[1], roles)
+        return _allowed(await self.read_once(("key", key), self._load_key, key), roles)
+
+    def authenticate(self, key: str | None, roles: frozenset[str]) -> KeyInfo:
+        """The caller's key, blocking on a refresh (SQLite inline, control-plane threads)."""
+        if not key:
+            raise ClientError(401, "missing API key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'")
+        cached = self._keys.get(key)
+        if cached is not None and cached[0] >= time.monotonic():
+            return _allowed(cached[1], roles)
+        try:
+            info = self._load_key(key)
+        except Exception as exc:
+            info = self._stale(self._keys, key, exc)[1]
+        return _allowed(info, roles)
+
+    def _load_key(self, key: str) -> KeyInfo | None:
+        gen = self._cache_gen
+        info = self.store.lookup_key(key)
+        if gen == self._cache_gen:
+            self._keys[key] = (time.monotonic() + self.settings.cache_ttl, info)
             if len(self._keys) > 10_000:
                 self._keys.clear()
-        else:
-            info = cached[1]
-        if info is None or info.revoked:
-            raise ClientError(401, "invalid or revoked API key")
-        if info.role not in roles:
-            raise ClientError(403, f"a key with role '{info.role}' may not do this")
         return info
 
     def forget_key_cache(self) -> None:
+        self._cache_gen += 1
         self._keys.clear()
+        for what in [w for w in list(self._reads) if w[0] == "key"]:
+            self._reads.pop(what, None)
 
     # ---- policy -----------------------------------------------------------------------
 
-    def policy_for(self, tenant_id: str) -> tuple[Any, int | None]:
-        ts = time.monotonic()
+    async def policy(self, tenant_id: str) -> tuple[Any, int | None]:
+        """`policy_for` for the event loop: like `authorize`, off the loop on PostgreSQL."""
         cached = self._policies.get(tenant_id)
-        if cached is not None and cached[0] >= ts:
+        if cached is not None and cached[0] >= time.monotonic():
             return cached[1], cached[2]
+        if not self.db.postgres:
+            return self.policy_for(tenant_id)
+        if cached is not None:
+            self._refresh_behind(("policy", tenant_id), self._policies, self._load_policy)
+            return cached[1], cached[2]
+        result: tuple[Any, int | None] = await self.read_once(("policy", tenant_id), self._load_policy, tenant_id)
+        return result
+
+    def policy_for(self, tenant_id: str) -> tuple[Any, int | None]:
+        cached = self._policies.get(tenant_id)
+        if cached is not None and cached[0] >= time.monotonic():
+            return cached[1], cached[2]
+        try:
+            return self._load_policy(tenant_id)
+        except Exception as exc:
+            entry = self._stale(self._policies, tenant_id, exc)
+            return entry[1], entry[2]
+
+    def _load_policy(self, tenant_id: str) -> tuple[Any, int | None]:
+        gen = self._cache_gen
+        cached = self._policies.get(tenant_id)
         active = self.store.active_policy(tenant_id)
         if cached is not None and active is not None and cached[2] == active["version"]:
             policy, version = cached[1], cached[2]
@@ -260,11 +345,14 @@ class Core:
                 policy, version = engine.compile_policy(active["document"]), active["version"]
             except Exception:  # a stored document no longer compiles: fall back, never 500
                 policy, version = engine.default_policy(), None
-        self._policies[tenant_id] = (ts + self.settings.cache_ttl, policy, version)
+        if gen == self._cache_gen:
+            self._policies[tenant_id] = (time.monotonic() + self.settings.cache_ttl, policy, version)
         return policy, version
 
     def forget_policy(self, tenant_id: str) -> None:
+        self._cache_gen += 1
         self._policies.pop(tenant_id, None)
+        self._reads.pop(("policy", tenant_id), None)
 
     # ---- enforce ----------------------------------------------------------------------
 
@@ -313,7 +401,7 @@ class Core:
         flight = (tenant_id, session_id)
         self._in_flight[flight] = self._in_flight.get(flight, 0) + 1
         try:
-            policy, policy_version = self.policy_for(tenant_id)
+            policy, policy_version = await self.policy(tenant_id)
             history, known = await self._history(tenant_id, session_id, session_calls, tool_name)
             now = time.time()
             risk, risk_reasons, anomaly = None, [], None
@@ -490,8 +578,11 @@ class Core:
         for stored in list(self._analytics.values()):
             try:
                 stored.flush()
-            except Exception:  # advisory state: a failed sync is retried by the next flush
-                log.warning("analytics flush failed", exc_info=True)
+            except Exception as exc:  # advisory state: a failed sync is retried by the next flush
+                if is_unavailable(exc):  # an outage: said once by thoth.server.db, not every flush
+                    log.debug("analytics flush skipped: %s", exc)
+                else:
+                    log.warning("analytics flush failed", exc_info=True)
 
     async def _flush_analytics_forever(self) -> None:
         while True:
@@ -511,17 +602,17 @@ class Core:
         # Other calls of this session in flight here are not in the history yet, and not missing.
         deciding = self._in_flight.get(key, 1) - 1
         if entry is None or earlier > entry[1][0] + deciding:
-            rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id, session_id)
-            # The client counts more earlier calls than are stored: the latest may have been
-            # answered by another process whose write-behind commit is still on its way (under a
-            # millisecond, more under load). Wait for it briefly; calls that were never sent to
-            # a server (failed open) make this wait once, not on every call.
-            for delay in _CATCH_UP_DELAYS if deciding == 0 else ():
-                if len(rows) >= earlier:
-                    break
-                await asyncio.sleep(delay)
-                rows = await self.read_once(("history", *key), self.store.session_history_rows, tenant_id,
-                                            session_id)
+            try:
+                rows = await self._stored_history(tenant_id, session_id, earlier, deciding)
+            except StorageUnavailable:
+                # The database cannot tell this session's earlier calls. Decide on what this
+                # process knows of them (nothing, for a session new to it) rather than answer
+                # 503, which an SDK answers by not checking the call at all. The count stays
+                # short, so the history is read again once the database answers.
+                if entry is None:
+                    entry = (engine.SessionHistory(), [0])
+                    self._histories.put(key, entry)
+                return entry
             fresh = self._histories.get(key)  # rebuilt meanwhile by a concurrent call of this session?
             if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
                 return fresh
@@ -533,6 +624,20 @@ class Core:
             entry = (history, [max(len(history), earlier)])
             self._histories.put(key, entry)
         return entry
+
+    async def _stored_history(self, tenant_id: str, session_id: str, earlier: int, deciding: int) -> list[Any]:
+        key = ("history", tenant_id, session_id)
+        rows: list[Any] = await self.read_once(key, self.store.session_history_rows, tenant_id, session_id)
+        # The client counts more earlier calls than are stored: the latest may have been
+        # answered by another process whose write-behind commit is still on its way (under a
+        # millisecond, more under load). Wait for it briefly; calls that were never sent to
+        # a server (failed open) make this wait once, not on every call.
+        for delay in _CATCH_UP_DELAYS if deciding == 0 else ():
+            if len(rows) >= earlier:
+                break
+            await asyncio.sleep(delay)
+            rows = await self.read_once(key, self.store.session_history_rows, tenant_id, session_id)
+        return rows
 
     # ---- holds and approvals -------------------------------------------------------------
 
@@ -689,6 +794,14 @@ class Core:
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
         return self.store.verify_chain(tenant_id)
+
+
+def _allowed(info: KeyInfo | None, roles: frozenset[str]) -> KeyInfo:
+    if info is None or info.revoked:
+        raise ClientError(401, "invalid or revoked API key")
+    if info.role not in roles:
+        raise ClientError(403, f"a key with role '{info.role}' may not do this")
+    return info
 
 
 def _ladder_block(result: Any, mode: str) -> bool:

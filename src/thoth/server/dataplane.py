@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from thoth.server.core import DATA_PLANE_ROLES, INGEST_ROLES, ClientError, Core
-from thoth.server.writer import StorageUnavailable
+from thoth.server.db import RETRY_AFTER, StorageUnavailable, is_unavailable
 
 Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -40,11 +40,19 @@ async def read_body(receive: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def send_json(send: Any, status: int, payload: bytes) -> None:
+async def send_json(send: Any, status: int, payload: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     # With a content-length the server writes the body as is (without one: chunked framing).
-    headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload))]
+    headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload)), *(extra or ())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+
+
+async def send_unavailable(send: Any, message: str = UNAVAILABLE_MESSAGE) -> None:
+    """503 with Retry-After: the database cannot answer now; the same request may succeed soon."""
+    await send_json(send, 503, error_body(message), [(b"retry-after", RETRY_AFTER.encode())])
 
 
 def error_body(message: str) -> bytes:
@@ -76,19 +84,19 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         if path == "/v1/enforce":
             if method != "POST":
                 raise ClientError(405, "use POST")
-            key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
             body = await _json_body(core, receive)
             await send_json(send, 200, await core.enforce(key, body))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")
-            key = core.authenticate(api_key(scope, ingest=True), INGEST_ROLES)
+            key = await core.authorize(api_key(scope, ingest=True), INGEST_ROLES)
             body = await _json_body(core, receive)
             await send_json(send, 200, orjson.dumps(await core.ingest(key, body)))
         else:
             if method != "GET":
                 raise ClientError(405, "use GET")
-            key = core.authenticate(api_key(scope), DATA_PLANE_ROLES)
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
             token = path[len(HOLD_PREFIX):]
             if "\x00" in token:  # never issued; PostgreSQL could not even look it up
                 raise ClientError(404, "unknown hold token")
@@ -108,8 +116,13 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         await send_json(send, exc.status, error_body(exc.message))
     except BodyTooLarge:
         await send_json(send, 413, error_body(f"request body larger than {core.settings.max_body_bytes} bytes"))
-    except StorageUnavailable as exc:
-        await send_json(send, 503, error_body(str(exc)))
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        # Never a 500 for an outage: a STEP_UP whose hold cannot be stored, a key never seen, an
+        # event batch, a hold poll. Decisions of cached tenants do not get here (writer.record).
+        core.metrics.http_errors[503] += 1
+        await send_unavailable(send, str(exc) if isinstance(exc, StorageUnavailable) else UNAVAILABLE_MESSAGE)
 
 
 async def _json_body(core: Core, receive: Any) -> Any:

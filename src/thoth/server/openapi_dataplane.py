@@ -76,7 +76,7 @@ SCHEMAS: dict[str, Any] = {
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "malformed JSON", 401: "missing or invalid API key", 403: "role or tenant not allowed",
             404: "unknown hold token", 413: "body or batch too large", 422: "wrong types",
-            503: "storage unavailable, retry"}
+            503: "the database is unavailable: retry after the Retry-After header's seconds"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}} for c in codes}
 
 
@@ -102,7 +102,7 @@ PATHS: dict[str, Any] = {
              "description": "seconds to wait for a resolution (at most 60)"},
         ],
         "responses": {"200": {"description": "pending or resolved", "content": _json("HoldAnswer")},
-                      **_errors(401, 403, 404, 422)},
+                      **_errors(401, 403, 404, 422, 503)},
     }},
     "/v1/events/batch": {"post": {
         "tags": ["data plane"], "summary": "Ingest audit events (idempotent on event_id)",

@@ -33,6 +33,14 @@ class Settings:
     hold_poll_interval: float = 0.2
     # Seconds a cached API key / active policy is trusted before re-reading it (multi-process).
     cache_ttl: float = 2.0
+    # PostgreSQL: the bound on connecting, on the data plane's look-ups and on the writer's
+    # commits (the client cuts the connection a second later): a partition costs an SDK call at
+    # most this + 1 s, under the SDKs' 5 s enforce timeout.
+    db_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("THOTH_DB_TIMEOUT_SECONDS", "2")))
+    # PostgreSQL: any statement (server-side statement_timeout; the client cuts a second later),
+    # control-plane and dashboard reads included, which may scan a lot.
+    db_statement_timeout_seconds: float = field(
+        default_factory=lambda: float(os.environ.get("THOTH_DB_STATEMENT_TIMEOUT_SECONDS", "30")))
     # How often each process merges its analytics baselines into the database (and at shutdown).
     analytics_flush_seconds: float = 2.0
     demo: bool = False

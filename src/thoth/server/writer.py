@@ -9,8 +9,15 @@ Two ways in:
   commit and the caller goes on at once, so a decision is answered without waiting for its
   commit (the commit runs after the answer is on the wire). Nothing is dropped: a job whose
   transaction fails for want of the database is queued again; past `MAX_BEHIND` queued jobs,
-  `record` waits like `submit` (back-pressure, and a 503 if the database stays down). What a
-  kill -9 can lose is the last group commit not yet written (under a millisecond of decisions).
+  `record` waits like `submit` (back-pressure). What a kill -9 can lose is the last group
+  commit not yet written (under a millisecond of decisions).
+
+While PostgreSQL is unreachable (docs/adr/0102-database-outages.md) the writer retries every
+RETRY_SECONDS on its own; meanwhile `submit` fails at once with StorageUnavailable (503) and
+`record` keeps answering, up to `MAX_OUTAGE_BACKLOG` decisions held in memory and in the
+journal, all committed once the database answers again. A transaction whose connection broke
+may have committed before its answer was lost: its decisions are looked up before they are
+written again, so none is stored twice.
 
 `await writer.settled()` waits until everything queued before it has committed: the control
 plane calls it first, so a read sees the decisions this process has answered.
@@ -43,9 +50,16 @@ from typing import Any
 
 import orjson
 
-from thoth.server.db import Connection, Database, psycopg_conninfo
+from thoth.server.db import (
+    RETRY_SECONDS,
+    Connection,
+    Database,
+    StorageUnavailable,
+    cut_socket,
+    is_unavailable,
+)
 from thoth.server.journal import Journal
-from thoth.server.store import Store, SyncOps, WriteContext, run_now
+from thoth.server.store import DecisionRecord, Store, SyncOps, WriteContext, run_now
 
 log = logging.getLogger("thoth.server.writer")
 _MAX_BATCH = 512  # jobs per transaction
@@ -61,13 +75,11 @@ PG_COMMIT_DELAY = 0.010
 # After another writer appended to a tenant's chain, this process reads the head before it
 # appends, for this long (a guess that fails costs a transaction).
 CONTENDED_SECONDS = 5.0
-_RECONNECT_DELAYS = (0.1, 0.5, 1.0)
+# Decisions answered while the database is unreachable, held (and journaled) for its return;
+# past this many, enforce answers 503 too (~1 KB of memory each).
+MAX_OUTAGE_BACKLOG = 50_000
 _MAX_JSON_BYTES = 64 << 20  # rows per insert statement, as JSON (PostgresOps.copy)
 _JSON_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) -> SQL; same in every schema
-
-
-class StorageUnavailable(RuntimeError):
-    """The database cannot be written now; the request answers 503 (the client may retry)."""
 
 
 class PostgresOps:
@@ -162,7 +174,10 @@ def _fail(item: Item, exc: BaseException) -> bool:
         return False
     log.error("write failed: %r", exc)
     if not fut.done():
-        fut.set_exception(RuntimeError(f"storage write failed: {exc}"))
+        if is_unavailable(exc):  # e.g. SQLite locked past its busy timeout: 503, try again
+            fut.set_exception(StorageUnavailable(f"the database cannot be written now ({exc}); retry shortly"))
+        else:
+            fut.set_exception(RuntimeError(f"storage write failed: {exc}"))
     return True
 
 
@@ -177,6 +192,7 @@ class _GroupCommit:
         self._behind = 0  # decisions that had to wait for their commit (back-pressure)
         self.journal: Journal | None = None  # set by the server: write-behind jobs go there first
         self._journaled: asyncio.Future[bool] | None = None  # resolved when the buffered records are written
+        self.down = False  # the database could not be written lately (the writer retries on its own)
 
     def _schedule(self, urgent: bool = True) -> None:
         """Have the queue written: at once if someone waits for it (urgent), else within
@@ -186,14 +202,30 @@ class _GroupCommit:
     def _busy(self) -> bool:
         return False
 
+    def _refuse(self) -> None:
+        raise StorageUnavailable("the database is unreachable; retry shortly")
+
     async def submit(self, job: Any) -> Any:
+        if self.down:  # nobody waits for a database that is not there: 503 at once
+            self._refuse()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((job, fut))
         self._schedule()
         return await fut
 
+    @property
+    def backlog(self) -> int:
+        """Jobs queued or being written, not yet committed."""
+        return len(self._pending) + self._in_flight
+
+    _in_flight = 0  # jobs of the transaction being written (PostgreSQL)
+
     async def record(self, job: Any) -> None:
-        if len(self._pending) >= MAX_BEHIND:  # the database is behind (or down): wait for this one
+        if self.down and self.journal is not None:
+            # The database is unreachable: answered decisions wait for it in the journal.
+            if len(self._pending) >= MAX_OUTAGE_BACKLOG:
+                self._refuse()
+        elif len(self._pending) >= MAX_BEHIND:  # the database is behind: wait for this one
             self._behind += 1
             if self._behind in (1, 1000) or self._behind % 100_000 == 0:
                 log.warning("the database is %d decisions behind: answering after the commit (%d times so far)",
@@ -210,7 +242,9 @@ class _GroupCommit:
         if self._journaled is None:
             self._journaled = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._write_journal)
-        if not await self._journaled:  # the journal could not be written: wait for the commit
+        # The journal could not be written: wait for the commit. Not during an outage: the
+        # decision waits in memory, and a 503 would refuse a decision that is stored all the same.
+        if not await self._journaled and not self.down:
             await self.settled()
 
     def _write_journal(self) -> None:
@@ -362,6 +396,7 @@ class Writer(_GroupCommit):
         # another writer appended to is left out until _contended says otherwise.
         self._heads: dict[str, tuple[int, str]] = {}
         self._contended: dict[str, float] = {}  # tenant -> until when its head is read first again
+        self._maybe_stored: set[str] = set()  # decision ids of transactions whose answer was lost
 
     def start(self) -> None:
         self._wake = asyncio.Event()
@@ -404,7 +439,8 @@ class Writer(_GroupCommit):
             self._conn = None
         behind = sum(1 for _, fut in self._pending if fut is None)
         if behind:
-            log.error("server stopped without draining: %d queued decisions not recorded", behind)
+            log.error("server stopped without draining: %d queued decisions not committed (the journal keeps"
+                      " them for the next start)", behind)
         for _, fut in self._pending:
             if fut is not None and not fut.done():
                 fut.set_exception(RuntimeError("server shutting down"))
@@ -412,41 +448,59 @@ class Writer(_GroupCommit):
 
     async def _connect(self) -> Any:
         """The writer's connection, reopened if it was lost (a restarted or failed-over database, an
-        administrator terminating the backend). None when the database stays unreachable."""
+        administrator terminating the backend). One try, bounded by the connect timeout; None when
+        the database cannot be reached (the run loop tries again RETRY_SECONDS later)."""
         import psycopg
 
         if self._conn is not None and not self._conn.closed:
             return self._conn
         self._conn = None
         # Named after the process, so an operator (or a test) can find this connection.
-        conninfo = psycopg.conninfo.make_conninfo(psycopg_conninfo(self.db.url),
-                                                  application_name=f"thoth-writer-{os.getpid()}")
-        for delay in _RECONNECT_DELAYS:
-            try:
-                self._conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=5)
-                return self._conn
-            except Exception as exc:
-                log.warning("writer cannot connect: %s", exc)
-                await asyncio.sleep(delay)
-        return None
+        conninfo = self.db.conninfo(application_name=f"thoth-writer-{os.getpid()}")
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        except Exception as exc:
+            log.warning("writer cannot connect: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            self._set_down(exc)
+            return None
+        return self._conn
+
+    def _set_down(self, exc: BaseException | str, connection_lost: bool = True) -> None:
+        self.down = True
+        if connection_lost:  # not a statement timeout on a live connection: reads fail fast too
+            self.db.mark_down(exc)
+
+    def _set_up(self) -> None:
+        if self.down:
+            log.warning("writer: the database answers again; %d queued jobs to write", len(self._pending))
+        self.down = False
+        self.db.mark_up()
 
     async def _run(self) -> None:
         assert self._wake is not None
         assert self._urgent is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._urgent.is_set():  # only write-behind decisions: let a few more join
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), PG_COMMIT_DELAY)
-            self._urgent.clear()
-            while self._pending:
+            if self.down:
+                # Unreachable: try again shortly, whether or not anything is queued, so that
+                # `submit` stops refusing as soon as the database is back.
+                await asyncio.sleep(RETRY_SECONDS)
+                if await self._connect() is None:
+                    continue
+                self._set_up()
+            else:
+                await self._wake.wait()
+                self._wake.clear()
+                if not self._urgent.is_set():  # only write-behind decisions: let a few more join
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._urgent.wait(), PG_COMMIT_DELAY)
+                self._urgent.clear()
+            while self._pending and not self.down:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-                self._writing = True
+                self._writing, self._in_flight = True, len(batch)
                 try:
                     await self._write(batch)
                 finally:
-                    self._writing = False
+                    self._writing, self._in_flight = False, 0
 
     def _remember_heads(self, heads: dict[str, tuple[int, str]]) -> None:
         """The chain heads as of the commit just done (their rows were locked), but not of the
@@ -459,63 +513,124 @@ class Writer(_GroupCommit):
                 del self._contended[tenant]
             self._heads[tenant] = head
 
-    def _unavailable(self, batch: list[Item], message: str) -> None:
-        """The database cannot be reached: waiting callers answer 503; write-behind jobs are kept
-        and go out with the next transaction (the reconnect delays pace the retries)."""
+    def _unavailable(self, batch: list[Item], message: str, exc: BaseException | str,
+                     connection_lost: bool = True) -> None:
+        """The database cannot be written: every caller waiting for a commit answers 503 now (those
+        queued behind this batch too: the next try is RETRY_SECONDS away); write-behind jobs are
+        kept, in order, for the next transaction."""
+        self._set_down(exc, connection_lost)
+        error = StorageUnavailable(message)
         behind = [item for item in batch if item[1] is None]
-        for _, fut in batch:
+        for _, fut in batch + self._pending:
             if fut is not None and not fut.done():
-                fut.set_exception(StorageUnavailable(message))
-        if behind:
-            self._pending[:0] = behind
+                fut.set_exception(error)
+        self._pending = behind + [item for item in self._pending if item[1] is None]
+
+    async def _skip_stored(self, conn: Any, batch: list[Item]) -> list[Item]:
+        """Drop the decisions of `batch` that a transaction whose answer was lost did commit."""
+        doubt = [item for item in batch
+                 if isinstance(item[0], DecisionRecord) and item[0].row[0] in self._maybe_stored]
+        if not doubt:
+            return batch
+        ids = [item[0].row[0] for item in doubt]
+        cur = await conn.execute("SELECT decision_id FROM decisions WHERE decision_id = ANY(%s)", (ids,))
+        stored = {row[0] for row in await cur.fetchall()}
+        self._maybe_stored.difference_update(ids)
+        if not stored:
+            return batch
+        log.warning("writer: %d decisions of a transaction whose answer was lost were committed; not writing"
+                    " them again", len(stored))
+        done = [item for item in doubt if item[0].row[0] in stored]
+        self._done(done, [True] * len(done))
+        return [item for item in batch if not (isinstance(item[0], DecisionRecord) and item[0].row[0] in stored)]
+
+    def _doubt(self, batch: list[Item]) -> None:
+        """The connection broke during this batch's transaction: it may have committed."""
+        self._maybe_stored.update(item[0].row[0] for item in batch
+                                  if item[1] is None and isinstance(item[0], DecisionRecord))
 
     async def _write(self, batch: list[Item], retry: bool = True) -> None:
         conn = await self._connect()
         if conn is None:
-            self._unavailable(batch, "the database is unreachable; retry later")
+            self._unavailable(batch, "the database is unreachable; retry shortly", self.db.last_error)
             return
         # Tenants whose chain this process appended to last are appended to again without
         # reading the head first (one round trip less while it is locked).
         ctx = WriteContext(known_heads=self._heads)
+        # A partition answers nothing and psycopg would wait forever: past the statement timeout
+        # (plus a grace, so the server's own timeout answers first) the socket is shut down.
+        loop = asyncio.get_running_loop()
+        watch = self.db.request_seconds
+        timer = loop.call_later(watch, cut_socket, conn.pgconn.socket) if watch is not None else None
         try:
-            # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
-            # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
-            # each also waiting for the busy loop (under load, ~3x the transaction's latency).
-            async with conn.pipeline() as pipeline:
-                await conn.execute("BEGIN")
-                results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch], ctx)
-                await conn.execute("COMMIT")
-            # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
+            if self._maybe_stored:  # (reassigned only once the look-up answered: see _failed)
+                batch = await self._skip_stored(conn, batch)
+            results = await self._transaction(conn, batch, ctx) if batch else []
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if ctx.guessed and not (conn.closed or conn.broken):
-                # Another process appended to a chain meanwhile (the next index is taken), or an
-                # event id was stored before: the same batch again, reading the heads and the ids.
-                for tenant in ctx.guessed:
-                    self._heads.pop(tenant, None)
-                    self._contended[tenant] = time.monotonic() + CONTENDED_SECONDS
-                with contextlib.suppress(Exception):
-                    await conn.rollback()
-                await self._write(batch, retry)
-                return
-            if conn.closed or conn.broken:
-                # The same batch again on a new connection. Had the commit gone through with only its
-                # answer lost, the retry stores nothing twice: decision ids are unique and events are
-                # deduplicated on event_id.
-                log.warning("writer lost its database connection: %s", exc)
-                if retry:
-                    await self._write(batch, retry=False)
-                    return
-                self._unavailable(batch, "lost the database connection; retry later")
-                return
-            with contextlib.suppress(Exception):  # the transaction failed or never committed: end it
-                await conn.rollback()
-            if len(batch) == 1:
-                self._lost(batch[0], exc)
-                return
-            for item in batch:  # isolate the failing job: retry each on its own
-                await self._write([item])
+            timed_out = timer is not None and timer.when() <= loop.time()
+            if timer is not None:
+                timer.cancel()
+            await self._failed(conn, batch, retry, exc, ctx, timed_out)
             return
+        finally:
+            if timer is not None:  # the descriptor may be reused once the connection is closed
+                timer.cancel()
         self._remember_heads(ctx.heads)
+        self._set_up()
         self._done(batch, results)
+
+    async def _transaction(self, conn: Any, batch: list[Item], ctx: WriteContext) -> list[Any]:
+        """One group commit of `batch`; the jobs' results."""
+        # BEGIN and COMMIT are queued like the other statements. psycopg's transaction() would
+        # nest two more pipelines, whose exits each Sync and wait: 3 round trips instead of 1,
+        # each also waiting for the busy loop (under load, ~3x the transaction's latency).
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN")
+            results = await self.store.write_batch(PostgresOps(conn, pipeline), [job for job, _ in batch], ctx)
+            await conn.execute("COMMIT")
+        # Leaving the pipeline waited for the COMMIT: only now is the batch durable.
+        return results
+
+    async def _failed(self, conn: Any, batch: list[Item], retry: bool, exc: Exception, ctx: WriteContext,
+                      timed_out: bool) -> None:
+        """What a failed group commit does next: retry, wait for the database, or isolate a bad job."""
+        broken = conn.closed or conn.broken
+        if ctx.guessed and not broken:
+            # Another process appended to a chain meanwhile (the next index is taken), or an
+            # event id was stored before: the same batch again, reading the heads and the ids.
+            for tenant in ctx.guessed:
+                self._heads.pop(tenant, None)
+                self._contended[tenant] = time.monotonic() + CONTENDED_SECONDS
+            with contextlib.suppress(Exception):
+                await conn.rollback()
+            await self._write(batch, retry)
+            return
+        if broken:
+            # Had the commit gone through with only its answer lost, the retry must not store its
+            # decisions twice (events are deduplicated on event_id anyway).
+            self._doubt(batch)
+            with contextlib.suppress(Exception):
+                await conn.close()
+            self._conn = None
+            log.warning("writer lost its database connection: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            if retry and not timed_out:  # a terminated backend: the same batch on a new connection
+                await self._write(batch, retry=False)
+                return
+            self._unavailable(batch, "lost the database connection; retry shortly", exc)
+            return
+        with contextlib.suppress(Exception):  # the transaction failed or never committed: end it
+            await conn.rollback()
+        if is_unavailable(exc):  # a statement timeout, a database shutting down: not the jobs' fault
+            self._unavailable(batch, "the database cannot be written now; retry shortly", exc,
+                              connection_lost=False)
+            return
+        if len(batch) == 1:
+            self._lost(batch[0], exc)
+            return
+        for i, item in enumerate(batch):  # isolate the failing job: retry each on its own
+            if self.down:  # the database went away meanwhile: keep the rest for its return
+                self._unavailable(batch[i:], "the database is unreachable; retry shortly", self.db.last_error)
+                return
+            await self._write([item])
