@@ -50,9 +50,8 @@ def _sdk_marker(request: Any) -> str:
 
 
 def observe(url: str, key: str, ledger: Ledger) -> None:
-    """Wrap the endpoint's request methods so every answer lands in `ledger`. The SDK's requests go
-    through `send` / `asend` (one method per direction), or, in builds before those existed,
-    `post_bytes` (sync enforce and event batches) and `arequest_fast` (async enforce and polls)."""
+    """Wrap the endpoint's request methods so every answer lands in `ledger`: every SDK request
+    (enforce, hold poll, event batch) goes through `send` (sync) or `asend` (async)."""
     endpoint = get_endpoint(url, key)
 
     def record(path: str, body: Any, call: Any) -> Any:
@@ -73,18 +72,11 @@ def observe(url: str, key: str, ledger: Ledger) -> None:
         _note(ledger, path, body, response.status_code, response.content)
         return response
 
-    if hasattr(endpoint, "send") and hasattr(endpoint, "asend"):
-        send, asend = endpoint.send, endpoint.asend
-        endpoint.send = lambda method, path, body=b"", **kw: record(  # type: ignore[method-assign]
-            path, body, lambda: send(method, path, body, **kw))
-        endpoint.asend = lambda method, path, body=b"", **kw: arecord(  # type: ignore[method-assign]
-            path, body, lambda: asend(method, path, body, **kw))
-        return
-    post_bytes, arequest_fast = endpoint.post_bytes, endpoint.arequest_fast
-    endpoint.post_bytes = lambda path, body, timeout: record(  # type: ignore[method-assign]
-        path, body, lambda: post_bytes(path, body, timeout))
-    endpoint.arequest_fast = lambda method, path, payload=None, **kw: arecord(  # type: ignore[method-assign]
-        path, payload, lambda: arequest_fast(method, path, payload, **kw))
+    send, asend = endpoint.send, endpoint.asend
+    endpoint.send = lambda method, path, body=b"", **kw: record(  # type: ignore[method-assign]
+        path, body, lambda: send(method, path, body, **kw))
+    endpoint.asend = lambda method, path, body=b"", **kw: arecord(  # type: ignore[method-assign]
+        path, body, lambda: asend(method, path, body, **kw))
 
 
 class SdkAgents:
