@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .conftest import SRC, Server, free_port
 
@@ -84,3 +85,11 @@ def test_approvals_cli_resolves_a_live_hold(server: Server, tmp_path: Path) -> N
         assert answer["resolved_by"].startswith("cli:")
         again = thoth("approvals", "approve", approval["approval_id"], home=tmp_path, db=server.db_url)
         assert again.returncode == 1 and "already denied" in again.stderr
+
+
+def test_a_malformed_setting_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("THOTH_TRUSTED_PROXIES", "not-an-ip")
+    for args in (("keys", "create", "--tenant", "acme", "--role", "sdk"), ("keys", "list")):
+        done = thoth(*args, home=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "trusted proxy 'not-an-ip'" in done.stderr and len(done.stderr.strip().splitlines()) == 1

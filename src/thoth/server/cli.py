@@ -91,7 +91,10 @@ def _store(args: argparse.Namespace) -> Any:
     from thoth.server import migrate
     from thoth.server.store import Store
 
-    settings = Settings(database_url=args.database_url or default_database_url())
+    try:
+        settings = Settings(database_url=args.database_url or default_database_url())
+    except ValueError as exc:  # a malformed THOTH_* setting in the environment: said in one line
+        raise SettingsProblem(str(exc)) from None
     migrate.upgrade(settings.database_url)
     signer = Signer(settings.key_path) if settings.key_path.exists() else None
     return Store(Database(settings.database_url), signer)
@@ -101,9 +104,13 @@ def _guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             return int(fn(args) or 0)
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, SettingsProblem) as exc:
             return _fail(str(exc))
     return run
+
+
+class SettingsProblem(Exception):
+    """A server setting from the environment that cannot be used (the message says which)."""
 
 
 def port_free(host: str, port: int) -> str | None:
