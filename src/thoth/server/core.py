@@ -1,36 +1,38 @@
-"""The server's working state and its decisions: enforce, holds, approvals, ingestion.
+"""The server process's state: store, writer, caches (keys, policies, session histories, dedup),
+metrics, the analytics engines and the notification hooks.
 
-HTTP glue lives in dataplane.py / controlplane.py; this module knows nothing about HTTP except
-the `ClientError` it raises for bad input (turned into a 4xx with a JSON `message`).
+The decisions are modules of their own, each read top to bottom: thoth.server.enforce (one
+enforce call), thoth.server.holds (hold long-polls, approvals, hooks) and thoth.server.ingest
+(event batches); `Core.enforce`, `Core.hold`, `Core.resolve_approval` and `Core.ingest` are those
+functions bound as methods. HTTP glue lives in dataplane.py / controlplane.py; nothing here knows
+HTTP except the `ClientError` (thoth.wire.WireError) raised for bad input (a 4xx with a JSON
+`message`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from thoth.server import analytics_state, engine, journal, migrate
+from thoth.server import analytics_state, engine, holds, journal, migrate
+from thoth.server import enforce as enforce_path
+from thoth.server import ingest as ingest_path
 from thoth.server.audit import Signer
 from thoth.server.db import RETRY_SECONDS, Database, StorageUnavailable, is_unavailable
+from thoth.server.enforce import (  # noqa: F401  (re-exported)
+    APPROVAL_USES,
+    APPROVAL_VALID_SECONDS,
+    VIOLATION_DECISIONS,
+    args_digest,
+)
+from thoth.server.holds import MAX_HOLD_WAIT, public_approval, resolution_problem  # noqa: F401  (re-exported)
 from thoth.server.metrics import Metrics
 from thoth.server.settings import Settings
-from thoth.server.store import (
-    DecisionRecord,
-    EventBatch,
-    KeyInfo,
-    Store,
-    iso,
-    new_id,
-)
+from thoth.server.store import KeyInfo, Store, iso
 from thoth.server.writer import InlineWriter, Writer
 from thoth.wire import (  # noqa: F401  (re-exported: dataplane and tests import them from here)
     DEPTH_MESSAGE,
@@ -57,34 +59,15 @@ DATA_PLANE_ROLES = frozenset({"sdk", "approver", "admin"})
 INGEST_ROLES = DATA_PLANE_ROLES | {"ingest"}
 READ_ROLES = frozenset({"viewer", "approver", "admin"})
 RESOLVE_ROLES = frozenset({"approver", "admin"})
-VIOLATION_DECISIONS = frozenset({"BLOCK", "STEP_UP"})
-MAX_HOLD_WAIT = 60.0
-# What an approval allows unless its policy rule says otherwise (approval_uses, approval_valid_seconds).
-APPROVAL_USES = 1
-APPROVAL_VALID_SECONDS = 600.0
-# Re-reads of a session's stored history while it lags behind the client's count (seconds).
 # How long a request waits for the re-read of an expired key or policy before it serves the expired
 # entry (the database is silent); a healthy database answers in a round trip.
 REFRESH_WAIT = 0.5
-_CATCH_UP_DELAYS = (0.001, 0.002, 0.004, 0.008, 0.015)
 log = logging.getLogger("thoth.server")
 
 
 # The wire contract (fields, types, limits, the envelope) lives in thoth.wire; the names are
 # kept here for the modules that import them from core.
 ClientError = WireError
-
-
-def _observe(analytics: Any, agent_id: str, tool_name: str, tool_args: Any, ts: float, decision: str,
-             session_id: str, anomaly: Any) -> None:
-    try:
-        analytics.observe(agent_id, tool_name, tool_args, ts, decision, session_id=session_id, anomaly=anomaly)
-    except Exception:  # advisory: a baseline that misses one call is still a baseline
-        log.debug("analytics observe failed", exc_info=True)
-
-
-def args_digest(tool_args: Any) -> str:
-    return hashlib.sha256(orjson.dumps(tool_args, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
 
 class _LRU(OrderedDict[Any, Any]):
@@ -117,11 +100,11 @@ class Core:
         # Bumped when a key is revoked or a policy pushed here: a look-up that began before is
         # not cached (it may have read the old row), and requests after it do not share it.
         self._cache_gen = 0
-        self._histories: _LRU = _LRU(20_000)
-        self._dedup: _LRU = _LRU(100_000)
+        self.histories: _LRU = _LRU(20_000)
+        self.dedup: _LRU = _LRU(100_000)
         self._reads: dict[Any, asyncio.Future[Any]] = {}
-        self._in_flight: dict[tuple[str, str], int] = {}  # (tenant, session) -> enforce calls being decided
-        self._hold_events: dict[str, asyncio.Event] = {}
+        self.in_flight: dict[tuple[str, str], int] = {}  # (tenant, session) -> enforce calls being decided
+        self.hold_events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
         # One analytics engine per tenant, in memory (per process; see docs/server.md).
@@ -300,176 +283,8 @@ class Core:
 
     # ---- enforce ----------------------------------------------------------------------
 
-    async def enforce(self, key: KeyInfo, body: Any) -> bytes:
-        started = time.perf_counter()
-        request = parse_enforce(body)  # the one parser of the wire contract (thoth.wire)
-        tenant_id = request.tenant_id or key.tenant_id
-        if tenant_id != key.tenant_id:
-            raise ClientError(403, "tenant_id does not match the API key's tenant")
-        tool_name, agent_id, user_id = request.tool_name, request.agent_id, request.user_id
-        session_id = request.session_id or str(uuid.uuid4())
-        mode, environment, intent = request.enforcement_mode, request.environment, request.session_intent
-        scope, session_calls = request.approved_scope, request.session_tool_calls or []
-        tool_args, dedup_key = request.tool_args, request.dedup_key
-        if dedup_key is not None:
-            hit = self._dedup.get((tenant_id, session_id, dedup_key))
-            if hit is None:
-                hit = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
-            if hit is not None:
-                return hit
-
-        # Calls of this session being decided right now: they explain a client count ahead of ours.
-        flight = (tenant_id, session_id)
-        self._in_flight[flight] = self._in_flight.get(flight, 0) + 1
-        try:
-            policy, policy_version = await self.policy(tenant_id)
-            history, known = await self._history(tenant_id, session_id, session_calls, tool_name)
-            now = time.time()
-            risk, risk_reasons, anomaly = None, [], None
-            analytics = self.analytics(tenant_id)
-            if analytics is not None:
-                try:
-                    anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
-                    risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
-                except Exception:  # analytics is advisory: never fail a decision over it
-                    anomaly = None
-            call = engine.CallContext(
-                tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
-                approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
-                risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
-            )
-            result = policy.evaluate(call, history)
-            decision = str(result.decision).upper()
-            hold_token_in = request.hold_token
-            digest = ""  # of the arguments: only a held call needs it (a sorted dump and a SHA-256 per call)
-            held = None  # the approval of this exact call, when the policy holds it (or the client names it)
-            ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
-            if decision == "STEP_UP" or ladder_block or hold_token_in:
-                digest = args_digest(tool_args)
-                held = await self._approval_of_call(tenant_id, session_id, agent_id, user_id, tool_name, digest,
-                                                    hold_token_in, decision == "STEP_UP" or ladder_block)
-            would = str(getattr(result, "would_decision", None) or decision).upper()
-            risk_score = float(getattr(result, "risk_score", None) or risk or 0.0)
-            decision_id = new_id("dec")
-            violation_id = new_id("vio") if (decision in VIOLATION_DECISIONS or would in VIOLATION_DECISIONS) else None
-            envelope = server_fields(decision_envelope(result, risk_score), decision_id=decision_id,
-                                     session_id=session_id, mode=mode, violation_id=violation_id,
-                                     risk_reasons=risk_reasons, policy_version=policy_version)
-            approval_row = None
-            if held is not None and decision in VIOLATION_DECISIONS:
-                decision = self._apply_approval(envelope, held, decision, ladder_block)
-                violation_id = envelope["violation_id"]
-            if decision == "STEP_UP" and envelope["hold_token"] is None:
-                hold_token = "hold_" + uuid.uuid4().hex  # unguessable: a capability
-                # A rule's own step-up timeout (or the policy's default) sets the expiry.
-                timeout = float(getattr(result, "step_up_timeout_seconds", None) or self.settings.hold_timeout_seconds)
-                envelope["hold_token"] = hold_token
-                envelope["step_up_timeout_seconds"] = timeout
-                approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                                orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
-                                session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
-                                self.required_approvals(tenant_id, tool_name),
-                                getattr(result, "approval_uses", None) or APPROVAL_USES,
-                                getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
-            latency = time.perf_counter() - started
-            envelope["latency_ms"] = round(latency * 1000, 3)
-            response = orjson.dumps(envelope, default=str)
-            row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
-                   orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
-                   envelope["decision_reason_code"],
-                   orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
-                   envelope["hold_token"], mode, environment, dedup_key, now,
-                   # The answer is kept only to replay it to a repeated check of the same call.
-                   response.decode() if dedup_key is not None else "")
-            history.record(tool_name, tool_args, now, decision)
-            known[0] += 1
-            record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
-                                    dedup_key, approval_row)
-            if analytics is not None:  # learning from the call can wait until the answer is sent
-                asyncio.get_running_loop().call_soon(_observe, analytics, agent_id, tool_name, tool_args, now, decision,
-                                                     session_id, anomaly)
-            if dedup_key is None and approval_row is None:
-                # Write-behind: the row joins the next group commit, after this answer is sent
-                # (thoth.server.writer; docs/performance.md says what a crash can lose).
-                await self.writer.record(record)
-            else:
-                # A hold is polled next, perhaps through another process, and a dedup key's answer
-                # depends on who stored the call first: both wait for their commit.
-                stored = await self.writer.submit(record)
-                if not stored and dedup_key is not None:  # another request recorded this call first
-                    earlier = await self.read(self.store.decision_by_dedup, tenant_id, session_id, dedup_key)
-                    if earlier is not None:
-                        self._dedup.put((tenant_id, session_id, dedup_key), earlier)
-                        return earlier
-                if dedup_key is not None:
-                    self._dedup.put((tenant_id, session_id, dedup_key), response)
-            self.metrics.observe_decision(decision, time.perf_counter() - started)
-            if approval_row is not None:
-                approval = await self.read(self.store.approval_by_token, tenant_id, approval_row[2])
-                if approval is not None:
-                    self._fire(self.hold_created_hooks, approval)
-            return response
-        finally:
-            left = self._in_flight[flight] - 1
-            if left:
-                self._in_flight[flight] = left
-            else:
-                del self._in_flight[flight]
-
-    async def _approval_of_call(self, tenant_id: str, session_id: str, agent_id: str, user_id: str,
-                                tool_name: str, digest: str, token: str | None,
-                                use: bool) -> dict[str, Any] | None:
-        """The approval bound to exactly this call (tool, arguments digest, agent, user, session):
-        its pending hold, or an approval with a use for it (taken here when `use`: the answer will
-        be the ALLOW). With the client's hold_token: that hold's own use (docs/approvals.md, "Uses").
-        Without one the call is a new call: only a further use of an approval that allows several
-        covers it; otherwise it is held anew."""
-        if not token:
-            found = None
-            for _ in range(3):  # another process may take the last use between the read and the UPDATE
-                found = await self.read(self.store.approval_for_call, tenant_id, session_id, agent_id, user_id,
-                                        tool_name, digest)
-                if found is None or not use or await self.read(self.store.use_approval, found, False):
-                    return found
-            return None
-        approval = await self.read(self.store.approval_by_token, tenant_id, token)
-        if approval is None:
-            raise ClientError(404, "unknown hold token")
-        bound = (approval["tool_name"], approval["args_digest"], approval["agent_id"], approval["session_id"],
-                 approval["user_id"])
-        if bound != (tool_name, digest, agent_id, session_id, user_id):
-            return None  # granted for another call: this one is decided on its own
-        if approval["status"] == "pending":
-            return approval if approval["_expires_ts"] > time.time() else None
-        if approval["status"] != "approved":
-            return None
-        return approval if not use or await self.read(self.store.use_approval, approval, True) else None
-
-    @staticmethod
-    def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision: str,
-                        ladder_block: bool) -> str:
-        """An approved hold allows its call; a pending one answers with the same hold, not a new one.
-
-        Only a step-up (or the progressive ladder's block of that very re-check) is lifted; a
-        block the policy would give anyway is not something the approver was asked about."""
-        if decision == "BLOCK" and not ladder_block:
-            return decision
-        # The scope/intent ladder's block of the very call an approver allowed is lifted; while
-        # the hold is pending, the same out-of-scope call again is a repeat and stays blocked.
-        if decision == "BLOCK" and envelope["decision_reason_code"] != "repeated_violation" \
-                and approval["status"] != "approved":
-            return decision
-        if approval["status"] == "approved":
-            envelope.update(decision="ALLOW", authorization_decision="ALLOW", violation_id=None,
-                            decision_reason_code="step_up_approved", approval_id=approval["approval_id"],
-                            reason=f"approved by {approval['resolved_by']}"
-                                   + (f": {approval['reason']}" if approval["reason"] else ""))
-            return "ALLOW"
-        remaining = max(0.0, approval["_expires_ts"] - time.time())
-        envelope.update(decision="STEP_UP", authorization_decision="STEP_UP", hold_token=approval["hold_token"],
-                        violation_id=approval["violation_id"], approval_id=approval["approval_id"],
-                        step_up_timeout_seconds=round(remaining, 3))
-        return "STEP_UP"
+    # One module per decision path, each read top to bottom; bound here as methods (no extra call).
+    enforce = enforce_path.enforce
 
     def analytics(self, tenant_id: str) -> Any:
         if not self.settings.analytics:
@@ -495,114 +310,12 @@ class Core:
             await asyncio.sleep(self.settings.analytics_flush_seconds)
             self.flush_analytics()
 
-    async def _history(self, tenant_id: str, session_id: str, session_calls: list[str],
-                       tool_name: str) -> tuple[Any, list[int]]:
-        """The session's history and how many of its calls this process accounts for.
-
-        Built from the database on first sight, and rebuilt when the client's session_tool_calls
-        lists more earlier calls than this process knows of: the session's other calls went
-        through another process. The check is one comparison on the hot path."""
-        key = (tenant_id, session_id)
-        entry = self._histories.get(key)
-        earlier = len(session_calls) - (1 if session_calls and session_calls[-1] == tool_name else 0)
-        # Other calls of this session in flight here are not in the history yet, and not missing.
-        deciding = self._in_flight.get(key, 1) - 1
-        if entry is None or earlier > entry[1][0] + deciding:
-            try:
-                rows = await self._stored_history(tenant_id, session_id, earlier, deciding)
-            except StorageUnavailable:
-                # The database cannot tell this session's earlier calls. Decide on what this
-                # process knows of them (nothing, for a session new to it) rather than answer
-                # 503, which an SDK answers by not checking the call at all. The count stays
-                # short, so the history is read again once the database answers.
-                if entry is None:
-                    entry = (engine.SessionHistory(), [0])
-                    self._histories.put(key, entry)
-                return entry
-            fresh = self._histories.get(key)  # rebuilt meanwhile by a concurrent call of this session?
-            if fresh is not None and fresh is not entry and earlier <= fresh[1][0]:
-                return fresh
-            history = engine.SessionHistory()
-            for row in rows:
-                engine.replay_decision(history, *row)
-            # Calls the client made that no process recorded (e.g. decided locally) are not
-            # looked for again and again.
-            entry = (history, [max(len(history), earlier)])
-            self._histories.put(key, entry)
-        return entry
-
-    async def _stored_history(self, tenant_id: str, session_id: str, earlier: int, deciding: int) -> list[Any]:
-        key = ("history", tenant_id, session_id)
-        rows: list[Any] = await self.read_once(key, self.store.session_history_rows, tenant_id, session_id)
-        # The client counts more earlier calls than are stored: the latest may have been
-        # answered by another process whose write-behind commit is still on its way (under a
-        # millisecond, more under load). Wait for it briefly; calls that were never sent to
-        # a server (failed open) make this wait once, not on every call.
-        for delay in _CATCH_UP_DELAYS if deciding == 0 else ():
-            if len(rows) >= earlier:
-                break
-            await asyncio.sleep(delay)
-            rows = await self.read_once(key, self.store.session_history_rows, tenant_id, session_id)
-        return rows
-
     # ---- holds and approvals -------------------------------------------------------------
 
     hold_answer = staticmethod(hold_answer)  # the one builder lives in thoth.wire
-
-    async def hold(self, key: KeyInfo, token: str, wait: float) -> dict[str, Any]:
-        deadline = time.monotonic() + min(max(wait, 0.0), MAX_HOLD_WAIT)
-        while True:
-            approval = await self.read(self.store.approval_by_token, key.tenant_id, token)
-            if approval is None:
-                raise ClientError(404, "unknown hold token")
-            if approval["status"] == "pending" and approval["_expires_ts"] <= time.time():
-                await self.read(self.store.expire_approvals, key.tenant_id)
-                continue
-            remaining = deadline - time.monotonic()
-            if approval["status"] == "approved":  # the first ALLOW takes the hold's use (docs/approvals.md)
-                return self.hold_answer(approval, await self.read(self.store.use_approval, approval, True))
-            if approval["status"] != "pending" or remaining <= 0:
-                return self.hold_answer(approval)
-            # Woken at once by a resolution in this process; other processes are seen by re-reading.
-            event = self._hold_events.setdefault(token, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), timeout=min(self.settings.hold_poll_interval, remaining))
-            except TimeoutError:
-                pass
-            finally:
-                if event.is_set():
-                    self._hold_events.pop(token, None)
-
-    async def resolve_approval(self, tenant_id: str | None, approval_id: str, approve: bool, resolved_by: str,
-                               reason: str | None, via: str = "api") -> dict[str, Any]:
-        """Resolve a pending approval (used by the API, the dashboard and notification integrations).
-
-        A two-person approval answers with status still "pending" after its first approver.
-        """
-        outcome, approval = await asyncio.to_thread(
-            self.store.resolve_approval, tenant_id, approval_id, approve, resolved_by, reason, via)
-        if outcome == "not_found" or approval is None:
-            raise ClientError(404, "unknown approval")
-        problem = resolution_problem(outcome, approval, resolved_by)
-        if problem is not None:
-            raise ClientError(*problem)
-        if outcome == "partial":
-            return approval
-        event = self._hold_events.pop(approval["hold_token"], None)
-        if event is not None:
-            event.set()
-        if approve:
-            self.learn_approved(approval)
-        self._fire(self.hold_resolved_hooks, approval)
-        return approval
-
-    def learn_approved(self, approval: dict[str, Any]) -> None:
-        """A held call is learnt by analytics only once a human approved it."""
-        analytics = self.analytics(approval["tenant_id"])
-        if analytics is not None:
-            with contextlib.suppress(Exception):
-                analytics.observe(approval["agent_id"], approval["tool_name"], approval["tool_args"] or {},
-                                  time.time(), "ALLOW", session_id=approval["session_id"])
+    hold = holds.hold
+    resolve_approval = holds.resolve_approval
+    learn_approved = holds.learn_approved
 
     def on_hold_created(self, hook: Callable[[dict[str, Any]], Any]) -> None:
         self.hold_created_hooks.append(hook)
@@ -610,50 +323,9 @@ class Core:
     def on_hold_resolved(self, hook: Callable[[dict[str, Any]], Any]) -> None:
         self.hold_resolved_hooks.append(hook)
 
-    @staticmethod
-    def _fire(hooks: list[Callable[[dict[str, Any]], Any]], approval: dict[str, Any]) -> None:
-        for hook in hooks:
-            try:
-                result = hook(public_approval(approval))
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
-            except Exception:  # a notifier must never break enforcement
-                pass
-
     # ---- ingest -------------------------------------------------------------------------
 
-    async def ingest(self, key: KeyInfo, body: Any) -> dict[str, Any]:
-        # How deep a value inside an event may nest: the body nests the event's fields 2 deep
-        # (array, event), or 3 in {"events": [...]}. Checked per event, on its few object/array
-        # fields, rather than by a walk of the whole body.
-        levels = MAX_JSON_DEPTH - 2
-        if isinstance(body, dict) and "events" in body:
-            body = body["events"]
-            levels -= 1
-        if not isinstance(body, list):
-            self.metrics.events_rejected += 1
-            raise ClientError(422, "the body must be a JSON array of events or {\"events\": [...]}")
-        if len(body) > MAX_EVENTS_PER_BATCH:
-            self.metrics.events_rejected += len(body)
-            raise ClientError(413, f"at most {MAX_EVENTS_PER_BATCH} events per batch")
-        events = []
-        try:
-            for i, raw in enumerate(body):
-                events.append(self._event(key, i, raw, levels))
-        except ClientError:
-            self.metrics.events_rejected += len(body)
-            raise
-        if not events:
-            return {"accepted": 0, "duplicates": 0, "status": "ok"}
-        result = await self.writer.submit(EventBatch(key.tenant_id, events, key.key_id))
-        self.metrics.events_ingested += result.accepted
-        self.metrics.events_duplicate += result.duplicates
-        return {"accepted": result.accepted, "duplicates": result.duplicates, "status": "ok"}
-
-    @staticmethod
-    def _event(key: KeyInfo, i: int, raw: Any, levels: int) -> dict[str, Any]:
-        """One event, validated by the wire contract's one validator (thoth.wire.parse_event)."""
-        return parse_event(i, raw, levels, key.tenant_id)
+    ingest = ingest_path.ingest
 
     # ---- audit ----------------------------------------------------------------------------
 
@@ -667,32 +339,6 @@ def _allowed(info: KeyInfo | None, roles: frozenset[str]) -> KeyInfo:
     if info.role not in roles:
         raise ClientError(403, f"a key with role '{info.role}' may not do this")
     return info
-
-
-def _ladder_block(result: Any, mode: str) -> bool:
-    """A BLOCK that only the session's earlier violations caused (the progressive ladder): what
-    the re-check of a held call gets, since the hold itself counted as the first violation."""
-    code = result.reason_code
-    if code == "repeated_violation":
-        return True
-    kinds = set(getattr(result, "violations", None) or ())
-    return mode == "progressive" and code in ("policy_scope_violation", "intent_violation") \
-        and bool(kinds) and kinds <= {"scope", "intent"}
-
-
-def resolution_problem(outcome: str, approval: dict[str, Any], resolver: str) -> tuple[int, str] | None:
-    """The (status, message) a refused resolution answers, or None when it was accepted."""
-    if outcome == "not_pending":
-        return 409, f"approval is already {approval['status']}"
-    if outcome == "self_approval":
-        return 403, f"{resolver} requested this call and cannot approve it"
-    if outcome == "already_reviewed":
-        return 409, f"{resolver} has already approved; this tool needs a second, different approver"
-    return None
-
-
-def public_approval(approval: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in approval.items() if not k.startswith("_")}
 
 
 __all__ = ["Core", "ClientError", "iso", "public_approval"]

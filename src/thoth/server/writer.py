@@ -69,7 +69,7 @@ MAX_BEHIND = 4 * _MAX_BATCH  # write-behind jobs queued before `record` waits fo
 # decision, and the next request waited for it; now ~10 share one. On PostgreSQL a transaction
 # is ~0.3 ms of psycopg work on the event loop, so decisions wait longer there: with 2 ms the
 # one-connection p50 was 0.29-0.40 ms, with 10 ms 0.16-0.17 ms (bench_enforce.py). Other
-# processes still see a decision well within the ~30 ms that `Core._history` waits for it.
+# processes still see a decision well within the ~30 ms that `enforce.session_history` waits for it.
 COMMIT_DELAY = 0.002
 PG_COMMIT_DELAY = 0.010
 # After another writer appended to a tenant's chain, this process reads the head before it
