@@ -19,7 +19,7 @@ import orjson
 from thoth.server import engine
 from thoth.server.db import StorageUnavailable
 from thoth.server.holds import fire
-from thoth.server.store import DecisionRecord, KeyInfo, new_id
+from thoth.server.store import ApprovalRow, DecisionRecord, KeyInfo, new_id
 from thoth.wire import WireError as ClientError
 from thoth.wire import decision_envelope, parse_enforce, server_fields
 
@@ -100,12 +100,15 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             timeout = float(getattr(result, "step_up_timeout_seconds", None) or core.settings.hold_timeout_seconds)
             envelope["hold_token"] = hold_token
             envelope["step_up_timeout_seconds"] = timeout
-            approval_row = (new_id("apr"), tenant_id, hold_token, violation_id, decision_id, tool_name,
-                            orjson.dumps(tool_args, default=str).decode(), digest or args_digest(tool_args), agent_id,
-                            session_id, result.reason, now, now + timeout, "pending", user_id, key.key_id,
-                            core.required_approvals(tenant_id, tool_name),
-                            getattr(result, "approval_uses", None) or APPROVAL_USES,
-                            getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
+            approval_row = ApprovalRow(
+                approval_id=new_id("apr"), tenant_id=tenant_id, hold_token=hold_token, violation_id=violation_id,
+                decision_id=decision_id, tool_name=tool_name, tool_args=orjson.dumps(tool_args, default=str).decode(),
+                args_digest=digest or args_digest(tool_args), agent_id=agent_id, session_id=session_id,
+                reason=result.reason, requested_at=now, expires_at=now + timeout, status="pending",
+                user_id=user_id, requested_by=key.key_id,
+                required_approvals=core.required_approvals(tenant_id, tool_name),
+                allowed_uses=getattr(result, "approval_uses", None) or APPROVAL_USES,
+                valid_seconds=getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
         latency = time.perf_counter() - started
         envelope["latency_ms"] = round(latency * 1000, 3)
         response = orjson.dumps(envelope, default=str)
@@ -140,7 +143,7 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
                 core.dedup.put((tenant_id, session_id, dedup_key), response)
         core.metrics.observe_decision(decision, time.perf_counter() - started)
         if approval_row is not None:
-            approval = await core.read(core.store.approval_by_token, tenant_id, approval_row[2])
+            approval = await core.read(core.store.approval_by_token, tenant_id, approval_row.hold_token)
             if approval is not None:
                 fire(core.hold_created_hooks, approval)
         return response

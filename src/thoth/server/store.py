@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,7 +79,7 @@ class DecisionRecord:
     risk_score: float
     decided_at: float
     dedup_key: str | None
-    approval: tuple[Any, ...] | None = None  # matches APPROVAL_COLUMNS
+    approval: ApprovalRow | None = None
 
 
 @dataclass
@@ -100,11 +100,39 @@ DECISION_COLUMNS = (
     "would_decision", "reason", "reason_code", "matched_rule_ids", "risk_score", "violation_id", "hold_token",
     "enforcement_mode", "environment", "dedup_key", "decided_at", "response",
 )
-APPROVAL_COLUMNS = (
-    "approval_id", "tenant_id", "hold_token", "violation_id", "decision_id", "tool_name", "tool_args",
-    "args_digest", "agent_id", "session_id", "reason", "requested_at", "expires_at", "status",
-    "user_id", "requested_by", "required_approvals", "allowed_uses", "valid_seconds",
-)
+
+
+@dataclass(slots=True)
+class ApprovalRow:
+    """The approval row a held call (STEP_UP) inserts, field by field; the fields' order is the
+    columns' order of its INSERT (APPROVAL_COLUMNS) and `values` is its one conversion to them."""
+
+    approval_id: str
+    tenant_id: str
+    hold_token: str
+    violation_id: str | None
+    decision_id: str
+    tool_name: str
+    tool_args: str  # JSON text
+    args_digest: str
+    agent_id: str
+    session_id: str
+    reason: str
+    requested_at: float
+    expires_at: float
+    status: str
+    user_id: str
+    requested_by: str
+    required_approvals: int
+    allowed_uses: int
+    valid_seconds: float
+
+    def values(self) -> tuple[Any, ...]:
+        """The row in APPROVAL_COLUMNS order, for the INSERT."""
+        return tuple(getattr(self, name) for name in APPROVAL_COLUMNS)
+
+
+APPROVAL_COLUMNS = tuple(f.name for f in fields(ApprovalRow))
 EVENT_COLUMNS = (
     "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
     "occurred_at", "ingested_at", "previous_hash", "hash", "body", "ingest_key_id",
@@ -689,7 +717,7 @@ class Store:
         plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
         if plain:
             await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row for i in plain])
-            approvals = [jobs[i].approval for i in plain if jobs[i].approval is not None]
+            approvals = [jobs[i].approval.values() for i in plain if jobs[i].approval is not None]
             if approvals:
                 await ops.executemany(_INSERT_APPROVAL, approvals)
             for i in plain:
@@ -727,7 +755,7 @@ class Store:
         out: dict[str, EventBatch] = {}
         for job, stored in zip(jobs, results, strict=True):
             if isinstance(job, DecisionRecord) and job.approval is not None and stored:
-                approval = dict(zip(APPROVAL_COLUMNS, job.approval, strict=True))
+                approval = dict(zip(APPROVAL_COLUMNS, job.approval.values(), strict=True))
                 out.setdefault(job.tenant_id, EventBatch(job.tenant_id, [])).events.append(rules.approval_event(
                     "APPROVAL_REQUESTED", approval, job.decided_at, expires_at=iso(approval["expires_at"]),
                     required_approvals=approval["required_approvals"], reason=approval["reason"]))
@@ -753,7 +781,7 @@ class Store:
         else:
             await ops.run(_INSERT_DECISION, rec.row)
         if rec.approval is not None:
-            await ops.run(_INSERT_APPROVAL, rec.approval)
+            await ops.run(_INSERT_APPROVAL, rec.approval.values())
         return True
 
     async def _write_events(self, ops: Any, ctx: WriteContext, tenant: str,
