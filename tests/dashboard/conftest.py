@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.server.conftest import pg_schema
+from tests.support.pg import pg_schema
+from tests.support.ports import free_port
+from tests.support.serve import SRC, stop_process
 
 from thoth.server.db import Database
 from thoth.server.store import Store
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-ROOT = Path(__file__).resolve().parents[2]
 TENANT = "default"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -97,11 +90,7 @@ def start(home: Path, extra_env: dict[str, str] | None = None, db_url: str | Non
 
 
 def stop(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    stop_process(server.proc)
     server.store.db.close()
 
 

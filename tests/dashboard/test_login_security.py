@@ -109,7 +109,7 @@ def test_wrong_passwords_lock_the_user_out_then_the_right_one_works(srv: Server)
 
 def test_server_processes_on_one_database_share_the_count(srv: Server, tmp_path: Path) -> None:
     """A second `thoth serve` on the same database: failures through either add up."""
-    from tests.server.conftest import start_server, stop_server
+    from tests.support.server import start_server, stop_server
 
     other = start_server(srv.db_url, tmp_path, ENV)
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.server.conftest import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
+from tests.support.fixtures import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
 
 from thoth.http import get_endpoint, release
 from thoth.instrumentor import build_tracer

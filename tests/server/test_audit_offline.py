@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.server import SRC, Server, tenant
+
 from thoth.audit.sign import Signer
 
-from .conftest import SRC, Server, tenant
 from .test_events import event
 
 SERVER_ONLY = ("starlette", "fastapi", "sqlalchemy", "alembic", "uvicorn", "msgspec", "orjson", "psycopg",

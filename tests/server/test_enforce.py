@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from .conftest import Server, tenant
+from tests.support.server import Server, tenant
 
 
 def call(tenant_id: str, tool: str = "search", mode: str = "block", session: str | None = None,

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.server import Server, pg_schema, start_server, stop_server, tenant
 
 from thoth.server import audit
 from thoth.server.core import MAX_JSON_DEPTH
 from thoth.server.db import Database
 
-from .conftest import Server, pg_schema, start_server, stop_server, tenant
 from .test_events import cli_verify, event
 from .test_holds import POLICY, mail
 

@@ -9,8 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-
-from .conftest import SRC, Server, tenant
+from tests.support.server import SRC, Server, tenant
 
 
 def event(t: str, session: str = "s1", **extra: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from .conftest import Server, tenant
+from tests.support.server import Server, tenant
 
 POLICY = """
 version: 1

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import httpx
+from tests.support.server import Server, start_server, stop_server, tenant
 
-from .conftest import Server, start_server, stop_server, tenant
 from .test_enforce import call
 from .test_events import event
 

@@ -7,10 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.support.server import PG_URL, start_server, stop_server
 
 from thoth.server.migrate import upgrade
-
-from .conftest import PG_URL, start_server, stop_server
 
 
 @pytest.mark.postgres

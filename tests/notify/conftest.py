@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver, closed_port
-from tests.server.conftest import Server, start_server, stop_server
+from tests.notify.stubs import SlackStub, SmtpSink, WebhookReceiver, closed_port
+from tests.support.server import Server, start_server, stop_server
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 HOOK_SECRET = "whsec-test-0123456789abcdef"

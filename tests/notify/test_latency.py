@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.approvals.conftest import Rig
-from tests.approvals.stubs import wait_for
+from tests.notify.conftest import Rig
+from tests.notify.stubs import wait_for
 
 from thoth.instrumentor import build_tracer
 
