@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.bodies import event
 from tests.support.server import SRC, Server, tenant
 
 from thoth.audit.sign import Signer
-
-from .test_events import event
 
 SERVER_ONLY = ("starlette", "fastapi", "sqlalchemy", "alembic", "uvicorn", "msgspec", "orjson", "psycopg",
                "jinja2", "yaml", "thoth.server")

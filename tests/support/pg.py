@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -39,3 +40,18 @@ def pg_schema(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def terminate_writer(pid: int) -> list[tuple[bool]]:
+    """Terminate the backend of the writer of server process `pid`, once it has connected (the
+    first write-behind commit opens it, shortly after the first answer)."""
+    import psycopg
+
+    deadline = time.monotonic() + 10
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        while True:
+            killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                   " WHERE application_name = %s", (f"thoth-writer-{pid}",)).fetchall()
+            if killed or time.monotonic() > deadline:
+                return killed
+            time.sleep(0.05)

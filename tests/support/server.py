@@ -3,7 +3,10 @@ httpx clients. Re-exports the names tests used to import from tests/server/conft
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +21,7 @@ from .ports import free_port
 from .serve import SRC, start_serve, stop_process
 
 __all__ = ["PG_URL", "SRC", "Server", "free_port", "pg_available", "pg_schema", "start_server", "start_servers",
-           "stop_server", "tenant"]
+           "stop_server", "tenant", "cli_verify", "scrape", "held"]
 
 
 class Server:
@@ -58,3 +61,26 @@ def stop_server(server: Server) -> None:
 
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def cli_verify(server: Server, t: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC, "THOTH_HOME": str(server.home)}
+    return subprocess.run([sys.executable, "-m", "thoth", "audit", "verify", "--tenant", t,
+                           "--database-url", server.db_url], env=env, capture_output=True, text=True, timeout=60)
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics").text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    for family in ("thoth_decisions_total", "thoth_enforce_latency_seconds", "thoth_events_ingested_total",
+                   "thoth_events_rejected_total", "thoth_holds_pending"):
+        assert re.search(rf"^# TYPE {family} (counter|histogram|gauge)$", text, re.M), family
+    return values
+
+
+def held(values: dict[str, float], t: str) -> float:
+    return values.get(f'thoth_tenant_holds_pending{{tenant_id="{t}"}}', 0.0)
