@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.dashboard.browser import browser, shot
-from tests.dashboard.conftest import Server, csrf_of, start, stop
+from tests.support.dashboard import Server, csrf_of, start, stop
 
 from thoth.server.dashboard import users
 from thoth.server.notify import tenant_channels
@@ -145,7 +145,7 @@ def test_an_admin_can_lift_a_lockout_from_the_shell(srv: Server) -> None:
     import subprocess
     import sys
 
-    from tests.dashboard.conftest import SRC
+    from tests.support.dashboard import SRC
 
     name = new_user(srv)
     b = Browserish(srv, address())
@@ -291,7 +291,7 @@ def test_bad_trusted_proxy_fails_the_start_with_a_message(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from tests.dashboard.conftest import SRC
+    from tests.support.dashboard import SRC
 
     env = {**os.environ, "THOTH_HOME": str(tmp_path), "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-m", "thoth", "serve", "--port", "0", "--trusted-proxy", "not-an-ip"],

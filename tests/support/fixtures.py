@@ -22,3 +22,14 @@ def backend(request: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'thoth.db'}"
     url: str = request.getfixturevalue("pg_schema_url")
     return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request: Any) -> Iterator[str | None]:
+    """A fresh database per test module (the first start creates and prints the first admin):
+    SQLite in the server's home, or a PostgreSQL schema of its own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_schema("thoth_dash") as url:
+        yield url
