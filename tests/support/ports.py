@@ -1,11 +1,8 @@
-"""A free loopback TCP port (the OS picks one; a server binds it right after)."""
+"""A free loopback TCP port. Defined in serve.py (which must stand alone when loaded by path);
+import it from here."""
 
 from __future__ import annotations
 
-import socket
+from .serve import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]

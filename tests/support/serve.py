@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = str(ROOT / "src")
 
 
-def free_port() -> int:  # the same as ports.free_port, repeated so this file stands alone when loaded by path
+def free_port() -> int:
+    """A port the OS just handed out on 127.0.0.1 (free until a server binds it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -55,16 +56,17 @@ def start_serve(db_url: str, home: Path, *, port: int | None = None, env: dict[s
                 drop_env: Sequence[str] = ("THOTH_DATABASE_URL",), workers: int | None = None,
                 args: Sequence[str] = (), stdout: int | IO[Any] | None = subprocess.PIPE,
                 stderr: int | IO[Any] | None = subprocess.PIPE, timeout: float = 30.0,
-                prefix: Sequence[str] = (), pythonpath: str = SRC,
+                prefix: Sequence[str] = (), pythonpath: str = SRC, python: str = sys.executable,
                 describe: Callable[[subprocess.Popen[Any]], str] = _output) -> Serve:
     """`python -m thoth serve` on `port` (or a free one) against `db_url`, THOTH_HOME=`home`;
-    `env` adds variables, `drop_env` removes inherited ones, `prefix` wraps the command (taskset).
+    `env` adds variables, `drop_env` removes inherited ones, `prefix` wraps the command (taskset),
+    `python` is the interpreter that runs the server.
     Returns once /healthz answers 200; raises RuntimeError (with `describe(proc)`) otherwise."""
     port = port or free_port()
     full_env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": pythonpath, **(env or {})}
     for name in drop_env:
         full_env.pop(name, None)
-    cmd = [*prefix, sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url]
+    cmd = [*prefix, python, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url]
     if workers:
         cmd += ["--workers", str(workers)]
     proc = subprocess.Popen([*cmd, *args], env=full_env, stdout=stdout, stderr=stderr)
