@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,12 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = str(ROOT / "src")
+# Benchmarks run as `python bench/x.py` from the repo root: bench/ is on sys.path, the root is not.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.serve import SRC, start_serve  # noqa: E402
 
 BARE_APP = """
 import uvicorn
@@ -32,12 +36,6 @@ async def app(scope, receive, send):
 uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pin(cmd: list[str], core: int) -> list[str]:
@@ -58,16 +56,18 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def start_thoth(db_url: str, home: str, src: str = SRC, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
     """`thoth serve` from the `src` tree (another checkout's src/ for an A/B run)."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": src, "THOTH_HOME": home, **env_extra}
     Path(home).mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(_pin([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url",
-                                  db_url], 0), env=env, stdout=subprocess.DEVNULL,
-                            # A file, not a pipe: a pipe nobody reads blocks the server once full.
-                            stderr=open(Path(home) / "server.log", "ab"))  # noqa: SIM115
-    url = f"http://127.0.0.1:{port}"
-    wait_up(url + "/healthz", proc)
-    return proc, url
+    # A file, not a pipe: a pipe nobody reads blocks the server once full.
+    log = open(Path(home) / "server.log", "ab")  # noqa: SIM115
+    try:
+        s = start_serve(db_url, Path(home), env=env_extra, drop_env=(), stdout=subprocess.DEVNULL, stderr=log,
+                        prefix=_pin([], 0), pythonpath=src, timeout=15,
+                        describe=lambda _: (Path(home) / "server.log").read_text(errors="replace")[-2000:])
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        log.close()
+    return s.proc, s.url
 
 
 def start_bare(script: str | None = None, *args: str) -> tuple[subprocess.Popen[bytes], str]:

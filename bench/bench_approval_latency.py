@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.approvals.conftest import HOOK_SECRET, SLACK_SECRET, Rig, notify_yaml  # noqa: E402
-from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver  # noqa: E402
-from tests.approvals.test_latency import _held_call_latency  # noqa: E402
-from tests.server.conftest import start_server, stop_server  # noqa: E402
+from tests.support.notify import HOOK_SECRET, SLACK_SECRET, Rig, notify_yaml  # noqa: E402
+from tests.support.notify import held_call_latency as _held_call_latency  # noqa: E402
+from tests.support.server import start_server, stop_server  # noqa: E402
+from tests.support.stubs import SlackStub, SmtpSink, WebhookReceiver  # noqa: E402
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import re
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -27,6 +26,9 @@ from pathlib import Path
 
 import httpx
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests/support
+from tests.support.ports import free_port  # noqa: E402
 
 TENANT = "bench"
 AGENTS = [f"agent-{i:02d}" for i in range(20)]
@@ -135,12 +137,6 @@ def seed(db_path: Path, n_events: int) -> dict[str, str]:
     create_user(db, "bench", "bench-password-1", "admin", TENANT)
     db.close()
     return {"violation": a_violation, "events": str(chain)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(home: Path, db_path: Path) -> tuple[subprocess.Popen[bytes], str]:

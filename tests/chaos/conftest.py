@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.server.conftest import pg_schema
+from tests.support.server import pg_schema
 
 from .harness import Cluster, Ledger, Stored, cluster_tools, five_xx
 

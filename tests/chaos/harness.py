@@ -1,7 +1,7 @@
 """The parts of the chaos suite: killable servers, a PostgreSQL cluster of the test's own, a TCP
 proxy that partitions, and the ledger that compares what clients were told with what was stored.
 
-Servers are the real `thoth serve` (tests/server/conftest.py's `Server`, `free_port`, `SRC`);
+Servers are the real `thoth serve` (tests/support: `Server`, `start_serve`);
 they log to a file instead of a pipe because a server that logs every failed write during an
 outage would fill a pipe nobody reads and stall, which is not the fault under test.
 """
@@ -24,38 +24,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from tests.server.conftest import SRC, Server, free_port
+from tests.support.serve import start_serve
+from tests.support.server import SRC, Server, free_port
 
 from thoth.server.db import Database
 
+DROP_ENV = ("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY")
 SLACK = 1.0  # seconds a deadline may be overrun on this shared 2-core machine (scheduling, GC)
 
 
 # Servers ---------------------------------------------------------------------------------------
 def launch(db_url: str, home: Path, port: int | None = None, timeout: float = 40.0) -> Server:
     """`thoth serve` on `port` (or a free one); returns once /healthz answers."""
-    port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC, "THOTH_HOLD_TIMEOUT_SECONDS": "30"}
-    for name in ("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY"):
-        env.pop(name, None)
     log = open(home / "server.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url],
-                            env=env, stdout=log, stderr=log)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"thoth serve exited ({proc.returncode}): {tail(home / 'server.log')}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, home, db_url, proc)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"thoth serve did not start in {timeout:.0f} s: {tail(home / 'server.log')}")
+    try:
+        s = start_serve(db_url, home, port=port, env={"THOTH_HOLD_TIMEOUT_SECONDS": "30"}, drop_env=DROP_ENV,
+                        stdout=log, stderr=log, timeout=timeout, describe=lambda _: tail(home / "server.log"))
+    finally:
+        log.close()
+    return Server(s.url, home, db_url, s.proc)
 
 
 def kill9(server: Server) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.server.conftest import PG_URL, Server, _pg_available
+from tests.support.server import PG_URL, Server, pg_available
 
 from thoth.http import get_endpoint, release
 
@@ -158,9 +158,9 @@ def test_postgres_stopped_and_started_under_load(cluster: Cluster, tmp_path: Pat
 @pytest.fixture
 def proxied_schema(tmp_path: Path) -> Iterator[tuple[ProxyProcess, str, str]]:
     """A schema of the shared PostgreSQL: (the proxy, the URL through it, the direct URL)."""
-    from tests.server.conftest import pg_schema
+    from tests.support.server import pg_schema
 
-    if not _pg_available():
+    if not pg_available():
         pytest.skip("PostgreSQL not reachable at " + PG_URL)
     proxy = ProxyProcess(5432)
     with pg_schema("thoth_chaos") as direct:

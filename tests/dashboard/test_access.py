@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from tests.dashboard.conftest import Server, csrf_of
+from tests.support.dashboard import Server, csrf_of
 
 PAGES = ["/", "/sessions", "/violations", "/approvals", "/policies", "/analytics", "/settings"]
 

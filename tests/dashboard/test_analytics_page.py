@@ -10,11 +10,10 @@ import time
 from typing import Any
 
 import httpx
+from tests.support.dashboard import TENANT, Agent, Server
 
 from thoth.server.analytics_state import stored_engine
 from thoth.server.db import Database
-
-from .conftest import TENANT, Agent, Server
 
 AGENT = "drifty-bot"
 

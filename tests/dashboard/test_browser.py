@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from tests.dashboard.browser import browser, log_in, shot
-from tests.dashboard.conftest import Agent, Server
+from tests.support.dashboard import Agent, Server
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.dashboard.browser import browser, shot
-from tests.dashboard.conftest import Server, csrf_of, start, stop
+from tests.support.dashboard import Server, csrf_of, start, stop
 
 from thoth.server.dashboard import users
 from thoth.server.notify import tenant_channels
@@ -109,7 +109,7 @@ def test_wrong_passwords_lock_the_user_out_then_the_right_one_works(srv: Server)
 
 def test_server_processes_on_one_database_share_the_count(srv: Server, tmp_path: Path) -> None:
     """A second `thoth serve` on the same database: failures through either add up."""
-    from tests.server.conftest import start_server, stop_server
+    from tests.support.server import start_server, stop_server
 
     other = start_server(srv.db_url, tmp_path, ENV)
     try:
@@ -145,7 +145,7 @@ def test_an_admin_can_lift_a_lockout_from_the_shell(srv: Server) -> None:
     import subprocess
     import sys
 
-    from tests.dashboard.conftest import SRC
+    from tests.support.dashboard import SRC
 
     name = new_user(srv)
     b = Browserish(srv, address())
@@ -291,7 +291,7 @@ def test_bad_trusted_proxy_fails_the_start_with_a_message(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from tests.dashboard.conftest import SRC
+    from tests.support.dashboard import SRC
 
     env = {**os.environ, "THOTH_HOME": str(tmp_path), "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-m", "thoth", "serve", "--port", "0", "--trusted-proxy", "not-an-ip"],

@@ -8,7 +8,7 @@ import time
 import uuid
 
 import httpx
-from tests.dashboard.conftest import Agent, Server, csrf_of
+from tests.support.dashboard import Agent, Server, csrf_of
 
 
 def test_a_session_appears_with_its_timeline(server: Server) -> None:

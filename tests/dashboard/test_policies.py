@@ -6,7 +6,7 @@ import html
 import re
 import time
 
-from tests.dashboard.conftest import Agent, Server, csrf_of
+from tests.support.dashboard import Agent, Server, csrf_of
 
 STRICT = """version: 1
 name: no-refunds

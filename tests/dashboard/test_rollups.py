@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 from tests.dashboard.browser import browser, shot
-from tests.dashboard.conftest import Server, start, stop
+from tests.support.dashboard import Server, start, stop
 
 from thoth.server.dashboard.rollups import HOUR, last_closed_hour
 from thoth.server.dashboard.users import create_user

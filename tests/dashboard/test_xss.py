@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.dashboard.browser import browser, log_in
-from tests.dashboard.conftest import Agent, Server, csrf_of
+from tests.support.dashboard import Agent, Server, csrf_of
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.serve import SRC, start_serve
 
 pytest.importorskip("thoth.server")
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 POLICY = "version: 1\nname: pushed\nrules:\n  - id: no-shell\n    when: {tool: run_shell}\n    action: block\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +23,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC}
     env.pop("THOTH_DATABASE_URL", None)
-    port = free_port()
     db = f"sqlite:///{home}/thoth.db"
-    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    started = start_serve(db, home, stdout=subprocess.DEVNULL)
+    url, proc = started.url, started.proc
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-                time.sleep(0.1)
         keys = {}
         for role in ("admin", "sdk"):
             out = subprocess.run([sys.executable, "-m", "thoth", "keys", "create", "--tenant", "acme", "--role", role,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.server.conftest import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
+from tests.support.fixtures import pg_schema_url  # noqa: F401  (a fixture: a PostgreSQL schema of our own)
 
-from thoth.http import get_endpoint, release
+from thoth.http import release
 from thoth.instrumentor import build_tracer
 from thoth.tracer import Tracer
 
@@ -77,12 +77,6 @@ def make_tracer(server: WireServer) -> Callable[..., Tracer]:
         return build_tracer(**options)
 
     return make
-
-
-def delivered(server: WireServer, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """Flush the SDK's queue for this server and return the server's stored events."""
-    assert get_endpoint(server.url, server.api_key).transport.flush(timeout), "events not delivered in time"
-    return dict(server.events)
 
 
 @pytest.fixture(params=["own", "proxy"])

@@ -1,20 +1,19 @@
 """The real `thoth serve` for SDK tests: a process on SQLite, tenants with keys, policy and approvals.
 
-Reuses the server suite's helpers (tests/server/conftest.py); adds a restart on the same port and
+Reuses tests/support (start_serve, Server); adds a restart on the same port and
 database, and a per-test tenant that talks to the control plane the way an operator would.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.server.conftest import SRC, Server, free_port, stop_server, tenant
+from tests.support.serve import start_serve
+from tests.support.server import Server, stop_server, tenant
 
 from thoth.instrumentor import build_tracer
 from thoth.tracer import Tracer
@@ -22,24 +21,9 @@ from thoth.tracer import Tracer
 
 def launch(db_url: str, home: Path, port: int | None = None) -> Server:
     """Start `thoth serve` (on `port`, or a free one; it migrates the database) and wait for /healthz."""
-    port = port or free_port()
-    env = {**os.environ, "THOTH_HOME": str(home), "PYTHONPATH": SRC, "THOTH_HOLD_TIMEOUT_SECONDS": "30"}
-    for name in ("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY"):
-        env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(port), "--database-url", db_url],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"thoth serve exited: {proc.communicate()[1].decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, home, db_url, proc)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("thoth serve did not start in 30 s")
+    s = start_serve(db_url, home, port=port, env={"THOTH_HOLD_TIMEOUT_SECONDS": "30"},
+                    drop_env=("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY"), stdout=subprocess.DEVNULL)
+    return Server(s.url, home, db_url, s.proc)
 
 
 def restart(server: Server, pause: float = 0.0) -> Server:

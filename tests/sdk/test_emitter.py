@@ -11,8 +11,7 @@ import pytest
 from thoth.emitter import EventTransport, HttpEmitter
 from thoth.http import Endpoint, get_endpoint
 
-from .conftest import delivered
-from .wire_server import WireServer
+from .wire_server import WireServer, delivered
 
 
 def test_events_arrive_in_batches_of_at_most_ten(server: WireServer, make_tracer: Any) -> None:

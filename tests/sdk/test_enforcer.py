@@ -9,8 +9,7 @@ import pytest
 
 from thoth import ThothPolicyViolation
 
-from .conftest import delivered
-from .wire_server import WireServer
+from .wire_server import WireServer, delivered
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])

@@ -16,8 +16,7 @@ import pytest
 from thoth import ThothPolicyViolation
 from thoth.http import stats
 
-from .conftest import delivered
-from .wire_server import WireServer
+from .wire_server import WireServer, delivered
 
 
 def by_type(events: dict[str, dict[str, Any]], event_type: str) -> list[dict[str, Any]]:

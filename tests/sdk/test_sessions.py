@@ -11,8 +11,7 @@ from typing import Any
 import thoth
 from thoth.session import get_current_session
 
-from .conftest import delivered
-from .wire_server import WireServer
+from .wire_server import WireServer, delivered
 
 
 def _agent_settings(server: WireServer, name: str) -> dict[str, Any]:

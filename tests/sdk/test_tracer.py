@@ -10,8 +10,7 @@ import pytest
 from thoth import ThothPolicyViolation
 from thoth.models import DecisionType
 
-from .conftest import delivered
-from .wire_server import WireServer
+from .wire_server import WireServer, delivered
 
 
 def read_file(path: str, encoding: str = "utf-8") -> str:

@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.ports import free_port
+
 Decision = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -125,7 +127,7 @@ class WireServer:
         self.tenant_id = tenant_id
         self.api_key = api_key
         self.keys = {api_key: tenant_id}
-        self.port = _free_port()
+        self.port = free_port()
         self.long_poll = True
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -280,7 +282,9 @@ class WireServer:
             return [e for e in self.events.values() if e["event_type"] == event_type]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def delivered(server: WireServer, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Flush the SDK's queue for this server and return the server's stored events."""
+    from thoth.http import get_endpoint
+
+    assert get_endpoint(server.url, server.api_key).transport.flush(timeout), "events not delivered in time"
+    return dict(server.events)

@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests.support.server import Server, pg_schema, start_servers, stop_server, tenant
 
 from thoth.server.db import sqlalchemy_url
-
-from .conftest import Server, pg_schema, start_servers, stop_server, tenant
 
 POLICY = """
 version: 1

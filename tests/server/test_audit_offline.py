@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from thoth.audit.sign import Signer
+from tests.support.bodies import event
+from tests.support.server import SRC, Server, tenant
 
-from .conftest import SRC, Server, tenant
-from .test_events import event
+from thoth.audit.sign import Signer
 
 SERVER_ONLY = ("starlette", "fastapi", "sqlalchemy", "alembic", "uvicorn", "msgspec", "orjson", "psycopg",
                "jinja2", "yaml", "thoth.server")

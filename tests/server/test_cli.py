@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import SRC, Server, free_port
+from tests.support.server import SRC, Server, free_port
 
 
 def thoth(*args: str, home: Path, db: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from .conftest import Server, tenant
-from .test_enforce import call
-from .test_events import event
+from tests.support.bodies import call, event
+from tests.support.server import Server, tenant
 
 
 @pytest.fixture(scope="module")

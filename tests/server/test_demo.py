@@ -10,10 +10,9 @@ import threading
 from pathlib import Path
 
 import httpx
+from tests.support.server import SRC, free_port
 
 from thoth.server.migrate import upgrade
-
-from .conftest import SRC, free_port
 
 
 def test_demo_seeds_policy_sessions_and_a_working_login(backend: str, tmp_path: Path) -> None:

@@ -7,14 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from .conftest import Server, tenant
-
-
-def call(tenant_id: str, tool: str = "search", mode: str = "block", session: str | None = None,
-         **extra: Any) -> dict[str, Any]:
-    return {"tenant_id": tenant_id, "agent_id": "agent-1", "tool_name": tool, "session_id": session or str(uuid.uuid4()),
-            "approved_scope": ["search", "read"], "enforcement_mode": mode, "session_tool_calls": [tool],
-            "tool_args": {"q": "x"}, **extra}
+from tests.support.bodies import call
+from tests.support.server import Server, tenant
 
 
 def test_allow_and_block_envelopes(server: Server) -> None:

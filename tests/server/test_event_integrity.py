@@ -9,14 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.bodies import MAIL_STEP_UP_POLICY as POLICY
+from tests.support.bodies import event, mail
+from tests.support.server import (
+    Server,
+    cli_verify,
+    pg_schema,
+    start_server,
+    stop_server,
+    tenant,
+)
 
 from thoth.server import audit
 from thoth.server.core import MAX_JSON_DEPTH
 from thoth.server.db import Database
-
-from .conftest import Server, pg_schema, start_server, stop_server, tenant
-from .test_events import cli_verify, event
-from .test_holds import POLICY, mail
 
 
 def nested(levels: int) -> Any:

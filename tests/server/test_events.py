@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from typing import Any
 
 import pytest
-
-from .conftest import SRC, Server, tenant
-
-
-def event(t: str, session: str = "s1", **extra: Any) -> dict[str, Any]:
-    return {"event_id": f"{t}:{uuid.uuid4()}", "tenant_id": t, "agent_id": "a1", "session_id": session,
-            "user_id": "u", "source_type": "agent_tool_call", "event_type": "TOOL_CALL_PRE", "tool_name": "search",
-            "content": "search(q)", "metadata": {"tool_call": {"name": "search", "arguments": {"q": 1}}},
-            "occurred_at": "2026-11-26T08:00:00Z", "chain_index": None, "hash": "", "previous_hash": "",
-            "signature": "", **extra}
-
-
-def cli_verify(server: Server, t: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": SRC, "THOTH_HOME": str(server.home)}
-    return subprocess.run([sys.executable, "-m", "thoth", "audit", "verify", "--tenant", t,
-                           "--database-url", server.db_url], env=env, capture_output=True, text=True, timeout=60)
+from tests.support.bodies import event
+from tests.support.server import Server, cli_verify, tenant
 
 
 def test_both_shapes_camel_case_and_idempotency(server: Server) -> None:

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-
-from .conftest import Server, tenant
-from .test_enforce import call
+from tests.support.bodies import call
+from tests.support.server import Server, tenant
 
 schemathesis = pytest.importorskip("schemathesis")
 EXAMPLES = 25

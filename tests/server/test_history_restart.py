@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.server import Server, start_server, stop_server
 
 from thoth.server.migrate import upgrade
-
-from .conftest import Server, start_server, stop_server
 
 
 class Session:

@@ -6,27 +6,9 @@ import time
 import uuid
 from typing import Any
 
-from .conftest import Server, tenant
-
-POLICY = """
-version: 1
-tools:
-  send_email: {tier: medium, classification: external}
-  search: {tier: low, classification: read}
-rules:
-  - id: ext-mail
-    description: external mail needs a human
-    when: {tool: send_email}
-    action: step_up
-    timeout_seconds: 120
-    reason: external mail needs a human
-"""
-
-
-def mail(t: str, session: str, to: str = "bob@example.org", **extra: Any) -> dict[str, Any]:
-    return {"tenant_id": t, "agent_id": "mailer", "session_id": session, "tool_name": "send_email",
-            "tool_args": {"to": to, "body": "hi"}, "approved_scope": ["send_email", "search"],
-            "enforcement_mode": "progressive", **extra}
+from tests.support.bodies import MAIL_STEP_UP_POLICY as POLICY
+from tests.support.bodies import mail
+from tests.support.server import Server, tenant
 
 
 def pending(admin: Any) -> list[dict[str, Any]]:

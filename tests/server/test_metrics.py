@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
-
-from .conftest import Server, start_server, stop_server, tenant
-from .test_enforce import call
-from .test_events import event
-
-
-def scrape(url: str) -> dict[str, float]:
-    text = httpx.get(url + "/metrics").text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    for family in ("thoth_decisions_total", "thoth_enforce_latency_seconds", "thoth_events_ingested_total",
-                   "thoth_events_rejected_total", "thoth_holds_pending"):
-        assert re.search(rf"^# TYPE {family} (counter|histogram|gauge)$", text, re.M), family
-    return values
-
-
-def held(values: dict[str, float], t: str) -> float:
-    return values.get(f'thoth_tenant_holds_pending{{tenant_id="{t}"}}', 0.0)
+from tests.support.bodies import call, event
+from tests.support.server import Server, held, scrape, start_server, stop_server, tenant
 
 
 def test_metrics_count_decisions_latency_events_and_holds(server: Server) -> None:

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.server import start_server, stop_server
 
 from thoth.server.migrate import upgrade
-
-from .conftest import start_server, stop_server
 
 
 @pytest.mark.postgres

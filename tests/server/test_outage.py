@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.server import PG_URL, SRC, Server, free_port, pg_schema, start_server, stop_server
 
 from thoth.server.migrate import upgrade
 
-from .conftest import PG_URL, SRC, Server, free_port, pg_schema, start_server, stop_server
 from .tcp_proxy import TcpProxy
 
 DB_TIMEOUT = 2.0  # THOTH_DB_TIMEOUT_SECONDS for these servers: the watchdog cuts at 3 s

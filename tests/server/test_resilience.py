@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from tests.support.pg import terminate_writer
+from tests.support.server import start_server, stop_server
 
 from thoth.server.migrate import upgrade
-
-from .conftest import PG_URL, start_server, stop_server
 
 
 @pytest.mark.postgres
@@ -34,18 +33,3 @@ def test_writer_reconnects_after_its_backend_is_terminated(pg_schema_url: str, t
             assert len(v.get("/v1/sessions/s1").json()["decisions"]) == 4
     finally:
         stop_server(srv)
-
-
-def terminate_writer(pid: int) -> list[tuple[bool]]:
-    """Terminate the backend of the writer of server process `pid`, once it has connected (the
-    first write-behind commit opens it, shortly after the first answer)."""
-    import psycopg
-
-    deadline = time.monotonic() + 10
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        while True:
-            killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                                   " WHERE application_name = %s", (f"thoth-writer-{pid}",)).fetchall()
-            if killed or time.monotonic() > deadline:
-                return killed
-            time.sleep(0.05)

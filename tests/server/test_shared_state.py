@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.server import held as metrics_held
+from tests.support.server import scrape, start_server, start_servers, stop_server
 
 from thoth.server.migrate import upgrade
-
-from .conftest import start_server, start_servers, stop_server
-from .test_metrics import held as metrics_held
-from .test_metrics import scrape
 
 POLICY = """
 version: 1

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from .conftest import SRC, Server, tenant
+from tests.support.server import SRC, Server, tenant
 
 DRAFT = """
 version: 1

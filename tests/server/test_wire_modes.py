@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.support.server import Server, tenant
 
 from thoth.components import make_components
 from thoth.enforcer_client import EnforcerClient
 from thoth.models import DecisionType, ThothConfig
 from thoth.policy.local import LocalEnforcer
 from thoth.wire import WireError
-
-from .conftest import Server, tenant
 
 CALL = {"agent_id": "bot", "tool_name": "search", "session_id": "wire", "approved_scope": ["search"]}
 WRONG: list[dict[str, Any]] = [

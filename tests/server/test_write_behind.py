@@ -9,14 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.pg import terminate_writer
+from tests.support.server import Server, start_server, stop_server
 
 from thoth.server.db import Database
 from thoth.server.journal import Journal
 from thoth.server.migrate import upgrade
 from thoth.server.store import DecisionRecord, Store
-
-from .conftest import Server, start_server, stop_server
-from .test_resilience import terminate_writer
 
 
 def _body(tenant: str, session: str, i: int) -> dict[str, object]:

@@ -1,21 +1,23 @@
-"""One real `thoth serve` (SQLite) wired to a Slack stub, a webhook receiver and an SMTP sink."""
+"""The notify rig: a real `thoth serve` wired to a Slack stub, a webhook receiver and an SMTP sink
+(the fixtures that build it are in tests/notify/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import pytest
-from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver, closed_port
-from tests.server.conftest import Server, start_server, stop_server
+
+from thoth.instrumentor import build_tracer
+
+from .server import Server
+from .stubs import SlackStub, SmtpSink, WebhookReceiver, closed_port, wait_for
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 HOOK_SECRET = "whsec-test-0123456789abcdef"
@@ -121,24 +123,35 @@ def slack_headers(body: bytes, ts: int | None = None, secret: str = SLACK_SECRET
             "x-slack-signature": sig}
 
 
-@pytest.fixture(scope="session")
-def rig_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, SlackStub, WebhookReceiver,
-                                                                           SmtpSink]]:
-    slack = SlackStub(fail_channels=("C_FAIL",))
-    hook = WebhookReceiver(HOOK_SECRET, fail_first=2)
-    smtp = SmtpSink()
-    home = Path(tmp_path_factory.mktemp("approvals-home"))
-    (home / "notify.yaml").write_text(notify_yaml(slack, hook, smtp))
-    env = {"TEST_SLACK_BOT_TOKEN": "xoxb-test-token", "TEST_SLACK_SIGNING_SECRET": SLACK_SECRET,
-           "TEST_HOOK_SECRET": HOOK_SECRET, "THOTH_HOLD_TIMEOUT_SECONDS": "60"}
-    server = start_server(f"sqlite:///{home / 'thoth.db'}", home, env)
-    yield server, slack, hook, smtp
-    stop_server(server)
-    slack.close()
-    hook.close()
-    smtp.close()
+def held_call_latency(rig: Rig, resolve: Any) -> float:
+    """Seconds from `resolve(approval_id)` (an approver's click) to the held tool running in a real
+    SDK agent (bench/bench_approval_latency.py repeats it)."""
+    agent = f"agent-lat-{uuid.uuid4().hex[:6]}"
+    tracer = build_tracer(agent_id=agent, approved_scope=["search"], tenant_id=rig.tenant, user_id="dana",
+                          enforcement="step_up", api_key=rig.sdk_key, api_url=rig.server.url,
+                          step_up_poll_interval_seconds=30, step_up_timeout_minutes=1)
+    ran: dict[str, Any] = {}
 
+    def tool(repo: str) -> str:
+        ran["at"] = time.perf_counter()
+        return f"deleted {repo}"
 
-@pytest.fixture
-def rig(rig_parts: tuple[Server, SlackStub, WebhookReceiver, SmtpSink]) -> Rig:
-    return Rig(*rig_parts)
+    def agent_thread() -> None:
+        try:
+            ran["result"] = tracer.run("delete_repo", tool, (), {"repo": "acme/prod"})
+        except Exception as exc:  # surfaced by the assertions below
+            ran["error"] = exc
+
+    worker = threading.Thread(target=agent_thread)
+    worker.start()
+    post = wait_for(lambda: next((c for c in rig.slack.posted("chat.postMessage")
+                                  if agent in json.dumps(c["body"]["blocks"])), None))
+    approval_id = next(b for b in post["body"]["blocks"] if b["type"] == "actions")["elements"][0]["value"]
+    time.sleep(0.3)  # the SDK is now inside its long-poll
+    clicked = time.perf_counter()
+    resolve(approval_id)
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the tool did not run: the long-poll did not wake on the approval"
+    assert "error" not in ran, ran.get("error")
+    assert ran["result"] == "deleted acme/prod"
+    return float(ran["at"] - clicked)

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from tests.server.conftest import backend, pg_schema_url  # noqa: F401  (fixtures)
+from tests.support.fixtures import backend, pg_schema_url  # noqa: F401  (fixtures)
 
 from thoth.server.audit import Signer
 from thoth.server.db import Database

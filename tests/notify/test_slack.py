@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from tests.approvals.conftest import Rig, slack_headers, slack_payload
-from tests.approvals.stubs import wait_for
+from tests.support.notify import Rig, slack_headers, slack_payload
+from tests.support.stubs import wait_for
 
 
 def _message_for(rig: Rig, approval_id: str) -> dict[str, Any]:

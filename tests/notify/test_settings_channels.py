@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.approvals.conftest import slack_headers, slack_payload
-from tests.approvals.stubs import SlackStub, SmtpSink, WebhookReceiver, wait_for
-from tests.dashboard.conftest import Server, csrf_of, database_url, start, stop
+from tests.support.dashboard import Server, csrf_of, start, stop
+from tests.support.fixtures import database_url  # noqa: F401  (a fixture)
+from tests.support.notify import slack_headers, slack_payload
+from tests.support.stubs import SlackStub, SmtpSink, WebhookReceiver, wait_for
 
 HOOK_SECRET = "settings-hook-secret-0123456789"
 FILE_SECRET = "file-hook-secret-0123456789abcd"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import socketserver
 import threading
 import time
@@ -18,6 +17,8 @@ from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+from .ports import free_port
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
@@ -187,6 +188,5 @@ class SmtpSink:
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on (free_port: bound, then released)."""
+    return free_port()

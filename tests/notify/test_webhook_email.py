@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from tests.approvals.conftest import Rig
-from tests.approvals.stubs import wait_for
+from tests.support.notify import Rig
+from tests.support.stubs import wait_for
 
 
 def _delivered(rig: Rig, approval_id: str, event: str) -> dict[str, Any]:

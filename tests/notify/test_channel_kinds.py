@@ -87,7 +87,7 @@ def _package(root: Path, modules: dict[str, str]) -> tuple[list[str], str]:
 
 PAGER_MODULE = """
 from thoth.server.notify.channels.base import ChannelKind
-from tests.approvals.test_channel_kinds import Pager
+from tests.notify.test_channel_kinds import Pager
 class Beeper(Pager):
     name = "beeper"
     order = 0
@@ -98,13 +98,13 @@ KIND = Beeper()
 def test_discover_registers_every_module_of_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     path, name = _package(tmp_path, {"beeper": PAGER_MODULE, "base": "", "_helpers": "",
-                                     "pager": "from tests.approvals.test_channel_kinds import Pager\nKIND = Pager()\n"})
+                                     "pager": "from tests.notify.test_channel_kinds import Pager\nKIND = Pager()\n"})
     found = discover(path, name)
     assert list(found) == ["beeper", "pager"]  # by `order`, then name; base and _helpers are not kinds
     path, name = _package(tmp_path, {"forgot": "X = 1\n"})
     with pytest.raises(TypeError, match="must define KIND"):
         discover(path, name)
-    twice = "from tests.approvals.test_channel_kinds import Pager\nKIND = Pager()\n"
+    twice = "from tests.notify.test_channel_kinds import Pager\nKIND = Pager()\n"
     path, name = _package(tmp_path, {"one": twice, "two": twice})
     with pytest.raises(TypeError, match="'pager' is defined twice"):
         discover(path, name)
