@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -28,12 +30,18 @@ class Signer:
             pem = Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            try:  # O_EXCL: when several processes start together, the first key wins
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written whole to a file of its own, then linked into place: link() never replaces, so
+            # when several processes start together the first key wins, and no process can read a
+            # key file that another is still writing (an O_EXCL create was visible while empty).
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(pem)
-            except FileExistsError:
-                pass
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
