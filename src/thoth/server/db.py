@@ -398,9 +398,9 @@ class Database:
             if path not in ("", ":memory:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             lite = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            lite.execute("PRAGMA journal_mode=WAL")
-            lite.execute("PRAGMA synchronous=NORMAL")
             lite.execute("PRAGMA busy_timeout=30000")
+            _wal(lite)
+            lite.execute("PRAGMA synchronous=NORMAL")
             if not self._autocheckpoint:
                 lite.execute("PRAGMA wal_autocheckpoint=0")
             return Connection(lite, False)
@@ -512,3 +512,19 @@ def redact(url: str) -> str:
             cred = cred.split(":", 1)[0] + ":***"
         return f"{scheme}://{cred}@{host}"
     return url
+
+
+def _wal(lite: sqlite3.Connection) -> None:
+    """WAL mode, once per database file (it persists). Switching needs the file to itself and
+    SQLite answers "database is locked" at once, without waiting, when another connection of a
+    starting server is open: ask first, and retry the switch briefly."""
+    if str(lite.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            lite.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == 99:
+                raise
+            time.sleep(0.05)
