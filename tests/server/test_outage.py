@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.bodies import MAIL_STEP_UP_POLICY
 from tests.support.server import PG_URL, SRC, Server, free_port, pg_schema, start_server, stop_server
 
 from thoth.server.migrate import upgrade
@@ -37,19 +38,7 @@ from .tcp_proxy import TcpProxy
 
 DB_TIMEOUT = 2.0  # THOTH_DB_TIMEOUT_SECONDS for these servers: the watchdog cuts at 3 s
 FAULT_SECONDS = 6.0
-POLICY = """
-version: 1
-tools:
-  send_email: {tier: medium, classification: external}
-  search: {tier: low, classification: read}
-rules:
-  - id: ext-mail
-    description: external mail needs a human
-    when: {tool: send_email}
-    action: step_up
-    timeout_seconds: 120
-    reason: external mail needs a human
-"""
+POLICY = MAIL_STEP_UP_POLICY  # a held send_email (the shared test policy)
 
 
 @dataclass
