@@ -47,6 +47,11 @@ ENFORCE_FIELDS: dict[str, str] = {
     "enforcement_trace_id": ANY, "action_attestation_id": ANY, "tool_call_id": ANY, "call_id": ANY,
     "hold_token": ANY, "identity_binding": ANY, "purpose": ANY, "data_classification": ANY,
     "task_context": ANY, "metadata": ANY, "auth_context": ANY, "delegation_context": ANY,
+    # Our SDK's task and argument provenance (docs/wire.md, "The task and argument provenance").
+    # Absent (published clients): every argument's provenance is "unknown".
+    "task": OBJECT, "arg_sources": OBJECT,
+    # The MCP server a tool belongs to (docs/wire.md, "MCP tools"); absent for local tools.
+    "mcp_server": STR,
 }
 ENFORCE_REQUIRED = ("tool_name", "agent_id")
 # An explicit id of the call, first found wins: a repeated check of the same call is answered
@@ -136,6 +141,7 @@ def _is_str_list(value: Any) -> bool:
 # The type-checked request fields, in the order they are checked.
 _ENFORCE_STRS = tuple(name for name, kind in ENFORCE_FIELDS.items() if kind == STR)
 _ENFORCE_STR_LISTS = tuple(name for name, kind in ENFORCE_FIELDS.items() if kind == STR_LIST)
+_ENFORCE_OBJECTS = tuple(name for name, kind in ENFORCE_FIELDS.items() if kind == OBJECT)
 
 
 @dataclass(slots=True)
@@ -173,6 +179,10 @@ def parse_enforce(body: Any) -> EnforceRequest:
         value = get(name)
         if value is not None and not _is_str_list(value):
             raise WireError(422, f"'{name}' must be a list of strings")
+    for name in _ENFORCE_OBJECTS:
+        value = get(name)
+        if value is not None and type(value) is not dict:
+            raise WireError(422, f"'{name}' must be an object")
     for name in ENFORCE_REQUIRED:
         value = get(name)
         if value is None:

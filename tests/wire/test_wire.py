@@ -62,6 +62,9 @@ def test_camel_case_is_the_same_request() -> None:
     ({**CALL, "userId": ["u"]}, "'user_id' must be a string"),
     ({**CALL, "approved_scope": "search"}, "'approved_scope' must be a list of strings"),
     ({**CALL, "session_tool_calls": ["a", 1]}, "'session_tool_calls' must be a list of strings"),
+    ({**CALL, "arg_sources": ["task"]}, "'arg_sources' must be an object"),
+    ({**CALL, "task": "send the report"}, "'task' must be an object"),
+    ({**CALL, "mcp_server": 3}, "'mcp_server' must be a string"),
     ({**CALL, "session_intent": {"x": 1}}, "'session_intent' must be a string"),
     ({**CALL, "tool_args": "rm -rf"}, "'tool_args' must be an object"),
 ])
