@@ -24,6 +24,7 @@ from thoth.policy.conditions import (
     Compiler,
     arg_path,
     build_function,
+    get_arg,
     normalize_args,
     tool_constraint,
 )
@@ -32,7 +33,9 @@ from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
 from thoth.policy.markers import MarkerTable
-from thoth.policy.values import name_matcher
+from thoth.policy.provenance import OUTPUT_LABELS, Provenance, plan_state, provenance_of
+from thoth.policy.task_plan import plan_verdict
+from thoth.policy.values import MISSING, name_matcher
 
 ALLOW, BLOCK, STEP_UP, MODIFY, DEFER = (DecisionType.ALLOW, DecisionType.BLOCK, DecisionType.STEP_UP,
                                         DecisionType.MODIFY, DecisionType.DEFER)
@@ -43,6 +46,8 @@ TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "ag
              "progressive", "rules", "cedar", "rego")
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
+MAX_SUMMARY_PARTS = 20  # argument values listed in a decision's provenance summary
+MAX_TASK_TEXT = 4000
 _SOFT = frozenset({"flag", "allow", "modify"})
 _UNKNOWN: Any = object()
 
@@ -69,6 +74,8 @@ class Rule:
     # How long an approval of this rule's step-up stays usable, and for how many calls.
     approval_valid: float | None = None
     approval_uses: int | None = None
+    # What this rule's provenance and task conditions name, for its reason (cond_provenance).
+    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -93,6 +100,7 @@ class _Proposal:
     timeout: float | None = None
     approval_valid: float | None = None
     approval_uses: int | None = None
+    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -124,6 +132,9 @@ class CompiledPolicy:
     cedar: Any = None
     approval_valid: float | None = None  # defaults.approval_valid_seconds
     approval_uses: int | None = None  # defaults.approval_uses
+    # The tools whose output the catalogue labels trusted (the same object the conditions use,
+    # so that a call's cached provenance serves both).
+    trusted: frozenset[str] = frozenset()
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
     _tier_proposals: dict[str, Any] = field(default_factory=dict)
@@ -394,8 +405,67 @@ class CompiledPolicy:
         if best.decision is STEP_UP:
             valid = best.approval_valid if best.approval_valid is not None else valid
             uses = best.approval_uses if best.approval_uses is not None else uses
+        provenance = None
+        sent = call.arg_sources is not None or call.task is not None  # only our SDK sends these
+        if (sent or best.explain) and would in VIOLATION_DECISIONS:
+            # A held or blocked call says where its data came from (docs/policy.md, "Explanations").
+            prov = provenance_of(call, self.trusted, normalize_args(call.tool_args))
+            if best.explain:
+                why = self._explain(call, prov, best.explain)
+                if why:
+                    reason = f"{reason}: {why}"
+            if sent:
+                provenance = self._summary(call, prov)
         return PolicyDecision(decision, would, reason, code, matched, references, modified, flags, call.risk_score,
-                              violations, errors, timeout, defer_timeout, self.version, trace or [], valid, uses)
+                              violations, errors, timeout, defer_timeout, self.version, trace or [], valid, uses,
+                              provenance)
+
+    def _explain(self, call: CallContext, prov: Provenance | None,
+                 items: tuple[tuple[str | None, frozenset[str] | None], ...]) -> str:
+        """What the rule's provenance/task conditions saw, in words (at most 3 values)."""
+        said: list[str] = []
+        for name, states in items:
+            if name == "plan":
+                verdict, why = plan_verdict(call.task, call.tool_name, prov.args if prov else
+                                            normalize_args(call.tool_args), prov)
+                if why and why not in said:
+                    said.append(why)
+                continue
+            if prov is None:
+                what = f"argument {name}'s" if name else "the arguments'"
+                said.append(f"{what} provenance is unknown (the client sent none)")
+                continue
+            if name is None:
+                parts = prov.all_parts()
+            else:
+                value = get_arg(prov.args, arg_path(name))
+                parts = [] if value is MISSING else prov.parts(arg_path(name), value)
+            for part in parts:
+                if states is None or part.state in states:
+                    text = part.sentence(self.trusted)
+                    if text not in said:
+                        said.append(text)
+        return "; ".join(said[:3]) + ("; ..." if len(said) > 3 else "")
+
+    def _summary(self, call: CallContext, prov: Provenance | None) -> dict[str, Any]:
+        """The structured `provenance` of a held or blocked call's envelope (docs/wire.md)."""
+        out: dict[str, Any] = {"args": None if prov is None else
+                               [p.summary() for p in prov.all_parts()[:MAX_SUMMARY_PARTS]]}
+        task = call.task if type(call.task) is dict else None
+        out["plan_state"] = plan_state(call.task)
+        if task is not None:
+            out["task_id"] = task.get("id") if type(task.get("id")) is str else None
+            plan = task.get("plan")
+            out["plan"] = plan if type(plan) is dict else None
+            verdict, why = plan_verdict(task, call.tool_name, prov.args if prov else
+                                        normalize_args(call.tool_args), prov)
+            out["in_plan"] = verdict
+            if why:
+                out["plan_reason"] = why
+            text = task.get("text")
+            if type(text) is str:  # only when the agent's owner opted in to sending it
+                out["task_text"] = text[:MAX_TASK_TEXT]
+        return out
 
 
 def apply_modifications(args: dict[str, Any], rules: list[Rule]) -> dict[str, Any]:
@@ -541,7 +611,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
     catalogue: dict[str, dict[str, str]] = {}
     for tool, meta in check.mapping(doc.get("tools"), ("tools",)).items():
         path = ("tools", str(tool))
-        meta = check.mapping(meta, path, ("tier", "classification", "description"))
+        meta = check.mapping(meta, path, ("tier", "classification", "output", "description"))
         tier = meta.get("tier", "medium")
         if tier not in TIERS:
             check.err((*path, "tier"), f"tier must be one of {', '.join(TIERS)}")
@@ -550,7 +620,12 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         if classification not in CLASSIFICATIONS:
             check.err((*path, "classification"), f"classification must be one of {', '.join(CLASSIFICATIONS)}")
             continue
-        catalogue[str(tool)] = {"tier": tier, "classification": classification}
+        output = meta.get("output", "untrusted")
+        if output not in OUTPUT_LABELS:
+            check.err((*path, "output"), f"output must be one of {', '.join(OUTPUT_LABELS)} (whether the tool's "
+                                         f"output is trusted data); got {output!r}")
+            continue
+        catalogue[str(tool)] = {"tier": tier, "classification": classification, "output": output}
 
     agents_exact: dict[str, Any] = {}
     agents_glob: list[tuple[Any, Any]] = []
@@ -623,7 +698,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
         ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar, approval_valid=approval_valid,
-        approval_uses=approval_uses,
+        approval_uses=approval_uses, trusted=compiler.trusted,
     )
 
 
@@ -655,7 +730,9 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     if "when" not in spec:
         check.err(path, "every rule needs a condition (when: ...)")
         return None
+    compiler.explain = []
     cond = compiler.code(spec["when"], (*path, "when"))
+    explain, compiler.explain = tuple(compiler.explain), None
     description = spec.get("description", "")
     reason = spec.get("reason", description or f"rule {rule_id}")
     for key in ("description", "reason", "code"):
@@ -686,7 +763,7 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
                 reason=str(reason), references=tuple(references), code=str(spec.get("code", f"rule_{action}")),
                 hard=bool(spec.get("hard", False)), modify=modify, timeout=timeout,
                 constraint=tool_constraint(spec["when"]), rule_id=rule_id, approval_valid=approval_valid,
-                approval_uses=approval_uses)
+                approval_uses=approval_uses, explain=explain)
 
 
 MAX_APPROVAL_USES = 1000

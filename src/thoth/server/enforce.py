@@ -72,6 +72,7 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
             risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
+            task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
         )
         result = policy.evaluate(call, history)
         decision = str(result.decision).upper()
@@ -117,8 +118,9 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
                envelope["decision_reason_code"],
                orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
                envelope["hold_token"], mode, environment, dedup_key, now,
-               # The answer is kept only to replay it to a repeated check of the same call.
-               response.decode() if dedup_key is not None else "")
+               # The answer is kept to replay it to a repeated check of the same call, and for the
+               # dashboard when it explains where a held or blocked call's data came from.
+               response.decode() if dedup_key is not None or "provenance" in envelope else "")
         history.record(tool_name, tool_args, now, decision)
         known[0] += 1
         record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
