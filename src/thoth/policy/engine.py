@@ -35,6 +35,7 @@ from thoth.policy.loader import Marks, Path, load_document
 from thoth.policy.markers import MarkerTable
 from thoth.policy.provenance import OUTPUT_LABELS, Provenance, plan_state, provenance_of
 from thoth.policy.task_plan import plan_verdict
+from thoth.policy.tasks import compile_tasks, task_export
 from thoth.policy.values import MISSING, name_matcher
 
 ALLOW, BLOCK, STEP_UP, MODIFY, DEFER = (DecisionType.ALLOW, DecisionType.BLOCK, DecisionType.STEP_UP,
@@ -43,7 +44,7 @@ ACTIONS: dict[str, DecisionType] = {"allow": ALLOW, "flag": ALLOW, "block": BLOC
                                     "modify": MODIFY, "defer": DEFER}
 VIOLATION_ACTIONS = ("allow", "step_up", "block", "defer")
 TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "agents", "intents",
-             "progressive", "rules", "cedar", "rego")
+             "progressive", "rules", "cedar", "rego", "tasks")
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
 MAX_SUMMARY_PARTS = 20  # argument values listed in a decision's provenance summary
@@ -135,6 +136,8 @@ class CompiledPolicy:
     # The tools whose output the catalogue labels trusted (the same object the conditions use,
     # so that a call's cached provenance serves both).
     trusted: frozenset[str] = frozenset()
+    # The `tasks:` section, validated (thoth.policy.tasks): the SDK plans with it, never the engine.
+    tasks: list[dict[str, Any]] = field(default_factory=list)
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
     _tier_proposals: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +177,10 @@ class CompiledPolicy:
         self._generic = function_for([r for r in self.rules if r.constraint is None])
         self._by_tool = {t: function_for([r for r in self.rules if r.constraint is None or t in r.constraint])
                          for t in tools}
+
+    def task_export(self) -> dict[str, Any]:
+        """What the SDK plans a task with (GET /v1/tasks; thoth.plan in-process)."""
+        return task_export(self.document, self.catalogue, self.tasks, self.version)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -682,6 +689,8 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
             rules.append(rule)
     issues.extend(compiler.issues)
 
+    tasks = compile_tasks(doc.get("tasks"), check) if "tasks" in doc else []
+
     cedar = None
     if "cedar" in doc:
         from thoth.policy.cedar_source import CedarSource
@@ -698,7 +707,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
         ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar, approval_valid=approval_valid,
-        approval_uses=approval_uses, trusted=compiler.trusted,
+        approval_uses=approval_uses, trusted=compiler.trusted, tasks=tasks,
     )
 
 
