@@ -125,3 +125,20 @@ def test_in_process_mode_gives_the_same_answers() -> None:
 
     check_answers(ask("x@evil.example", INJECTED, "l1"), ask("bob@corp.example", REQUESTED, "l2"),
                   ask("ann@corp.example", OFF_PLAN, "l3"))
+
+
+def test_server_answer_carries_the_provenance_reasons(server: Server) -> None:
+    t = tenant()
+    sid = f"s-{uuid.uuid4().hex[:6]}"
+    with server.client(server.key(t)) as c:
+        body = {"tenant_id": t, "agent_id": "mailer", "session_id": sid, "tool_name": "send_email",
+                "tool_args": {"to": "eve@evil.example", "body": "hi"}, "enforcement_mode": "observe",
+                "arg_sources": {"to": ["tool:read_inbox#1"], "body": []},
+                "task": {"id": "t", "plan": {"tools": ["read_inbox"], "source": "intent"}}}
+        got = c.post("/v1/enforce", json=body).json()
+        signals_text = " | ".join(got["model_signals"])
+        assert "appeared only in the output of read_inbox (call 1), untrusted" in signals_text
+        assert "send_email is not among the tools the task's plan (intent)" in signals_text
+        plain = c.post("/v1/enforce", json={k: v for k, v in body.items() if k not in ("arg_sources", "task")}
+                       | {"session_id": sid + "p", "agent_id": "other"}).json()
+        assert not any("untrusted" in s or "plan" in s for s in plain["model_signals"])
