@@ -236,6 +236,17 @@ def bench_provenance(n_rules: int, calls: int, history: Any, now: float) -> None
     print(f"  no arg_sources/task, policy with the new rules:    {fig(best['b'])}")
     print(f"  10 args x 3 sources + plan, policy with the rules: {fig(best['c'])}")
     print(f"  the same calls without arg_sources/task:           {fig(best['d'])}")
+    # The states alone: only the provenance rules, every tool low tier (few calls held).
+    only = compile_policy({"version": 1, "tools": {t: {"tier": "low", "output": "trusted" if t == "http_get" else
+                                                       "untrusted"} for t in TOOLS}, "rules": PROVENANCE_RULES})
+    cheap = {"e": [], "f": []}
+    for _ in range(3):
+        cheap["e"].append(run(only, with_fields))
+        cheap["f"].append(run(only, same_args))
+    low = {k: min(v, key=lambda t: t[len(t) // 2]) for k, v in cheap.items()}
+    held = sum(1 for c in with_fields if only.evaluate(c, history).is_violation)
+    print(f"  only the {len(PROVENANCE_RULES)} provenance rules ({held * 100 // len(with_fields)}% held/blocked): "
+          f"with the fields {fig(low['e'])}; without {fig(low['f'])}")
     print("  (held and blocked calls also build the envelope's provenance summary; most of this corpus is)")
 
 

@@ -33,7 +33,15 @@ from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
 from thoth.policy.markers import MarkerTable
-from thoth.policy.provenance import OUTPUT_LABELS, Provenance, plan_state, provenance_of
+from thoth.policy.provenance import (
+    MAX_SOURCES_SHOWN,
+    OUTPUT_LABELS,
+    VALUE_SHOWN,
+    Provenance,
+    plan_state,
+    provenance_of,
+    shown,
+)
 from thoth.policy.task_plan import plan_verdict
 from thoth.policy.tasks import compile_tasks, task_export
 from thoth.policy.values import MISSING, name_matcher
@@ -456,8 +464,11 @@ class CompiledPolicy:
 
     def _summary(self, call: CallContext, prov: Provenance | None) -> dict[str, Any]:
         """The structured `provenance` of a held or blocked call's envelope (docs/wire.md)."""
-        out: dict[str, Any] = {"args": None if prov is None else
-                               [p.summary() for p in prov.all_parts()[:MAX_SUMMARY_PARTS]]}
+        # (Part.summary() inlined: this runs for every held or blocked call of our SDK.)
+        out: dict[str, Any] = {"args": None if prov is None else [
+            {"arg": path, "value": value if type(value) is str and len(value) <= VALUE_SHOWN else shown(value),
+             "state": state, "sources": sources[:MAX_SOURCES_SHOWN]}
+            for path, value, state, sources in prov.all_parts()[:MAX_SUMMARY_PARTS]]}
         task = call.task if type(call.task) is dict else None
         out["plan_state"] = plan_state(call.task)
         if task is not None:

@@ -116,8 +116,7 @@ class Part(tuple[str, Any, str, list[Any]]):
 
     def summary(self) -> dict[str, Any]:
         """For the decision envelope: the wire's own source strings ("task", "tool:NAME#N")."""
-        return {"arg": self[0], "value": shown(self[1]), "state": self[2],
-                "sources": [s for s in self[3][:MAX_SOURCES_SHOWN] if type(s) is str]}
+        return {"arg": self[0], "value": shown(self[1]), "state": self[2], "sources": self[3][:MAX_SOURCES_SHOWN]}
 
     def sentence(self, trusted: frozenset[str]) -> str:
         """e.g. "recipients[0] 'x@y.com' appeared only in the output of read_inbox (call 3), untrusted"."""
