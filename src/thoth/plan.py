@@ -316,3 +316,52 @@ class RemoteCatalog:
                 log.warning("thoth: could not fetch the task catalogue from %s: %s", self.url, exc)
             self._expires = time.monotonic() + self.ttl
             return self._catalog
+
+
+# ---- the SDK's side: one object that plans a task where the tracer decides -------------------------
+
+class TaskPlans:
+    """Plans tasks for one tracer: with the local policy in-process, with GET /v1/tasks in remote
+    mode (`for_tracer`). `plan(text, intent)` never raises and never blocks longer than one
+    catalogue fetch per TTL (and one planner request per new task when a planner is given)."""
+
+    def __init__(self, catalog: Any, planner: Planner | None = None) -> None:
+        self._catalog = catalog  # () -> TaskCatalog | None
+        self.planner = planner
+
+    @classmethod
+    def for_tracer(cls, tracer: Any, planner: Planner | None = None, *, ttl: float = 60.0) -> TaskPlans:
+        enforcer = getattr(tracer, "enforcer", None)
+        if enforcer is not None and hasattr(enforcer, "policy") and hasattr(enforcer.policy, "task_export"):
+            return cls(_LocalCatalog(enforcer), planner)  # in-process: the enforcer's (reloaded) policy
+        config = tracer.config
+        if not config.api_url:
+            return cls(lambda: None, planner)
+        return cls(RemoteCatalog(config.api_url, config.api_key, ttl=ttl).get, planner)
+
+    def catalog(self) -> TaskCatalog | None:
+        try:
+            found: TaskCatalog | None = self._catalog()
+        except Exception:
+            log.warning("thoth: the task catalogue is unavailable", exc_info=True)
+            return None
+        return found
+
+    def plan(self, text: str | None, intent: str | None = None) -> dict[str, Any] | None:
+        return make_plan(text, self.catalog(), intent=intent, planner=self.planner)
+
+
+class _LocalCatalog:
+    """The in-process enforcer's policy as a catalogue, rebuilt when a hot reload replaces it."""
+
+    def __init__(self, enforcer: Any) -> None:
+        self.enforcer = enforcer
+        self._policy: Any = None
+        self._catalog: TaskCatalog | None = None
+
+    def __call__(self) -> TaskCatalog | None:
+        policy = self.enforcer.policy
+        if policy is not self._policy:
+            self._catalog = catalog_from_policy(policy)
+            self._policy = policy
+        return self._catalog

@@ -160,3 +160,21 @@ def test_get_tasks_on_the_real_server_and_its_cached_client(real: Tenant) -> Non
     remote.url = "http://127.0.0.1:9/v1/tasks"
     remote._expires = 0.0
     assert remote.get() is fresh
+
+
+def test_task_plans_for_a_tracer_in_process_and_remote(tmp_path: Any, real: Tenant) -> None:
+    from thoth.instrumentor import build_tracer
+    from thoth.plan import TaskPlans
+
+    local = build_tracer(agent_id="a", tenant_id="t", api_url="local", enforcement="block")
+    local.enforcer.policy = compile_policy(POLICY)
+    plans = TaskPlans.for_tracer(local)
+    assert plans.plan("please reply to Bob")["source"] == "tasks:reply"  # type: ignore[index]
+    local.enforcer.policy = compile_policy(POLICY.replace("reply:", "respond:"))  # a hot reload
+    assert plans.plan("please reply to Bob")["source"] == "tasks:respond"  # type: ignore[index]
+    assert plans.plan("please reply to Bob", intent="bookkeeping")["source"] == "intent"  # type: ignore[index]
+
+    real.put_policy(POLICY)
+    remote = TaskPlans.for_tracer(real.tracer())
+    assert remote.plan("pay the rent")["tools"] == ["get_balance", "transfer", "send_email"]  # type: ignore[index]
+    assert remote.plan("the weather") is None
