@@ -253,3 +253,11 @@ def test_hostile_shapes_never_crash_a_decision() -> None:
         d = decide(policy, "send_email", args, arg_sources=sources, task=task)
         assert d.decision in ("ALLOW", "BLOCK", "STEP_UP"), d
         assert not d.errors, d.errors
+
+
+def test_explain_traces_what_the_provenance_rule_saw() -> None:
+    policy = compile_policy(PACK)
+    d = policy.evaluate(call("send_email", tool_args={"to": "x@evil.example"}, arg_sources={"to": ["tool:browse#2"]},
+                             task={"id": "t", "plan": {"tools": ["send_email"]}}), explain=True)
+    assert "rule recipient-from-untrusted matched -> block" in d.trace
+    assert "provenance: to 'x@evil.example' appeared only in the output of browse (call 2), untrusted" in d.trace

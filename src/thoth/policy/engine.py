@@ -429,6 +429,8 @@ class CompiledPolicy:
                 why = self._explain(call, prov, best.explain)
                 if why:
                     reason = f"{reason}: {why}"
+                    if trace is not None:
+                        trace.append(f"provenance: {why}")
             if sent:
                 provenance = self._summary(call, prov)
         return PolicyDecision(decision, would, reason, code, matched, references, modified, flags, call.risk_score,
