@@ -261,3 +261,24 @@ def test_explain_traces_what_the_provenance_rule_saw() -> None:
                              task={"id": "t", "plan": {"tools": ["send_email"]}}), explain=True)
     assert "rule recipient-from-untrusted matched -> block" in d.trace
     assert "provenance: to 'x@evil.example' appeared only in the output of browse (call 2), untrusted" in d.trace
+
+
+def test_policy_tests_yaml_takes_arg_sources_and_task() -> None:
+    from thoth.policy.testing import load_tests, run_tests
+
+    data, marks = load_tests("""
+tests:
+  - name: an injected recipient is blocked
+    call: {tool: send_email, args: {to: x@evil.example}, arg_sources: {to: ["tool:read_inbox#2"]},
+           task: {id: t, plan: {tools: [read_inbox, send_email]}}}
+    expect: {decision: BLOCK, matched: [recipient-from-untrusted], reason_contains: "read_inbox (call 2)"}
+  - name: the requested recipient is not
+    call: {tool: send_email, args: {to: bob@corp.example}, arg_sources: {to: [task]},
+           task: {id: t, plan: {tools: [send_email]}}}
+    expect: {decision: ALLOW}
+  - name: a published client is decided as before
+    call: {tool: send_email, args: {to: x@evil.example}}
+    expect: {decision: ALLOW, matched_exactly: []}
+""")
+    results = run_tests(compile_policy(PACK), data, marks)
+    assert [r.passed for r in results] == [True, True, True], [r.failures for r in results]
