@@ -142,3 +142,26 @@ def test_server_answer_carries_the_provenance_reasons(server: Server) -> None:
         plain = c.post("/v1/enforce", json={k: v for k, v in body.items() if k not in ("arg_sources", "task")}
                        | {"session_id": sid + "p", "agent_id": "other"}).json()
         assert not any("untrusted" in s or "plan" in s for s in plain["model_signals"])
+
+
+def test_hostile_provenance_fields_never_cause_a_500(server: Server) -> None:
+    t = tenant()
+    deep: Any = ["task"]
+    for _ in range(50):
+        deep = [deep]
+    odd_tasks: list[Any] = [
+        {"plan": {"tools": ["send_email"], "args": {"send_email": {"to": {"source": [{"x": 1}, ["y"]]}}}}},
+        {"plan": {"tools": ["send_email"], "args": {"send_email": {"to": [{"a": 1}, None, 3]}}}},
+        {"plan": {"tools": [{"a": 1}, None, "send_*"], "args": {"send_email": "all"}}},
+        {"plan": {"tools": ["send_email"] * 20_000}, "text": "x" * 200_000, "id": 7},
+        {"plan": [], "text": None},
+    ]
+    odd_sources: list[Any] = [{"to": deep}, {"to": [None, 1.5, {"k": "v"}]}, {"to[0]": "task", "": []},
+                              {"to": ["tool:read_inbox#" + "9" * 400]}, {"\x00": ["task"]}]
+    with server.client(server.key(t)) as c, server.client(server.key(t, "admin")) as admin:
+        assert admin.put("/v1/policies", json={"document": POLICY}).status_code == 200
+        for i, (task, sources) in enumerate(zip(odd_tasks, odd_sources, strict=True)):
+            r = c.post("/v1/enforce", json=body(t, f"h{i}", "x@evil.example", task=task, arg_sources=sources))
+            assert r.status_code in (200, 413, 422), (r.status_code, r.text)
+            if r.status_code == 200:
+                assert r.json()["decision"] in ("ALLOW", "BLOCK", "STEP_UP"), r.text

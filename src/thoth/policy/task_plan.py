@@ -64,7 +64,7 @@ def _satisfies(name: str, constraint: Any, args: dict[str, Any], prov: Provenanc
                 return False, f"argument {name} {str(leaf)[:60]!r} is outside the planned values"
         return True, ""
     if type(constraint) is dict and set(constraint) == {"source"} and type(constraint["source"]) is list:
-        wanted = set(constraint["source"])
+        wanted = {s for s in constraint["source"] if type(s) is str}
         if value is None:
             return True, ""
         parts = prov.parts((name,), value) if prov is not None else None
