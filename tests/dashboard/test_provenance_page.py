@@ -67,6 +67,15 @@ def traffic(server: Server) -> tuple[Agent, Agent]:
     return ours, published
 
 
+def blocked_id(c: Any, agent: Agent) -> str:
+    import re
+
+    page = c.get(f"/sessions/{agent.session_id}").text
+    found = re.search(r'href="/violations/(vio_[A-Za-z0-9_]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
 def test_session_page_shows_where_held_and_blocked_arguments_came_from(server: Server) -> None:
     ours, published = traffic(server)
     c = server.login()
@@ -79,6 +88,8 @@ def test_session_page_shows_where_held_and_blocked_arguments_came_from(server: S
     assert "this call is outside it" in page and "send_email is not among the tools the task&#39;s plan" in page
     assert "appeared only in the output of read_inbox (call 1), untrusted" in page  # the reason
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    violation = c.get(f"/violations/{blocked_id(c, ours)}").text
+    assert "Where the arguments came from" in violation and "read_inbox (call 1)" in violation
     other = c.get(f"/sessions/{published.session_id}").text
     assert 'class="provenance"' not in other and "a known bad domain" in other
 
