@@ -90,6 +90,8 @@ def test_session_page_shows_where_held_and_blocked_arguments_came_from(server: S
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     violation = c.get(f"/violations/{blocked_id(c, ours)}").text
     assert "Where the arguments came from" in violation and "read_inbox (call 1)" in violation
+    queue = c.get("/approvals").text  # the held call, as the approver sees it
+    assert queue.count('<div class="provenance">') >= 1 and "this call is outside it" in queue
     other = c.get(f"/sessions/{published.session_id}").text
     assert 'class="provenance"' not in other and "a known bad domain" in other
 

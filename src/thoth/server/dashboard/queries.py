@@ -354,7 +354,17 @@ def pending_approvals(db: Any, tenant_id: str, limit: int = 100) -> list[dict[st
     with db.read() as conn:
         rows = conn.all(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND status = 'pending'"
                         " AND expires_at > ? ORDER BY requested_at LIMIT ?", (tenant_id, time.time(), limit))
-    return [_approval(r) for r in rows]
+        items = [_approval(r) for r in rows]
+        # The approver sees where the held call's arguments came from (our SDK's calls only).
+        ids = [a["decision_id"] for a in items if a["decision_id"]]
+        answers: dict[str, Any] = {}
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            answers = dict(conn.all(f"SELECT decision_id, response FROM decisions WHERE tenant_id = ?"
+                                    f" AND decision_id IN ({marks}) AND response != ''", [tenant_id, *ids]))
+    for a in items:
+        a["provenance"] = provenance_view(answers.get(a["decision_id"]))
+    return items
 
 
 def resolved_approvals(db: Any, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
