@@ -282,3 +282,12 @@ tests:
 """)
     results = run_tests(compile_policy(PACK), data, marks)
     assert [r.passed for r in results] == [True, True, True], [r.failures for r in results]
+
+
+def test_an_argument_named_plan_is_explained_as_an_argument() -> None:
+    policy = compile_policy(CATALOGUE + """
+rules:
+  - {id: r, when: {args: {plan: {source: untrusted}}}, action: block}
+""")
+    d = policy.evaluate(call("transfer", tool_args={"plan": "monthly"}, arg_sources={"plan": ["tool:browse#1"]}))
+    assert "plan 'monthly' appeared only in the output of browse (call 1), untrusted" in d.reason

@@ -34,13 +34,15 @@ from thoth.policy.task_plan import plan_verdict
 from thoth.policy.values import MISSING
 
 PLAN_STATES = (PLAN_PRESENT, PLAN_NONE, PLAN_UNKNOWN)
+# The explanation item of a plan condition (no argument can be named so).
+PLAN_ITEM: tuple[str | None, frozenset[str] | None] = ("\x00plan", None)
 
 
 class ProvenanceConditions(CompilerBase):
     _trusted: frozenset[str] | None = None
     # Per rule being compiled: what its provenance conditions name, for the decision's reason
     # (engine._compile_rule resets and reads it). Items: (argument name or None for every
-    # argument, the states tested) or ("plan", None).
+    # argument, the states tested) or PLAN_ITEM.
     explain: list[tuple[str | None, frozenset[str] | None]] | None = None
 
     @property
@@ -139,7 +141,7 @@ class ProvenanceConditions(CompilerBase):
             self.err(path, "in_plan takes true or false (both need a plan; see plan: none / unknown)")
             return None
         trusted = self.trusted
-        self._note(("plan", None))
+        self._note(PLAN_ITEM)
 
         def in_plan(c: CallContext, a: dict[str, Any], h: SessionHistory) -> bool:
             if c.task is None:
@@ -155,7 +157,7 @@ class ProvenanceConditions(CompilerBase):
         if not items or bad:
             self.err(path, f"plan: expected one or more of {', '.join(PLAN_STATES)}; got {bad or value!r}")
             return None
-        self._note(("plan", None))
+        self._note(PLAN_ITEM)
         if items == [PLAN_UNKNOWN]:
             return "(c.task is None)"
         return f"({self.const(plan_state)}(c.task) in {self.const(frozenset(items))})"

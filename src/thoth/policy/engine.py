@@ -29,6 +29,7 @@ from thoth.policy.conditions import (
     tool_constraint,
 )
 from thoth.policy.context import CallContext, SessionHistory
+from thoth.policy.cond_provenance import PLAN_ITEM
 from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
@@ -57,6 +58,7 @@ DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical
 REDACTED = "[REDACTED]"
 MAX_SUMMARY_PARTS = 20  # argument values listed in a decision's provenance summary
 MAX_TASK_TEXT = 4000
+MAX_PLAN_TOOLS = 50
 _SOFT = frozenset({"flag", "allow", "modify"})
 _UNKNOWN: Any = object()
 
@@ -442,7 +444,7 @@ class CompiledPolicy:
         """What the rule's provenance/task conditions saw, in words (at most 3 values)."""
         said: list[str] = []
         for name, states in items:
-            if name == "plan":
+            if name == PLAN_ITEM[0]:
                 verdict, why = plan_verdict(call.task, call.tool_name, prov.args if prov else
                                             normalize_args(call.tool_args), prov)
                 if why and why not in said:
@@ -476,7 +478,10 @@ class CompiledPolicy:
         if task is not None:
             out["task_id"] = task.get("id") if type(task.get("id")) is str else None
             plan = task.get("plan")
-            out["plan"] = plan if type(plan) is dict else None
+            tools = plan.get("tools") if type(plan) is dict else None
+            # What the dashboard shows, bounded (a client may send any size of plan).
+            out["plan"] = {"tools": tools[:MAX_PLAN_TOOLS], "source": plan.get("source")} \
+                if type(tools) is list and type(plan) is dict else None
             verdict, why = plan_verdict(task, call.tool_name, prov.args if prov else
                                         normalize_args(call.tool_args), prov)
             out["in_plan"] = verdict
