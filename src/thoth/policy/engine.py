@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thoth.models import DecisionType
+from thoth.policy.cond_provenance import PLAN_ITEM
 from thoth.policy.conditions import (
     CLASSIFICATIONS,
     TIERS,
@@ -29,7 +30,6 @@ from thoth.policy.conditions import (
     tool_constraint,
 )
 from thoth.policy.context import CallContext, SessionHistory
-from thoth.policy.cond_provenance import PLAN_ITEM
 from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
