@@ -10,6 +10,7 @@ reads the object, it does not copy or convert it in place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -28,10 +29,9 @@ def output_text(result: Any, limit: int = OUTPUT_LIMIT) -> str:
     if kind is bytes or kind is bytearray:
         return bytes(result[:limit]).decode("utf-8", errors="replace")
     parts: list[str] = []
-    try:
+    # A hostile __repr__ or model_dump must not break the tool call: keep what was read so far.
+    with contextlib.suppress(Exception):
         _walk(result, parts, [limit], set(), 0)
-    except Exception:  # noqa: BLE001 - a hostile __repr__/model_dump must not break the tool call
-        pass
     return " ".join(parts)[:limit]
 
 

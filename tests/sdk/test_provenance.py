@@ -209,7 +209,7 @@ def test_memory_is_bounded_oldest_outputs_are_forgotten() -> None:
     assert len(index._order) <= MAX_OUTPUTS and index._text_chars <= MAX_TEXT
     big = SourceIndex()
     for n in range(20):
-        big.add_output(f"tool:big#{n}", ("word%d " % n) * 10_000)  # each cut to its limit by the SDK
+        big.add_output(f"tool:big#{n}", f"word{n} " * 10_000)  # each cut to its limit by the SDK
     big.drain()
     assert big._text_chars <= MAX_TEXT
 
