@@ -14,6 +14,7 @@ from typing import Any
 
 from thoth.components import make_components
 from thoth.integrations import registry
+from thoth.integrations._base import capture_client_tasks
 from thoth.integrations.generic import instrument_agent
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext
@@ -93,20 +94,26 @@ def detect_framework(agent: Any) -> str | None:
 
 
 def instrument_openai(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
-    """Governed versions of OpenAI tool functions; call them with the parsed arguments dict."""
-    return _governed_dict(tools, settings)
+    """Governed versions of OpenAI tool functions; call them with the parsed arguments dict.
+    `client=` (optional): the loop's OpenAI client, whose requests give the user's task."""
+    return _governed_dict(tools, settings, "openai")
 
 
 def instrument_anthropic(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
-    """Governed versions of Anthropic tool functions; call them with `block.input`."""
-    return _governed_dict(tools, settings)
+    """Governed versions of Anthropic tool functions; call them with `block.input`.
+    `client=` (optional): the loop's Anthropic client, whose requests give the user's task."""
+    return _governed_dict(tools, settings, "anthropic")
 
 
-def _governed_dict(tools: dict[str, Callable[..., Any]], settings: dict[str, Any]) -> dict[str, Callable[..., Any]]:
+def _governed_dict(tools: dict[str, Callable[..., Any]], settings: dict[str, Any],
+                   provider: str) -> dict[str, Callable[..., Any]]:
     if not isinstance(tools, dict):
         raise TypeError("expected a dict of tool name -> function")
+    client = settings.pop("client", None)
     tracer = build_tracer(**settings)
     tracer.session.activate()
+    if client is not None:
+        capture_client_tasks(client, tracer, provider)
     return {name: _dispatcher(tracer, name, fn) for name, fn in tools.items()}
 
 

@@ -77,6 +77,13 @@ class ClaudeGovernor:
             log.warning("Thoth PreToolUse hook failed (%s: %s); denying the call", type(exc).__name__, exc)
             return self._deny(f"[blocked by Thoth] the call could not be checked ({type(exc).__name__})", stop=False)
 
+    async def user_prompt_submit(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
+        """The user's prompt is the task of the turn (docs/provenance.md); never blocks it."""
+        prompt = input_data.get("prompt") if isinstance(input_data, dict) else None
+        if isinstance(prompt, str) and prompt:
+            self.tracer.session.set_task(prompt)
+        return {}
+
     async def post_tool_use(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
         call = self._running.pop(str(tool_use_id or input_data.get("tool_use_id")), None)
         if call is not None:
@@ -115,7 +122,8 @@ def hooks(tracer: Tracer, *, on_block: OnBlock = "return") -> tuple[dict[str, li
         pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout, on_failure="block")
     except TypeError:  # releases before on_failure: the hook's own try/except still denies
         pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout)
-    return {"PreToolUse": [pre], "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])]}, governor
+    return {"PreToolUse": [pre], "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])],
+            "UserPromptSubmit": [HookMatcher(matcher=None, hooks=[governor.user_prompt_submit])]}, governor
 
 
 def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "return") -> ClaudeGovernor:
