@@ -12,6 +12,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES = {
     "thoth.server.cli": "server",
     "thoth.server.dashboard.cli": "server",
+    "thoth.server.mcp_cli": "server",
     "thoth.policy.cli": "policy",
     "thoth.audit.cli": "audit",  # imports without the server: `verify --export` works offline
 }

@@ -37,6 +37,9 @@ class CallContext:
     risk_reasons: list[str] = field(default_factory=list)
     now: float = 0.0
     session_tool_calls: list[str] | None = None
+    # Set by the server for a call of an MCP tool (the request names its mcp_server): the tool's
+    # pin flags, "changed", "suspicious", "unpinned" (thoth.server.mcp_pins). Empty otherwise.
+    mcp_pin: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.now:

@@ -73,6 +73,9 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
             risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
         )
+        mcp_server = request.body.get("mcp_server")
+        if mcp_server is not None:  # an MCP tool: its pin's flags, from a per-tenant cache (mcp_pins.py)
+            call.mcp_pin = await core.mcp_pins.flags(tenant_id, mcp_server, tool_name, core.read)
         result = policy.evaluate(call, history)
         decision = str(result.decision).upper()
         hold_token_in = request.hold_token
