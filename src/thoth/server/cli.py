@@ -140,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     if settings.mcp_pins_file:  # pinned before the first request can report a tool list
-        from thoth.server.mcp_cli import pin_file
+        from thoth.server.mcp_pins import pin_file
 
         try:
             pin_file(settings.database_url, settings.mcp_pins_file, None)

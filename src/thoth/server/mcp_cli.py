@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from thoth.server.cli import SettingsProblem, _db_arg, _fail, _guard
+from thoth.server.mcp_pins import pin_file
 from thoth.server.settings import Settings, default_database_url
 
 
@@ -32,24 +33,6 @@ def register(subparsers: Any) -> None:
     pin.add_argument("--tenant", default=None, help="tenant (default: the file's `tenant`, else 'default')")
     _db_arg(pin)
     pin.set_defaults(handler=cmd_pin)
-
-
-def pin_file(database_url: str, path: str, tenant_id: str | None) -> dict[str, int]:
-    """Pin a file's tools; ValueError (a PinError, or a file that cannot be read) says why not."""
-    from thoth.server import migrate
-    from thoth.server.db import Database
-    from thoth.server.mcp_pins import McpPins, apply_document, load_pin_file
-
-    try:
-        document = load_pin_file(path)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    migrate.upgrade(database_url)
-    db = Database(database_url)
-    try:
-        return apply_document(McpPins(db), document, tenant_id, f"file:{path}")
-    finally:
-        db.close()
 
 
 @_guard

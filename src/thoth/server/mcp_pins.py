@@ -432,3 +432,19 @@ def apply_document(pins: McpPins, document: Any, tenant_id: str | None, by: str)
 
 def _as_item(tool: Tool) -> dict[str, Any]:
     return {"name": tool.name, "description": tool.description, "input_schema": json.loads(tool.schema)}
+
+
+def pin_file(database_url: str, path: str, tenant_id: str | None) -> dict[str, int]:
+    """Pin a file's tools; ValueError (a PinError, or a file that cannot be read) says why not."""
+    from thoth.server import migrate
+
+    try:
+        document = load_pin_file(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    migrate.upgrade(database_url)
+    db = Database(database_url)
+    try:
+        return apply_document(McpPins(db), document, tenant_id, f"file:{path}")
+    finally:
+        db.close()
