@@ -205,7 +205,7 @@ class McpPins:
         self.db = db
         self.cache_ttl = cache_ttl
         self.require_pinning = require_pinning
-        # tenant -> (expires, {(server, tool): flags}); only tools with a flag are kept.
+        # tenant -> (expires, {(server, tool): flags}), every stored tool (empty flags: pinned).
         self._flags: dict[str, tuple[float, dict[tuple[str, str], frozenset[str]]]] = {}
         self._loading: dict[str, asyncio.Future[Any]] = {}
 
@@ -338,9 +338,8 @@ class McpPins:
         if entry is None or entry[0] < time.monotonic():
             entry = await self._load(tenant_id, read)
         found = entry[1].get((mcp_server, tool_name))
-        if found is None:
-            return NO_FLAGS if (mcp_server, tool_name) in entry[1] or not self.require_pinning(tenant_id) \
-                else UNPINNED_FLAGS
+        if found is None:  # never reported nor pinned
+            return UNPINNED_FLAGS if self.require_pinning(tenant_id) else NO_FLAGS
         return found
 
     async def _load(self, tenant_id: str, read: Any) -> tuple[float, dict[tuple[str, str], frozenset[str]]]:
