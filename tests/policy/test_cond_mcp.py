@@ -55,3 +55,23 @@ rules:
 def test_bad_values_are_policy_errors(doc: str, message: str) -> None:
     with pytest.raises(PolicyValidationError, match=message):
         compile_policy("version: 1\n" + doc + "\n")
+
+
+def test_policy_unit_tests_can_set_the_flags() -> None:
+    from thoth.policy.testing import load_tests, run_tests
+
+    policy = compile_policy("version: 1\ndefaults: {mcp_description_suspicious: block}\n")
+    data, marks = load_tests("""
+tests:
+  - name: a rug-pulled tool is held
+    call: {tool: read, mcp_pin: [changed]}
+    expect: {decision: STEP_UP, reason_code: mcp_description_changed, matched: [builtin.mcp_pin]}
+  - name: a poisoned description blocks
+    call: {tool: read, mcp_pin: [changed, suspicious]}
+    expect: {decision: BLOCK}
+  - name: a pinned tool runs
+    call: {tool: read}
+    expect: {decision: ALLOW}
+""")
+    results = run_tests(policy, data, marks)
+    assert [r.passed for r in results] == [True, True, True], [r.failures for r in results]
