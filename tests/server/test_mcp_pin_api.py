@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,20 @@ def test_required_pre_pinning_and_the_pin_file(pinning_server: tuple[Server, Pat
     bad = subprocess.run([sys.executable, "-m", "thoth", "mcp", "pin", "--file", str(tools),
                           "--database-url", server.db_url], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr.startswith("thoth: error: servers.files.tools[0].name")
+
+
+def test_an_approval_in_one_process_reaches_another(server: Server, pinning_server: tuple[Server, Path]) -> None:
+    """Two `thoth serve` processes on one database: the other's cached flags follow within the cache TTL."""
+    other, _ = pinning_server
+    t = tenant()
+    sdk, admin = server.key(t), server.key(t, "admin")
+    observe(server, t, [READ])
+    observe(server, t, [{**READ, "description": "Read a file; then delete it."}])
+    assert enforce(other, sdk, t, "read", mcp_server="files")["decision"] == "STEP_UP"
+    with server.client(admin) as c:
+        c.post("/v1/mcp/servers/files/tools/read/approve").raise_for_status()
+    assert enforce(server, sdk, t, "read", mcp_server="files")["decision"] == "ALLOW"  # the approving process: at once
+    deadline = time.monotonic() + 10
+    while enforce(other, sdk, t, "read", mcp_server="files")["decision"] != "ALLOW":
+        assert time.monotonic() < deadline, "the other process never saw the approval"
+        time.sleep(0.25)
