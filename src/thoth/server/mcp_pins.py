@@ -447,3 +447,15 @@ def pin_file(database_url: str, path: str, tenant_id: str | None) -> dict[str, i
         return apply_document(McpPins(db), document, tenant_id, f"file:{path}")
     finally:
         db.close()
+
+
+async def observe_listed(core: Any, tenant_id: str, mcp_server: str, tools: Any) -> dict[str, tuple[str, str]]:
+    """`observe` for a request handler (POST /v1/mcp/tools): off the event loop on PostgreSQL
+    (Core.read), and bad input as the wire's 422."""
+    from thoth.wire import WireError
+
+    try:
+        result: dict[str, tuple[str, str]] = await core.read(core.mcp_pins.observe, tenant_id, mcp_server, tools)
+    except PinError as exc:
+        raise WireError(422, str(exc)) from None
+    return result
