@@ -195,3 +195,20 @@ def test_nul_and_lone_surrogates_are_stored(db: Database) -> None:
     row = one(db, t, "s", "x")
     assert row is not None and "\x00" not in (row.seen_description or "")
     assert judge(row)[0] == "suspicious"
+
+
+def test_pin_command_joins_an_mcp_command_another_module_made() -> None:
+    """`thoth mcp pin` and the proxy's `thoth mcp proxy` share `thoth mcp`, whichever registers first."""
+    import argparse
+
+    from thoth.cli import build_parser
+    from thoth.server.mcp_cli import register
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    other = sub.add_parser("mcp").add_subparsers(dest="mcp_command")
+    other.add_parser("proxy")
+    register(sub)
+    assert parser.parse_args(["mcp", "pin", "--file", "t.json"]).file == "t.json"
+    assert parser.parse_args(["mcp", "proxy"]).mcp_command == "proxy"
+    assert build_parser().parse_args(["mcp", "pin", "--file", "t.yaml", "--tenant", "a"]).tenant == "a"
