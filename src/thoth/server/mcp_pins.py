@@ -211,13 +211,14 @@ class McpPins:
 
     # ---- list time ---------------------------------------------------------------------
 
-    def observe(self, tenant_id: str, mcp_server: str, tools: Any) -> dict[str, tuple[str, str]]:
+    def observe(self, tenant_id: str, mcp_server: str, tools: Any,
+                flags_out: dict[str, frozenset[str]] | None = None) -> dict[str, tuple[str, str]]:
         """Record a server's tool list as a client saw it: {tool_name: (state, reason)}.
 
         `new`: first seen, and now pinned as seen (unless the tenant requires pre-pinning:
         `unpinned`); `pinned`: matches its pin; `changed`: description or schema differs from
         the pin; `suspicious`: the description looks like it carries instructions (and no admin
-        pinned this exact text)."""
+        pinned this exact text). `flags_out` receives each tool's flags (what policy sees)."""
         check_name(mcp_server, "mcp_server")
         parsed = tools if isinstance(tools, list) and tools and isinstance(tools[0], Tool) else parse_tools(tools)
         now = time.time()
@@ -258,7 +259,9 @@ class McpPins:
         for row in stored:
             if row.tool_name not in reported:
                 continue
-            state, reason, _ = judge(row)
+            state, reason, row_flags = judge(row)
+            if flags_out is not None:
+                flags_out[row.tool_name] = row_flags
             if row.tool_name in first and state == PINNED:
                 state, reason = NEW, "first seen: pinned as seen"
             out[row.tool_name] = (state, reason)
@@ -449,13 +452,42 @@ def pin_file(database_url: str, path: str, tenant_id: str | None) -> dict[str, i
         db.close()
 
 
-async def observe_listed(core: Any, tenant_id: str, mcp_server: str, tools: Any) -> dict[str, tuple[str, str]]:
-    """`observe` for a request handler (POST /v1/mcp/tools): off the event loop on PostgreSQL
-    (Core.read), and bad input as the wire's 422."""
-    from thoth.wire import WireError
-
-    try:
-        result: dict[str, tuple[str, str]] = await core.read(core.mcp_pins.observe, tenant_id, mcp_server, tools)
-    except PinError as exc:
-        raise WireError(422, str(exc)) from None
-    return result
+async def pin_listed(core: Any, tenant_id: str, mcp_server: str, tools: list[dict[str, Any]],
+                     out: list[dict[str, Any]]) -> None:
+    """The pin side of POST /v1/mcp/tools (a client listed a server's tools): observe them and set
+    each answer entry's `pin` (the state) and `pin_reason`. A tool the tenant's policy would hold
+    or block for its flags (defaults.mcp_*, step_up unless set) is also hidden (`visible: false`):
+    the model should not read a description nobody trusts; a call by name is still held. A tool
+    that cannot be pinned (name over 200 characters, description over 64 KiB, schema not plain
+    JSON) is hidden with `pin: "refused"`."""
+    entries = {entry["name"]: entry for entry in out}
+    valid: dict[str, Tool] = {}
+    refused: dict[str, str] = {}
+    for tool in tools:
+        try:
+            check_name(mcp_server, "mcp_server")
+            parsed = parse_tools([tool])[0]
+        except PinError as exc:
+            refused[str(tool.get("name"))] = str(exc).replace("tools[0]", "this tool")
+            continue
+        valid.setdefault(parsed.name, parsed)
+    flags: dict[str, frozenset[str]] = {}
+    states: dict[str, tuple[str, str]] = {}
+    if valid:
+        states = await core.read(core.mcp_pins.observe, tenant_id, mcp_server, list(valid.values()), flags)
+    policy, _ = await core.policy(tenant_id)
+    actions = getattr(policy, "mcp_actions", None) or {}
+    for name, (state, reason) in states.items():
+        entry = entries.get(name)
+        if entry is None:
+            continue
+        entry["pin"] = state
+        if state not in (PINNED, NEW):
+            entry["pin_reason"] = reason
+        if any(str(getattr(actions.get(flag), "value", "ALLOW")).upper() != "ALLOW" for flag in flags.get(name, ())):
+            entry["visible"] = False
+            entry["reason"] = f"held for review: {reason}"
+    for name, why in refused.items():
+        entry = entries.get(name)
+        if entry is not None:
+            entry.update(pin="refused", pin_reason=why, visible=False, reason=f"cannot be pinned: {why}")
