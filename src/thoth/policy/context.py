@@ -42,6 +42,9 @@ class CallContext:
     arg_sources: dict[str, Any] | None = None
     # The call's provenance.Provenance, computed on a condition's first use (per policy labels).
     provenance: Any = None
+    # Set by the server for a call of an MCP tool (the request names its mcp_server): the tool's
+    # pin flags, "changed", "suspicious", "unpinned" (thoth.server.mcp_pins). Empty otherwise.
+    mcp_pin: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.now:
