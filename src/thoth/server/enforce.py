@@ -72,6 +72,7 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
             risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
+            mcp_server=request.body.get("mcp_server") or None,
         )
         result = policy.evaluate(call, history)
         decision = str(result.decision).upper()

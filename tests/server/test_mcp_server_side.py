@@ -1,0 +1,88 @@
+"""MCP through the real server: tool identity in /v1/enforce (`delete` on two servers told
+apart) and POST /v1/mcp/tools (the tools/list filter), with its bad-input answers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.support.server import Server, tenant
+
+POLICY = """
+version: 1
+agents:
+  bot: {tools: [delete, search, "files/*"]}
+rules:
+  - id: no-mail-delete
+    when: {tool: mail/delete}
+    action: block
+    reason: mail is never deleted by agents
+  - id: etc-delete
+    when: {tool: delete, args: {path: {prefix: /etc}}}
+    action: block
+"""
+
+
+def enforce(c: Any, t: str, tool: str, server: str | None, **args: Any) -> dict[str, Any]:
+    body = {"tenant_id": t, "agent_id": "bot", "tool_name": tool, "session_id": f"s-{uuid.uuid4().hex[:6]}",
+            "enforcement_mode": "block", "tool_args": args}
+    if server is not None:
+        body["mcp_server"] = server
+    r = c.post("/v1/enforce", json=body)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_identity_and_tools_endpoint(server: Server) -> None:
+    t = tenant()
+    with server.client(server.key(t)) as c, server.client(server.key(t, "admin")) as admin:
+        assert admin.put("/v1/policies", json={"document": POLICY}).status_code == 200
+        mail = enforce(c, t, "delete", "mail", id=3)
+        assert mail["decision"] == "BLOCK" and mail["matched_rule_ids"] == ["no-mail-delete"]
+        assert enforce(c, t, "delete", "files", id=3)["decision"] == "ALLOW"
+        assert enforce(c, t, "delete", None, id=3)["decision"] == "ALLOW"
+        for srv in ("files", "mail", None):  # the bare rule reaches every server and the local tool
+            assert "etc-delete" in enforce(c, t, "delete", srv, path="/etc/x")["matched_rule_ids"]
+        assert enforce(c, t, "read", "files")["decision"] == "ALLOW"  # files/* in the agent's scope
+        assert enforce(c, t, "read", "other")["decision"] == "BLOCK"  # out of scope (block mode)
+
+        tools = [{"name": n, "description": f"{n} things", "input_schema": {"type": "object"}}
+                 for n in ("delete", "search", "read")]
+        r = c.post("/v1/mcp/tools", json={"agent_id": "bot", "mcp_server": "mail", "tools": tools})
+        assert r.status_code == 200, r.text
+        answer = r.json()["tools"]
+        assert [(a["name"], a["visible"], a["pin"]) for a in answer] == [
+            ("delete", False, None), ("search", True, None), ("read", False, None)]
+        assert answer[0]["reason"] == "mail is never deleted by agents" and "outside" in answer[2]["reason"]
+        files = c.post("/v1/mcp/tools", json={"agent_id": "bot", "mcp_server": "files", "session_id": "s",
+                                              "tools": tools}).json()["tools"]
+        assert [a["visible"] for a in files] == [True, True, True]  # the /etc rule is conditional
+
+
+def test_tools_endpoint_bad_input(server: Server) -> None:
+    t = tenant()
+    with server.client(server.key(t)) as c:
+        good = {"agent_id": "bot", "mcp_server": "m", "tools": [{"name": "x"}]}
+        for body, word in [
+            ([], "object"), ({**good, "agent_id": ""}, "agent_id"), ({**good, "mcp_server": 3}, "mcp_server"),
+            ({**good, "tools": {"x": 1}}, "tools"), ({**good, "tools": ["x"]}, "tools[0]"),
+            ({**good, "tools": [{"name": ""}]}, "name"), ({**good, "tools": [{"name": "x", "description": 1}]},
+                                                          "description"),
+            ({**good, "tools": [{"name": "x", "input_schema": []}]}, "input_schema"),
+            ({**good, "approved_scope": "x"}, "approved_scope"),
+        ]:
+            r = c.post("/v1/mcp/tools", json=body)
+            assert r.status_code == 422 and word in r.json()["message"], (body, r.text)
+        assert c.post("/v1/mcp/tools", content=b"{no").status_code == 400
+        assert c.get("/v1/mcp/tools").status_code == 405
+        foreign = c.post("/v1/mcp/tools", json={**good, "tenant_id": "someone-else"})
+        assert foreign.status_code == 403
+    with server.client() as anonymous:
+        assert anonymous.post("/v1/mcp/tools", json=good).status_code == 401
+
+
+def test_openapi_documents_the_tools_endpoint(server: Server) -> None:
+    with server.client() as c:
+        doc = c.get("/openapi.json").json()
+    assert "post" in doc["paths"]["/v1/mcp/tools"]
+    assert "McpToolsAnswer" in doc["components"]["schemas"]
