@@ -86,3 +86,35 @@ def test_openapi_documents_the_tools_endpoint(server: Server) -> None:
         doc = c.get("/openapi.json").json()
     assert "post" in doc["paths"]["/v1/mcp/tools"]
     assert "McpToolsAnswer" in doc["components"]["schemas"]
+
+
+def test_marker_is_issued_for_allowed_mcp_calls_and_verified_once(server: Server) -> None:
+    t, other = tenant(), tenant()
+    with server.client(server.key(t)) as c, server.client(server.key(t, "admin")) as admin, \
+            server.client(server.key(other)) as stranger:
+        assert admin.put("/v1/policies", json={"document": POLICY}).status_code == 200
+        allowed = enforce(c, t, "delete", "files", id=3)
+        marker = allowed["mcp_marker"]
+        assert marker.startswith("v1.")
+        assert "mcp_marker" not in enforce(c, t, "delete", "mail", id=3)  # blocked: nothing to skip
+        assert "mcp_marker" not in enforce(c, t, "delete", None, id=3)  # a local tool
+
+        def verify(client: Any = c, **change: Any) -> dict[str, Any]:
+            body = {"marker": marker, "mcp_server": "files", "tool_name": "delete", "tool_args": {"id": 3}, **change}
+            r = client.post("/v1/mcp/verify", json=body)
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        for change in ({"tool_args": {"id": 4}}, {"tool_name": "search"}, {"mcp_server": "mail"},
+                       {"marker": marker[:-2] + "xx"}, {"marker": "forged"}, {"marker": "v1.e30.AAAA"}):
+            assert verify(**change)["verified"] is False, change
+        assert verify(stranger)["verified"] is False  # another tenant's key
+        first = verify()
+        assert first["verified"] is True and first["decision_id"] == allowed["decision_id"]
+        assert first["agent_id"] == "bot" and first["session_id"] == allowed["session_id"]
+        again = verify()
+        assert again == {"verified": False, "reason": "the marker was used already"}
+        bad = c.post("/v1/mcp/verify", json={"marker": 1, "mcp_server": "f", "tool_name": "d"})
+        assert bad.status_code == 422 and "marker" in bad.json()["message"]
+        bad = c.post("/v1/mcp/verify", json={"marker": "m", "mcp_server": "f", "tool_name": "d", "tool_args": [1]})
+        assert bad.status_code == 422 and "tool_args" in bad.json()["message"]

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from thoth.server import mcp_tools
+from thoth.server import mcp_marker, mcp_tools
 from thoth.server.core import (
     DATA_PLANE_ROLES,
     DEPTH_MESSAGE,
@@ -27,6 +27,7 @@ Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 HOLD_PREFIX = "/v1/enforce/hold/"
 MCP_TOOLS_PATH = "/v1/mcp/tools"
+MCP_VERIFY_PATH = "/v1/mcp/verify"
 
 
 class BodyTooLarge(Exception):
@@ -84,7 +85,7 @@ def api_key(scope: Any, ingest: bool = False) -> str | None:
 
 
 def is_data_plane(path: str) -> bool:
-    return path in ("/v1/enforce", "/v1/events/batch", MCP_TOOLS_PATH) or path.startswith(HOLD_PREFIX)
+    return path in ("/v1/enforce", "/v1/events/batch", MCP_TOOLS_PATH, MCP_VERIFY_PATH) or path.startswith(HOLD_PREFIX)
 
 
 async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
@@ -103,6 +104,12 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
             body = await _json_body(core, receive, check_depth=True)
             await send_json(send, 200, orjson.dumps(await mcp_tools.tools_answer(core, key, body)))
+        elif path == MCP_VERIFY_PATH:  # a proxy asks whether an MCP call was checked already (ADR 0403)
+            if method != "POST":
+                raise ClientError(405, "use POST")
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
+            body = await _json_body(core, receive, check_depth=True)
+            await send_json(send, 200, orjson.dumps(await mcp_marker.verify_answer(core, key, body)))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from thoth.server import engine
+from thoth.server import engine, mcp_marker
 from thoth.server.db import StorageUnavailable
 from thoth.server.holds import fire
 from thoth.server.store import ApprovalRow, DecisionRecord, KeyInfo, new_id
@@ -110,6 +110,12 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
                 required_approvals=core.required_approvals(tenant_id, tool_name),
                 allowed_uses=getattr(result, "approval_uses", None) or APPROVAL_USES,
                 valid_seconds=getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
+        mcp_server = request.body.get("mcp_server")
+        if mcp_server and (decision == "ALLOW" or decision == "MODIFY"):  # ADR 0403: one check per MCP call
+            envelope["mcp_marker"] = mcp_marker.issue(
+                core, tenant_id=tenant_id, decision_id=decision_id, agent_id=agent_id, session_id=session_id,
+                server=mcp_server, tool=tool_name, now=now,
+                tool_args=envelope.get("modified_tool_args") if decision == "MODIFY" else tool_args)
         latency = time.perf_counter() - started
         envelope["latency_ms"] = round(latency * 1000, 3)
         response = orjson.dumps(envelope, default=str)
