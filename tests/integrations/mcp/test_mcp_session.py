@@ -23,9 +23,9 @@ from thoth import ThothPolicyViolation
 from thoth.integrations.mcp import MARKER_KEY, govern_session
 
 from ..support import SCOPE, Governance, instrument_settings, make_tracer
-from .conftest import SERVER_SCRIPT
 
 MCP_SCOPE = [*SCOPE, "delete", "search"]
+SERVER_SCRIPT = Path(__file__).with_name("mcp_test_server.py")
 
 
 def ran(runlog: Path) -> list[dict[str, Any]]:
