@@ -21,6 +21,10 @@ What the governed session does (docs/mcp.md, "In the SDK"):
 The session is patched in place (its type stays ClientSession: frameworks that take a session,
 and mcp's own `Client`, keep working; `Client.call_tool` goes through `session.call_tool`).
 
+openai-agents' MCP servers (`Agent(mcp_servers=[...])`) are governed by `govern_mcp_server`,
+which `thoth.instrument(agent)` / `thoth.integrations.openai_agents.instrument_agent` call for
+each of the agent's MCP servers (its MCP tools are built at run time, so never checked twice).
+
 The proxy (`thoth mcp proxy`) reuses the module-level functions: `govern_call`,
 `blocked_result`, `visible_tools` and `filter_tools`.
 """
@@ -246,6 +250,34 @@ def govern_session(session: Any, tracer: Tracer, *, server: str, on_block: OnBlo
     target.list_tools = list_tools
     target.__thoth_mcp__ = governor
     return session
+
+
+def govern_mcp_server(server: Any, tracer: Tracer, *, name: str | None = None, on_block: OnBlock = "return",
+                      list_cache_seconds: float = LIST_CACHE_SECONDS) -> Any:
+    """Govern a framework's MCP server object in place (openai-agents' MCPServerStdio,
+    MCPServerStreamableHttp, ...: `call_tool(tool_name, arguments, meta=None)` and `list_tools()`
+    returning a list of Tools). It is governed, not its current session, so a reconnect (a new
+    ClientSession) stays governed. `name` defaults to the object's `.name`."""
+    server_name = name or getattr(server, "name", None)
+    governor = McpGovernor(tracer, str(server_name or ""), on_block=on_block, list_cache_seconds=list_cache_seconds)
+    original_call = getattr(server.call_tool, "__thoth_original__", server.call_tool)
+    original_list = getattr(server.list_tools, "__thoth_original__", server.list_tools)
+
+    async def call_tool(tool_name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        return await governor.call_tool(original_call, tool_name, arguments, args, kwargs)
+
+    async def list_tools(*args: Any, **kwargs: Any) -> Any:
+        tools = await original_list(*args, **kwargs)
+        if not isinstance(tools, list):
+            return tools
+        return await filter_tools(tracer, governor.server, tools)
+
+    call_tool.__thoth_original__ = original_call  # type: ignore[attr-defined]
+    list_tools.__thoth_original__ = original_list  # type: ignore[attr-defined]
+    server.call_tool = call_tool
+    server.list_tools = list_tools
+    server.__thoth_mcp__ = governor
+    return server
 
 
 def instrument_agent(session: Any, tracer: Tracer, *, on_block: OnBlock = "return",
