@@ -118,3 +118,35 @@ def test_marker_is_issued_for_allowed_mcp_calls_and_verified_once(server: Server
         assert bad.status_code == 422 and "marker" in bad.json()["message"]
         bad = c.post("/v1/mcp/verify", json={"marker": "m", "mcp_server": "f", "tool_name": "d", "tool_args": [1]})
         assert bad.status_code == 422 and "tool_args" in bad.json()["message"]
+
+
+HELD = """
+version: 1
+rules:
+  - id: deletes-need-a-human
+    when: {tool: delete}
+    action: step_up
+"""
+
+
+def test_an_approval_covers_only_its_servers_tool(server: Server) -> None:
+    t = tenant()
+    sid = f"s-{uuid.uuid4().hex[:6]}"
+    with server.client(server.key(t)) as c, server.client(server.key(t, "admin")) as admin:
+        assert admin.put("/v1/policies", json={"document": HELD}).status_code == 200
+
+        def call(srv: str, **extra: Any) -> dict[str, Any]:
+            body = {"tenant_id": t, "agent_id": "bot", "tool_name": "delete", "session_id": sid, "mcp_server": srv,
+                    "enforcement_mode": "step_up", "tool_args": {"id": 1}, **extra}
+            return dict(c.post("/v1/enforce", json=body).json())
+
+        held = call("files")
+        assert held["decision"] == "STEP_UP"
+        (approval,) = admin.get("/v1/approvals", params={"status": "pending"}).json()["items"]
+        assert admin.post(f"/v1/approvals/{approval['approval_id']}/resolve",
+                          json={"decision": "approve", "reason": "ok"}).status_code == 200
+        # the same tool name and arguments on another server: not covered, held anew
+        other = call("mail", hold_token=held["hold_token"])
+        assert other["decision"] == "STEP_UP" and other["hold_token"] != held["hold_token"]
+        mine = call("files", hold_token=held["hold_token"])
+        assert mine["decision"] == "ALLOW" and mine["mcp_marker"]
