@@ -16,6 +16,7 @@ In `step_up` mode a non-hard BLOCK becomes a step-up, so only hard rules hide th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,11 @@ def _whens(policy: Any) -> dict[str, Any]:
     return cached
 
 
+@functools.lru_cache(maxsize=1024)
+def _matcher(names: tuple[str, ...]) -> Any:
+    return name_matcher(list(names))
+
+
 def _always(node: Any, call: CallContext) -> bool | None:
     """True/False when `node` is decided by the tool and agent alone; None when it depends on
     anything else (then the rule is conditional)."""
@@ -93,7 +99,7 @@ def _always(node: Any, call: CallContext) -> bool | None:
             items = value if isinstance(value, list) else [value]
             if not items or not all(isinstance(v, str) and v for v in items):
                 return None
-            match = name_matcher(items)
+            match = _matcher(tuple(items))
             ok = call.names(match) if key == "tool" else bool(match(call.agent_id))
         elif key == "always":
             if not isinstance(value, bool):
