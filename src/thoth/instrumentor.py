@@ -56,9 +56,12 @@ def instrument(
     api_url: str | None = None,
     session_id: str | None = None,
     on_block: str | None = None,
+    mcp_server: str | None = None,
     **extra: Any,
 ) -> Any:
     """Govern every tool call of `agent`; returns the same object, mutated in place.
+
+    `mcp_server` (an mcp ClientSession): the server's configured name, which policy sees.
 
     `on_block` (framework agents only): "raise" stops the run with ThothPolicyViolation, "return"
     hands the model an error result so the run goes on; each framework has its own default.
@@ -77,7 +80,9 @@ def instrument(
     if framework is None:
         instrument_agent(agent, tracer)
     else:
-        options = {} if on_block is None else {"on_block": on_block}
+        options: dict[str, Any] = {} if on_block is None else {"on_block": on_block}
+        if mcp_server is not None:
+            options["mcp_server"] = mcp_server
         adapter = registry.load(framework)
         if not hasattr(adapter, "instrument_agent"):
             raise RuntimeError(f"thoth.integrations.{framework.module} has no instrument_agent(); this build "

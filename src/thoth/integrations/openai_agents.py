@@ -212,6 +212,14 @@ def instrument_agent(agent: Any, tracer: Tracer, *, on_block: OnBlock = "return"
         tool.tool_input_guardrails = [thoth_gate, *(tool.tool_input_guardrails or [])]
         tool.tool_output_guardrails = [*(tool.tool_output_guardrails or []), thoth_result]
         setattr(tool, _MARK, governor)
+    # MCP servers' tools become FunctionTools only at run time (never in agent.tools): their
+    # calls are governed at the server object, once, as tool + MCP server (docs/mcp.md).
+    servers = getattr(agent, "mcp_servers", None) or []
+    if servers:
+        from thoth.integrations.mcp import govern_mcp_server
+
+        for server in servers:
+            govern_mcp_server(server, tracer, on_block=on_block)
     if getattr(agent, "hooks", None) is None:
         agent.hooks = _usage_hooks_class()(tracer, record_usage)
     return agent

@@ -134,7 +134,9 @@ def tool_constraint(node: Any) -> frozenset[str] | None:
         if key == "tool":
             items = value if isinstance(value, list) else [value]
             if items and all(isinstance(v, str) and not is_glob(v) for v in items):
-                sub = frozenset(items)
+                # `server/tool` matches calls of the tool `tool` (ADR 0401): index it there too (and
+                # under the whole name, for a tool whose own name breaks the spec with a slash).
+                sub = frozenset(items) | frozenset(v.rpartition("/")[2] or v for v in items)
         elif key == "all" and isinstance(value, list):
             for item in value:
                 c = tool_constraint(item)

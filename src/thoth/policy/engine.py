@@ -221,6 +221,8 @@ class CompiledPolicy:
         if h._table is not self.markers:
             h.bind(self.markers)
         tool = call.tool_name
+        # The catalogue entry of an MCP tool: `server/tool` when the catalogue names it so, else `tool`.
+        entry = call.tool_id if call.tool_id is not None and call.tool_id in self.catalogue else tool
         proposals: list[Any] = []
         matched: list[str] = []
         flags: list[str] = []
@@ -257,12 +259,12 @@ class CompiledPolicy:
                         modifiers.append(rule)
 
         if trace is not None:
-            self._tier_default(tool, allow_rule, proposals, trace)
+            self._tier_default(entry, allow_rule, proposals, trace)
         elif not allow_rule:
-            tier = self._tier_proposals.get(tool, _UNKNOWN)
+            tier = self._tier_proposals.get(entry, _UNKNOWN)
             if tier is _UNKNOWN:
                 if self.unknown_tool is not ALLOW:
-                    self._tier_default(tool, False, proposals, None)
+                    self._tier_default(entry, False, proposals, None)
             elif tier is not None:
                 proposals.append(tier)
         if call.risk_score is not None:
@@ -270,7 +272,7 @@ class CompiledPolicy:
         if call.mcp_pin:  # only a call of a flagged MCP tool (the server sets it; docs/mcp.md)
             self._mcp_check(call, proposals, trace)
         if self.cedar is not None:
-            self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(tool), proposals, trace)
+            self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(entry), proposals, trace)
         decision = self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
         h.pending = (tool, decision)
         return decision
@@ -287,11 +289,12 @@ class CompiledPolicy:
         if server is None and client is None:
             ok = not self.require_scope
         else:
-            ok = (server is None or server(call.tool_name)) and (client is None or call.tool_name in client)
+            ok = (server is None or call.names(server)) and (
+                client is None or call.tool_name in client or (call.tool_id is not None and call.tool_id in client))
         if not ok:
             repeat = h.scope_violations > 0
             verdict = self.ladder.scope_repeat if repeat else self.ladder.scope_first
-            where = "the agent's declared scope" if server is None or server(call.tool_name) else \
+            where = "the agent's declared scope" if server is None or call.names(server) else \
                 "the tools this policy allows the agent"
             out.append(_Proposal(verdict, "scope", "builtin.scope",
                                  f"{call.tool_name} is outside {where}" + (" (repeat in this session)" if repeat else ""),
@@ -317,7 +320,7 @@ class CompiledPolicy:
                     trace.append(f"intent: {intent!r} unknown -> {self.unknown_intent.value}")
                 return False
             return True
-        if spec.match(call.tool_name):
+        if call.names(spec.match):
             if trace is not None:
                 trace.append(f"intent: {call.tool_name} fits intent {intent!r}")
             return True
