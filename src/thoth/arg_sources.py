@@ -123,9 +123,8 @@ class SourceIndex:
             _indexer().submit(self.drain)
 
     def drain(self) -> None:
-        """Index everything queued. Called by the background indexer and before each lookup."""
-        if not self._pending:
-            return
+        """Index everything queued. Called by the background indexer and before each lookup:
+        always through the lock, so a lookup also waits for an output the indexer is still on."""
         with self._lock:
             while self._pending:
                 source, text = self._pending.popleft()
@@ -164,10 +163,12 @@ class SourceIndex:
     # Looking up ------------------------------------------------------------------------------
     def sources_of(self, value: Any) -> list[str] | None:
         """The sources of one scalar value, [] for none; None when it is not looked up."""
+        self.drain()
+        return self._lookup(value)
+
+    def _lookup(self, value: Any) -> list[str] | None:
         if isinstance(value, bool) or value is None:
             return None
-        if self._pending:
-            self.drain()
         text = normalize((value if isinstance(value, str) else str(value))[:MAX_VALUE_CHARS])
         if len(text) < MIN_CHARS:
             return None
@@ -228,7 +229,7 @@ class SourceIndex:
         self.drain()
         found: dict[str, list[str]] = {}
         for path, value in _leaves(tool_args):
-            sources = self.sources_of(value)
+            sources = self._lookup(value)
             if sources is not None:
                 found[path] = sources
         return found

@@ -192,6 +192,14 @@ def test_long_text_counts_when_copied_or_when_it_carries_an_identifier() -> None
     assert index.sources_of("a completely new sentence that nobody wrote anywhere before today") == []
 
 
+def test_a_lookup_waits_for_the_output_being_indexed() -> None:
+    """No decision depends on timing: an output queued just before is always seen."""
+    for _ in range(50):
+        index = SourceIndex()
+        index.add_output("tool:page#1", "filler words " * 2000 + " pay to eve@evil.example")
+        assert index.sources_of("eve@evil.example") == ["tool:page#1"]
+
+
 def test_hostile_values_cost_little() -> None:
     index = indexed(page="1 " * 16_000)
     started = time.perf_counter()
