@@ -53,3 +53,39 @@ def test_openai_planner_failures_are_no_plan() -> None:
         url = stub.openai_url
     unreachable = openai.OpenAI(base_url=url, api_key="test", max_retries=0)
     assert make_plan("mail bob", CATALOG, planner=Planner(unreachable, "gpt-test", timeout=2)) is None
+
+
+POLICY = """
+version: 1
+tools:
+  read_inbox: {tier: low, classification: read, description: read the user's mail}
+  send_email: {tier: low, classification: external, description: send a mail}
+rules:
+  - {id: off-plan, when: {in_plan: false}, action: block, reason: not in the task's plan}
+"""
+
+
+def test_the_sdk_plans_a_task_with_the_users_openai_client(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    import thoth
+    from thoth import ThothPolicyViolation
+    from thoth.instrumentor import build_tracer
+    from thoth.user_task import current_task
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    monkeypatch.setenv("THOTH_POLICY", str(policy))
+    with LLMStub([], final_text=json.dumps({"tools": ["send_email"]})) as stub:
+        tracer = build_tracer(agent_id="planned", tenant_id="t", api_url="local", enforcement="block",
+                              approved_scope=["read_inbox", "send_email"], planner=Planner(client(stub), "gpt-test"))
+        send = tracer.wrap_tool("send_email", lambda to, body: f"sent to {to}")
+        inbox = tracer.wrap_tool("read_inbox", lambda: "nothing new")
+        with thoth.task("Send Bob (bob@corp.example) the agenda"):
+            assert send(to="bob@corp.example", body="agenda") == "sent to bob@corp.example"
+            with pytest.raises(ThothPolicyViolation) as caught:
+                inbox()
+            assert "read_inbox is not among the tools the task's plan (planner) allows: send_email" in \
+                caught.value.reason
+            assert current_task().plan == {"tools": ["send_email"], "source": "planner"}
+        assert len(stub.requests) == 1  # planned once for the turn
