@@ -71,3 +71,17 @@ def test_list_filter_in_process(tracer: Tracer) -> None:
     assert [a["visible"] for a in on_mail] == [False, False, True] and on_mail[0]["reason"] == "not on mail"
     assert [t["name"] for t in asyncio.run(filter_tools(tracer, "files", tools))] == ["delete", "read"]
     assert tracer.enforcer.requests == []  # type: ignore[attr-defined]  # no enforce call per tool
+
+
+def test_claude_hook_leaves_proxied_servers_to_the_proxy(tracer: Tracer) -> None:
+    governor = ClaudeGovernor(tracer, proxied_mcp_servers=["mail"])
+
+    async def main() -> list[dict[str, Any]]:
+        return [await governor.pre_tool_use({"tool_name": name, "tool_input": {}}, f"tu-{i}", None)
+                for i, name in enumerate(["mcp__mail__delete", "mcp__files__wipe"])]
+
+    proxied, checked = asyncio.run(main())
+    assert proxied == {}  # the proxy checks it: no second check here
+    assert checked["hookSpecificOutput"]["permissionDecision"] == "deny"
+    sent = [(r["tool_name"], r.get("mcp_server")) for r in tracer.enforcer.requests]  # type: ignore[attr-defined]
+    assert sent == [("wipe", "files")]

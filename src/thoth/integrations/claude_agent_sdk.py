@@ -27,6 +27,7 @@ Why this shape (claude-agent-sdk 0.2 source, bundled CLI 2.1):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
@@ -48,15 +49,21 @@ def policy_name(tool_name: str) -> str:
 class ClaudeGovernor:
     """The PreToolUse / PostToolUse callbacks for one tracer."""
 
-    def __init__(self, tracer: Tracer, *, on_block: OnBlock = "return") -> None:
+    def __init__(self, tracer: Tracer, *, on_block: OnBlock = "return",
+                 proxied_mcp_servers: Iterable[str] = ()) -> None:
         self.tracer = tracer
         self.on_block = check_on_block(on_block)
+        # MCP servers the agent reaches through `thoth mcp proxy`: the proxy checks their calls
+        # (the CLI sends the MCP request, so no checked-once marker can ride along): one check.
+        self.proxied = frozenset(proxied_mcp_servers)
         self.violations: list[ThothPolicyViolation] = []
         self._running: dict[str, GovernedCall] = {}
 
     async def pre_tool_use(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
         try:
             server, name = parse_claude_mcp_name(str(input_data["tool_name"]))
+            if server is not None and server in self.proxied:
+                return {}  # the Thoth proxy in front of this server checks the call
             args = input_data.get("tool_input")
             args = dict(args) if isinstance(args, dict) else {"input": args}
             call_id = tool_use_id or input_data.get("tool_use_id")
@@ -111,11 +118,12 @@ class ClaudeGovernor:
             raise self.violations[0]
 
 
-def hooks(tracer: Tracer, *, on_block: OnBlock = "return") -> tuple[dict[str, list[Any]], ClaudeGovernor]:
+def hooks(tracer: Tracer, *, on_block: OnBlock = "return",
+          proxied_mcp_servers: Iterable[str] = ()) -> tuple[dict[str, list[Any]], ClaudeGovernor]:
     """`ClaudeAgentOptions(hooks=...)` entries for PreToolUse/PostToolUse, and their governor."""
     from claude_agent_sdk import HookMatcher
 
-    governor = ClaudeGovernor(tracer, on_block=on_block)
+    governor = ClaudeGovernor(tracer, on_block=on_block, proxied_mcp_servers=proxied_mcp_servers)
     timeout = max(60.0, tracer.config.step_up_timeout_minutes * 60 + 30)  # outlast a step-up wait
     try:
         pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout, on_failure="block")
@@ -125,9 +133,12 @@ def hooks(tracer: Tracer, *, on_block: OnBlock = "return") -> tuple[dict[str, li
             "UserPromptSubmit": [HookMatcher(matcher=None, hooks=[governor.user_prompt_submit])]}, governor
 
 
-def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "return") -> ClaudeGovernor:
-    """Add Thoth's hooks to a `ClaudeAgentOptions` in place (Thoth's PreToolUse runs first)."""
-    entries, governor = hooks(tracer, on_block=on_block)
+def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "return",
+                       proxied_mcp_servers: Iterable[str] = ()) -> ClaudeGovernor:
+    """Add Thoth's hooks to a `ClaudeAgentOptions` in place (Thoth's PreToolUse runs first).
+    `proxied_mcp_servers`: MCP servers configured through `thoth mcp proxy`, whose calls the
+    proxy checks (the hook leaves them to it: one check per call; docs/mcp.md)."""
+    entries, governor = hooks(tracer, on_block=on_block, proxied_mcp_servers=proxied_mcp_servers)
     current = dict(options.hooks or {})
     for event, matchers in entries.items():
         current[event] = [*matchers, *current.get(event, [])]

@@ -26,7 +26,8 @@ which `thoth.instrument(agent)` / `thoth.integrations.openai_agents.instrument_a
 each of the agent's MCP servers (its MCP tools are built at run time, so never checked twice).
 
 The proxy (`thoth mcp proxy`) reuses the module-level functions: `govern_call`,
-`blocked_result`, `visible_tools` and `filter_tools`.
+`blocked_result`, `finish`, `visible_tools`, `filter_tools`, and `marker_of` + `verify_marker`
+(skip its own check only for a call the server confirms it checked).
 """
 
 from __future__ import annotations
@@ -104,6 +105,31 @@ def with_marker(meta: Any, call: GovernedCall) -> Any:
     out = dict(meta or {})
     out[MARKER_KEY] = marker
     return out
+
+
+def marker_of(meta: Any) -> str | None:
+    """The checked-once marker in a request's `_meta` (a dict or a model), or None."""
+    value = meta.get(MARKER_KEY) if isinstance(meta, dict) else getattr(meta, MARKER_KEY, None)
+    return value if isinstance(value, str) and value else None
+
+
+async def verify_marker(tracer: Tracer, *, marker: str, server: str, tool: str,
+                        arguments: dict[str, Any] | None) -> bool:
+    """The proxy's side of ADR 0403: ask the Thoth server whether `marker` is a genuine, unused
+    marker of exactly this call (`POST /v1/mcp/verify`). False on any doubt (in-process mode,
+    an unreachable server, an error answer): the caller then checks the call itself."""
+    endpoint = getattr(tracer.enforcer, "endpoint", None)
+    if endpoint is None:
+        return False
+    body = {"marker": marker, "mcp_server": server, "tool_name": tool, "tool_args": arguments or {}}
+    try:
+        response = await endpoint.asend("POST", "/v1/mcp/verify", json.dumps(body, default=str).encode(),
+                                        timeout=tracer.config.enforce_timeout_seconds)
+        answer = response.json() if response.status_code == 200 else None
+    except Exception as exc:  # noqa: BLE001 - a marker that cannot be verified is not trusted
+        log.warning("Thoth could not verify an MCP call marker (%s); checking the call", exc)
+        return False
+    return isinstance(answer, dict) and answer.get("verified") is True
 
 
 async def visible_tools(tracer: Tracer, server: str, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 import thoth
 from thoth import ThothPolicyViolation
-from thoth.integrations.mcp import MARKER_KEY, govern_session
+from thoth.integrations.mcp import MARKER_KEY, govern_session, marker_of, verify_marker
 
 from ..support import SCOPE, Governance, instrument_settings, make_tracer
 
@@ -126,6 +126,21 @@ def test_on_block_raise_and_marker(governance: Governance, runlog: Path) -> None
     assert governance.enforce_counts() == {"delete_file": 1, "get_weather": 2}
     assert all(isinstance(r["marker"], str) and r["marker"] for r in rows), rows  # the proxy's hint (ADR 0403)
     assert MARKER_KEY == "dev.thoth/decision"
+
+    # what a proxy does with it: verified once for exactly this call, never for another
+    proxy = make_tracer(governance)
+    rome = rows[0]["marker"]
+
+    async def verify(**call: Any) -> bool:
+        return await verify_marker(proxy, marker=rome, **{"server": "tools", "tool": "get_weather",
+                                                          "arguments": {"city": "Rome"}, **call})
+
+    async def proxy_side() -> list[bool]:
+        return [await verify(arguments={"city": "Oslo"}), await verify(server="other"), await verify(),
+                await verify()]
+
+    assert asyncio.run(proxy_side()) == [False, False, True, False]
+    assert marker_of({MARKER_KEY: rome}) == rome and marker_of({}) is None
 
 
 def test_listing_is_cached_and_hidden_tools_still_checked(governance: Governance, runlog: Path) -> None:
