@@ -12,8 +12,7 @@ import itertools
 import secrets
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,17 @@ from thoth import audit
 from thoth.audit.sign import Signer
 from thoth.server.db import Connection, Database
 from thoth.server.notify import rules
+from thoth.server.records import (
+    APPROVAL_COLUMNS,
+    DECISION_COLUMNS,
+    EVENT_COLUMNS,
+    BatchResult,
+    DecisionRecord,
+    DecisionRow,
+    EventBatch,
+    EventRow,
+)
+from thoth.server.writeops import SyncOps, WriteOps, run_now
 
 ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
@@ -66,77 +76,8 @@ class KeyInfo:
     revoked: bool
 
 
-@dataclass
-class DecisionRecord:
-    """One enforce decision to persist (plus the approval when it is a STEP_UP)."""
-
-    row: tuple[Any, ...]  # matches DECISION_COLUMNS
-    tenant_id: str
-    session_id: str
-    agent_id: str
-    user_id: str
-    decision: str
-    risk_score: float
-    decided_at: float
-    dedup_key: str | None
-    approval: ApprovalRow | None = None
-
-
-@dataclass
-class EventBatch:
-    tenant_id: str
-    events: list[dict[str, Any]]
-    key_id: str | None = None  # the API key that sent them; None: the server's own records
-
-
-@dataclass
-class BatchResult:
-    accepted: int = 0
-    duplicates: int = 0
-
-
-DECISION_COLUMNS = (
-    "decision_id", "tenant_id", "session_id", "agent_id", "user_id", "tool_name", "tool_args", "decision",
-    "would_decision", "reason", "reason_code", "matched_rule_ids", "risk_score", "violation_id", "hold_token",
-    "enforcement_mode", "environment", "dedup_key", "decided_at", "response",
-)
-
-
-@dataclass(slots=True)
-class ApprovalRow:
-    """The approval row a held call (STEP_UP) inserts, field by field; the fields' order is the
-    columns' order of its INSERT (APPROVAL_COLUMNS) and `values` is its one conversion to them."""
-
-    approval_id: str
-    tenant_id: str
-    hold_token: str
-    violation_id: str | None
-    decision_id: str
-    tool_name: str
-    tool_args: str  # JSON text
-    args_digest: str
-    agent_id: str
-    session_id: str
-    reason: str
-    requested_at: float
-    expires_at: float
-    status: str
-    user_id: str
-    requested_by: str
-    required_approvals: int
-    allowed_uses: int
-    valid_seconds: float
-
-    def values(self) -> tuple[Any, ...]:
-        """The row in APPROVAL_COLUMNS order, for the INSERT."""
-        return tuple(getattr(self, name) for name in APPROVAL_COLUMNS)
-
-
-APPROVAL_COLUMNS = tuple(f.name for f in fields(ApprovalRow))
-EVENT_COLUMNS = (
-    "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
-    "occurred_at", "ingested_at", "previous_hash", "hash", "body", "ingest_key_id",
-)
+# The records and their column order live in thoth.server.records (imported here for callers
+# that know them as the store's).
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
 )
@@ -158,52 +99,6 @@ _UPSERT_SESSION = (
     " risk_score = CASE WHEN excluded.risk_score > sessions.risk_score"
     "   THEN excluded.risk_score ELSE sessions.risk_score END"
 )
-
-
-class SyncOps:
-    """The write operations `Store.write_batch` needs, over a blocking connection (never suspends:
-    run its coroutines with `run_now`). The SQLite writer and control-plane transactions use it."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.postgres = conn.postgres
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int(self.conn.execute(sql, params).rowcount)
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql, params)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.conn.one(sql, params)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.conn.all(sql, params)
-
-    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
-        """Send a query; `fetch(handle)` gives its rows (here at once). `prepare` is PostgresOps'
-        (these connections run the control plane's few writes: their plans do not matter)."""
-        return self.conn.all(sql, params)
-
-    async def fetch(self, handle: Any) -> list[Any]:
-        return list(handle)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ", ".join("?" * len(columns))
-        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends (the store's writes over SyncOps) to its result."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("a blocking write tried to suspend")
 
 
 @dataclass
@@ -296,8 +191,9 @@ class Store:
                            comment: str | None = None) -> int:
         with self.db.transaction() as conn:
             self.ensure_tenant(conn, tenant_id)
-            if conn.postgres:  # serialise version numbers per tenant across processes
-                conn.execute("SELECT tenant_id FROM tenants WHERE tenant_id = ? FOR UPDATE", (tenant_id,))
+            if conn.dialect.for_update:  # serialise version numbers per tenant across processes
+                conn.execute("SELECT tenant_id FROM tenants WHERE tenant_id = ?" + conn.dialect.for_update,
+                             (tenant_id,))
             row = conn.one("SELECT COALESCE(MAX(version), 0) FROM policies WHERE tenant_id = ?", (tenant_id,))
             version = int(row[0]) + 1
             conn.execute("UPDATE policies SET active = ? WHERE tenant_id = ? AND active = ?",
@@ -541,8 +437,7 @@ class Store:
         key = (approval_id,) if tenant_id is None else (approval_id, tenant_id)
         ts = now()
         with self.db.transaction() as conn:
-            lock = " FOR UPDATE" if conn.postgres else ""
-            row = conn.one(self._APPROVAL_SELECT + where + lock, key)
+            row = conn.one(self._APPROVAL_SELECT + where + conn.dialect.for_update, key)
             if row is None:
                 return "not_found", None
             approval = self._approval(row)
@@ -693,11 +588,11 @@ class Store:
         try:
             known: set[str] = set()
             for i in range(0, len(records), 500):
-                ids = [rec.row[0] for rec in records[i:i + 500]]
+                ids = [rec.row.decision_id for rec in records[i:i + 500]]
                 marks = ", ".join("?" for _ in ids)
                 known.update(r[0] for r in conn.all(f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks})",
                                                     ids))
-            fresh = [rec for rec in records if rec.row[0] not in known]
+            fresh = [rec for rec in records if rec.row.decision_id not in known]
             for i in range(0, len(fresh), 512):
                 conn.begin_write()
                 try:
@@ -710,13 +605,13 @@ class Store:
         finally:
             conn.close()
 
-    async def write_batch(self, ops: Any, jobs: list[Any], ctx: WriteContext | None = None) -> list[Any]:
+    async def write_batch(self, ops: WriteOps, jobs: list[Any], ctx: WriteContext | None = None) -> list[Any]:
         ctx = ctx or WriteContext()
         results: list[Any] = [None] * len(jobs)
         # Plain decisions (no dedup key) go in with one COPY / executemany; sessions get one upsert each.
-        plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
+        plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.row.dedup_key is None]
         if plain:
-            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row for i in plain])
+            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row.values() for i in plain])
             approvals = [jobs[i].approval.values() for i in plain if jobs[i].approval is not None]
             if approvals:
                 await ops.executemany(_INSERT_APPROVAL, approvals)
@@ -726,10 +621,10 @@ class Store:
         event_jobs: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             if isinstance(job, DecisionRecord):
-                if job.dedup_key is not None:
+                if job.row.dedup_key is not None:
                     results[i] = await self._write_decision(ops, job)
                 if results[i]:
-                    self._count_session(sessions, job)
+                    self._count_session(sessions, job.row)
             elif isinstance(job, EventBatch):
                 event_jobs.setdefault(job.tenant_id, []).append(i)
             elif job is not None:  # None: the writer's barrier (settled()), nothing to write
@@ -756,13 +651,14 @@ class Store:
         for job, stored in zip(jobs, results, strict=True):
             if isinstance(job, DecisionRecord) and job.approval is not None and stored:
                 approval = dict(zip(APPROVAL_COLUMNS, job.approval.values(), strict=True))
-                out.setdefault(job.tenant_id, EventBatch(job.tenant_id, [])).events.append(rules.approval_event(
-                    "APPROVAL_REQUESTED", approval, job.decided_at, expires_at=iso(approval["expires_at"]),
+                tenant = job.row.tenant_id
+                out.setdefault(tenant, EventBatch(tenant, [])).events.append(rules.approval_event(
+                    "APPROVAL_REQUESTED", approval, job.row.decided_at, expires_at=iso(approval["expires_at"]),
                     required_approvals=approval["required_approvals"], reason=approval["reason"]))
         return out
 
     @staticmethod
-    def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRecord) -> None:
+    def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRow) -> None:
         # agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up, risk_score
         s = sessions.get((rec.tenant_id, rec.session_id))
         if s is None:
@@ -774,17 +670,17 @@ class Store:
         s[6] += rec.decision == "STEP_UP"
         s[7] = max(s[7], rec.risk_score)
 
-    async def _write_decision(self, ops: Any, rec: DecisionRecord) -> bool:
-        if rec.dedup_key is not None:
-            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row) == 0:
+    async def _write_decision(self, ops: WriteOps, rec: DecisionRecord) -> bool:
+        if rec.row.dedup_key is not None:
+            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row.values()) == 0:
                 return False  # the same call was already recorded (possibly by another process)
         else:
-            await ops.run(_INSERT_DECISION, rec.row)
+            await ops.run(_INSERT_DECISION, rec.row.values())
         if rec.approval is not None:
             await ops.run(_INSERT_APPROVAL, rec.approval.values())
         return True
 
-    async def _write_events(self, ops: Any, ctx: WriteContext, tenant: str,
+    async def _write_events(self, ops: WriteOps, ctx: WriteContext, tenant: str,
                             batches: list[EventBatch]) -> list[BatchResult]:
         # The chain head and the already-stored ids are both asked before either answer is
         # awaited: one round trip on PostgreSQL, during which the head stays locked.
@@ -796,32 +692,26 @@ class Store:
             # A wrong guess fails the transaction, which the writer then retries without
             # known_heads: another process that appended meanwhile holds the next chain index
             # (the events' primary key), an id stored before violates its unique key.
-            await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ? FOR UPDATE", (tenant,))
+            await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ?" + ops.dialect.for_update,
+                          (tenant,))
             ctx.heads[tenant] = known
         if tenant not in ctx.heads:
             await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
                           " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))
             # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL;
             # held to the commit, so two processes never hand out the same chain index.
-            # (SQLite: the whole write transaction is already exclusive.)
-            lock = " FOR UPDATE" if ops.postgres else ""
-            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
+            # (SQLite: the whole write transaction is already exclusive: no lock to add.)
+            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?"
+                                   + ops.dialect.for_update, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
         found = None
         if known is not None:
             ctx.guessed.add(tenant)
-        elif ops.postgres:
-            # The ids as one JSON parameter: psycopg adapts a list element by element in Python
-            # (~0.7 us an id), orjson in ~5 ns. Planned at every execution, not prepared: a plan
-            # cached while the table was small (a new database) kept scanning the whole table for
-            # every batch until the next ANALYZE (2-4k events/s; 30k with this).
-            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ?"
-                                    " AND event_id = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
-                                    [tenant, orjson.dumps(ids).decode()], prepare=False)
         else:
-            marks = ", ".join("?" * len(ids))
-            found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
-                                    [tenant, *ids])
+            # Planned at every execution, not prepared (the dialect's ids_in says why).
+            condition, params = ops.dialect.ids_in("event_id", ids)
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND " + condition,
+                                    [tenant, *params], prepare=False)
         if head is not None:
             row = (await ops.fetch(head))[0]
             ctx.heads[tenant] = (int(row[0]), row[1])
@@ -840,9 +730,10 @@ class Store:
                 existing.add(event["event_id"])
                 index += 1
                 body, h = audit.link(event, tenant, ingested_at, index, prev, batch.key_id)
-                rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
-                             event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
-                             prev, h, body.decode(), batch.key_id))
+                rows.append(EventRow(tenant, index, event["event_id"], event.get("session_id"),
+                                     event.get("agent_id"), event.get("event_type"), event.get("tool_name"),
+                                     event.get("occurred_at"), ingested_at, prev, h, body.decode(),
+                                     batch.key_id).values())
                 prev = h
                 result.accepted += 1
         if rows:
@@ -851,7 +742,7 @@ class Store:
             ctx.dirty_heads.add(tenant)
         return results
 
-    async def _sign_heads(self, ops: Any, ctx: WriteContext) -> None:
+    async def _sign_heads(self, ops: WriteOps, ctx: WriteContext) -> None:
         for tenant in ctx.dirty_heads:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None
