@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from thoth.server.dialect import POSTGRES, SQLITE, Dialect
+from thoth.server.dialect import POSTGRES, SQLITE, Dialect, for_url
 
 log = logging.getLogger("thoth.server.db")
 RETRY_SECONDS = 1.0  # after a failure to reach the database: fail fast this long, then try again
@@ -274,7 +274,7 @@ class Database:
     def __init__(self, url: str, timeout: float | None = None, statement_timeout: float | None = None) -> None:
         self.url = url
         self.postgres = is_postgres(url)
-        self.dialect: Dialect = POSTGRES if self.postgres else SQLITE
+        self.dialect: Dialect = for_url(url)
         self.timeout = timeout
         self.statement_timeout = statement_timeout if statement_timeout is not None else timeout
         # psycopg refuses a connect timeout under 2 s.

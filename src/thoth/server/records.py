@@ -5,6 +5,7 @@ fields, and `values()` is the one conversion to a tuple for an INSERT (an attrge
 for 20 fields, the cost of building the tuple by hand). Enforce, the journal, the writer and the
 tests build these; only `values()` knows the order.
 
+The conversions of stored values (`iso`, `load_json`) are here for the store and the reads.
 The jobs the writer takes (`DecisionRecord`, `EventBatch`) and what an event batch answers
 (`BatchResult`) live here too, so that the store, the writer and the journal share them
 without importing each other.
@@ -12,9 +13,27 @@ without importing each other.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
+
+import orjson
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float) -> str:
+    """A stored timestamp (epoch seconds) as the API shows it."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def load_json(text: str | None) -> Any:
+    """A stored JSON text column, None when empty."""
+    return orjson.loads(text) if text else None
 
 
 @dataclass(slots=True)

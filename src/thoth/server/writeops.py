@@ -171,3 +171,8 @@ class PostgresOps:
             types = dict(await self.all(POSTGRES.COLUMN_TYPES, (table,)))
             sql = _JSON_INSERTS[key] = POSTGRES.json_insert(table, columns, types)
         return sql
+
+
+def _implements(sync: SyncOps, pg: PostgresOps) -> tuple[WriteOps, WriteOps]:
+    """Never called: mypy checks here that both classes satisfy the protocol."""
+    return sync, pg
