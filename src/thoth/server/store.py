@@ -19,8 +19,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from thoth import audit
 from thoth.audit.sign import Signer
 from thoth.server.db import Connection, Database
@@ -30,6 +28,7 @@ from thoth.server.records import (
     APPROVAL_COLUMNS,
     DECISION_COLUMNS,
     EVENT_COLUMNS,
+    ApprovalRow,
     BatchResult,
     DecisionRecord,
     DecisionRow,
@@ -40,6 +39,13 @@ from thoth.server.records import (
     now,
 )
 from thoth.server.writeops import SyncOps, WriteOps, run_now
+
+# The records (thoth.server.records) are re-exported for callers that import them from here.
+__all__ = [
+    "APPROVAL_COLUMNS", "APPROVAL_STATUSES", "DECISION_COLUMNS", "EVENT_COLUMNS", "ROLES", "ApprovalRow",
+    "BatchResult", "DecisionRecord", "DecisionRow", "EventBatch", "EventRow", "KeyInfo", "Store", "WriteContext",
+    "hash_key", "iso", "new_id", "now",
+]
 
 ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
@@ -59,10 +65,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
-
-
 @dataclass(frozen=True)
 class KeyInfo:
     key_id: str
@@ -71,8 +73,6 @@ class KeyInfo:
     revoked: bool
 
 
-# The records and their column order live in thoth.server.records (imported here for callers
-# that know them as the store's).
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
 )
@@ -81,7 +81,6 @@ _INSERT_DECISION_DEDUP = _INSERT_DECISION + (" ON CONFLICT (tenant_id, session_i
 _INSERT_APPROVAL = (
     f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) VALUES ({', '.join('?' * len(APPROVAL_COLUMNS))})"
 )
-_INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 _UPSERT_SESSION = (
     "INSERT INTO sessions (tenant_id, session_id, agent_id, user_id, started_at, last_event_at, tool_calls,"
     " blocked, stepped_up, risk_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
