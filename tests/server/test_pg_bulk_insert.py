@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from thoth.server import writer
+from thoth.server import writeops, writer
 from thoth.server.migrate import upgrade
 from thoth.server.store import DECISION_COLUMNS, EVENT_COLUMNS
 
@@ -71,7 +71,7 @@ def test_too_long_values_are_refused_not_truncated(pg_schema_url: str) -> None:
 @pytest.mark.postgres
 def test_large_inserts_are_split(pg_schema_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     upgrade(pg_schema_url)
-    monkeypatch.setattr(writer, "_MAX_JSON_BYTES", 2000)  # ~3 rows per statement
+    monkeypatch.setattr(writeops, "_MAX_JSON_BYTES", 2000)  # ~3 rows per statement
     rows = [_decision(i, f"split-{i}", float(i)) for i in range(40)]
     back = asyncio.run(_copy_and_read(pg_schema_url, "decisions", DECISION_COLUMNS, rows, "decision_id",
                                       [r[0] for r in rows]))
@@ -82,14 +82,15 @@ def test_large_inserts_are_split(pg_schema_url: str, monkeypatch: pytest.MonkeyP
 def test_a_failing_job_is_isolated_and_the_writer_goes_on(pg_schema_url: str, tmp_path: Path) -> None:
     from thoth.server.audit import Signer
     from thoth.server.db import Database
-    from thoth.server.store import DecisionRecord, EventBatch, Store
+    from thoth.server.records import DecisionRecord, DecisionRow, EventBatch
+    from thoth.server.store import Store
 
     upgrade(pg_schema_url)
     store = Store(Database(pg_schema_url), Signer(tmp_path / "chain.key"))
     t = f"iso-{uuid.uuid4().hex[:6]}"
     row = list(_decision(0, "x", 1.0))
     row[DECISION_COLUMNS.index("decision")] = "D" * 17  # varchar(16): the database refuses the row
-    bad = DecisionRecord(tuple(row), "bulk", "x", "a", "u", "D" * 17, 0.0, 1.0, None)
+    bad = DecisionRecord(DecisionRow(*row))
 
     def batch(i: int) -> EventBatch:
         return EventBatch(t, [{"event_id": f"{t}:{i}", "tenant_id": t, "event_type": "TOOL_CALL_PRE"}])

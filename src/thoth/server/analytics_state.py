@@ -52,8 +52,9 @@ class TenantState:
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         with self.db.transaction(on_loop=True) as conn:  # SQLite: BEGIN IMMEDIATE
-            if conn.postgres:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"thoth-analytics/{self.tenant_id}/{key}",))
+            lock = conn.dialect.xact_lock(f"thoth-analytics/{self.tenant_id}/{key}")
+            if lock is not None:  # PostgreSQL: an advisory lock; SQLite's BEGIN IMMEDIATE locked it all
+                conn.execute(*lock)
             self._conn = conn
             try:
                 yield

@@ -147,7 +147,7 @@ def build(core: Core) -> FastAPI:
     def metrics() -> str:
         def holds() -> dict[str, int]:
             try:
-                return core.store.pending_holds_by_tenant()
+                return core.reads.pending_holds_by_tenant()
             except Exception as exc:  # a database outage must not hide the counters (503s among them)
                 if not is_unavailable(exc):
                     raise
@@ -159,12 +159,12 @@ def build(core: Core) -> FastAPI:
     @app.get("/v1/sessions", tags=["sessions"])
     def sessions(key: Reader, agent_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                  cursor: str | None = None) -> dict[str, Any]:
-        items, nxt = core.store.list_sessions(key.tenant_id, agent_id, limit, _cursor(cursor))
+        items, nxt = core.reads.list_sessions(key.tenant_id, agent_id, limit, _cursor(cursor))
         return {"items": items, "next_cursor": nxt}
 
     @app.get("/v1/sessions/{session_id}", tags=["sessions"])
     def session(key: Reader, session_id: str) -> dict[str, Any]:
-        found = core.store.get_session(key.tenant_id, session_id)
+        found = core.reads.get_session(key.tenant_id, session_id)
         if found is None:
             raise ClientError(404, "unknown session")
         return found
@@ -172,7 +172,7 @@ def build(core: Core) -> FastAPI:
     @app.get("/v1/violations", tags=["violations"])
     def violations(key: Reader, agent_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    cursor: str | None = None) -> dict[str, Any]:
-        items, nxt = core.store.list_violations(key.tenant_id, agent_id, limit, _cursor(cursor))
+        items, nxt = core.reads.list_violations(key.tenant_id, agent_id, limit, _cursor(cursor))
         return {"items": items, "next_cursor": nxt}
 
     # ---- approvals ------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/v1/approvals/{approval_id}", tags=["approvals"])
     def approval(key: Reader, approval_id: str) -> dict[str, Any]:
-        found = core.store.approval(key.tenant_id, approval_id)
+        found = core.reads.approval(key.tenant_id, approval_id)
         if found is None:
             raise ClientError(404, "unknown approval")
         return public_approval(found)
@@ -218,11 +218,11 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/v1/policies/versions", tags=["policies"])
     def versions(key: Reader) -> dict[str, Any]:
-        return {"items": core.store.policy_versions(key.tenant_id), "next_cursor": None}
+        return {"items": core.reads.policy_versions(key.tenant_id), "next_cursor": None}
 
     @app.get("/v1/policies/versions/{version}", tags=["policies"])
     def version_doc(key: Reader, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]) -> dict[str, Any]:
-        doc = core.store.policy_version(key.tenant_id, version)
+        doc = core.reads.policy_version(key.tenant_id, version)
         if doc is None:
             raise ClientError(404, "unknown policy version")
         return {"tenant_id": key.tenant_id, "version": version, "document": doc}
@@ -240,7 +240,7 @@ def build(core: Core) -> FastAPI:
 
     @app.post("/v1/policies/rollback", tags=["policies"])
     def rollback(key: Admin, body: Rollback) -> dict[str, Any]:
-        doc = core.store.policy_version(key.tenant_id, body.version)
+        doc = core.reads.policy_version(key.tenant_id, body.version)
         if doc is None:
             raise ClientError(404, "unknown policy version")
         _validate_policy(doc)
@@ -253,7 +253,7 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/v1/keys", tags=["keys"])
     def keys(key: Admin) -> dict[str, Any]:
-        return {"items": core.store.list_keys(key.tenant_id), "next_cursor": None}
+        return {"items": core.reads.list_keys(key.tenant_id), "next_cursor": None}
 
     @app.post("/v1/keys", tags=["keys"], status_code=201)
     def create_key(key: Admin, body: KeyCreate) -> dict[str, Any]:
@@ -271,7 +271,7 @@ def build(core: Core) -> FastAPI:
 
     @app.get("/v1/analytics/agents/{agent_id}", tags=["analytics"])
     async def agent_analytics(key: Reader, agent_id: str) -> dict[str, Any]:
-        series = await core.read(core.store.agent_risk_series, key.tenant_id, agent_id)
+        series = await core.read(core.reads.agent_risk_series, key.tenant_id, agent_id)
         report = None
         # On the event loop: the tenant's analytics state is not thread-safe. agent_report re-reads
         # the stored baseline first, so it includes what other processes (and past runs) learnt.

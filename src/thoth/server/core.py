@@ -32,6 +32,7 @@ from thoth.server.enforce import (  # noqa: F401  (re-exported)
 from thoth.server.holds import MAX_HOLD_WAIT, public_approval, resolution_problem  # noqa: F401  (re-exported)
 from thoth.server.mcp_pins import McpPins, require_pinning_setting
 from thoth.server.metrics import Metrics
+from thoth.server.reads import Reads
 from thoth.server.settings import Settings
 from thoth.server.store import KeyInfo, Store, iso
 from thoth.server.writer import InlineWriter, Writer
@@ -93,6 +94,9 @@ class Core:
                            statement_timeout=settings.db_statement_timeout_seconds)
         self.signer = Signer(settings.key_path)
         self.store = Store(self.db, self.signer)
+        # The control plane's reads (thoth.server.reads): the same object, typed so that a GET
+        # route reaches only reads.
+        self.reads: Reads = self.store
         self.writer: Writer | InlineWriter = (
             Writer(self.db, self.store) if self.db.postgres else InlineWriter(self.db, self.store))
         self.metrics = Metrics()
@@ -334,7 +338,7 @@ class Core:
     # ---- audit ----------------------------------------------------------------------------
 
     def verify(self, tenant_id: str) -> dict[str, Any]:
-        return self.store.verify_chain(tenant_id)
+        return self.reads.verify_chain(tenant_id)
 
 
 def _allowed(info: KeyInfo | None, roles: frozenset[str]) -> KeyInfo:

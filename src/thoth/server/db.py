@@ -1,7 +1,8 @@
 """Raw DB-API connections for SQLite and PostgreSQL, one SQL dialect.
 
 Queries are written with `?` placeholders and the standard `ON CONFLICT` syntax both engines
-share; for PostgreSQL the placeholders become `%s`. SQLAlchemy is used only for migrations:
+share; what SQL differs in is asked of `Connection.dialect` (thoth.server.dialect). This module
+keeps the differences of the drivers: how to connect, commit, bound a round trip. SQLAlchemy is used only for migrations:
 the hot paths talk to sqlite3 / psycopg directly (measured 3-34 % faster).
 
 Outages (PostgreSQL; docs/adr/0102-database-outages.md): the server's connections have a
@@ -30,6 +31,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+from thoth.server.dialect import POSTGRES, SQLITE, Dialect, for_url
 
 log = logging.getLogger("thoth.server.db")
 RETRY_SECONDS = 1.0  # after a failure to reach the database: fail fast this long, then try again
@@ -165,14 +168,15 @@ class Connection:
 
     def __init__(self, raw: Any, postgres: bool, timeout: float | None = None, owner: object = None) -> None:
         self.raw = raw
-        self.postgres = postgres
+        self.postgres = postgres  # the driver (psycopg or sqlite3): how to commit, watch, poll
+        self.dialect: Dialect = POSTGRES if postgres else SQLITE  # how its SQL is spelled
         # PostgreSQL: seconds a round trip may wait for its answer before the watchdog cuts the
         # socket (None: no limit); a data-plane request's bound may be shorter (_REQUEST_BOUND).
         self.timeout = timeout
         self.owner = owner
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.postgres else sql
+        return self.dialect.sql(sql)
 
     @contextmanager
     def _bounded(self) -> Iterator[None]:
@@ -270,6 +274,7 @@ class Database:
     def __init__(self, url: str, timeout: float | None = None, statement_timeout: float | None = None) -> None:
         self.url = url
         self.postgres = is_postgres(url)
+        self.dialect: Dialect = for_url(url)
         self.timeout = timeout
         self.statement_timeout = statement_timeout if statement_timeout is not None else timeout
         # psycopg refuses a connect timeout under 2 s.

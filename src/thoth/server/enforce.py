@@ -20,7 +20,8 @@ from thoth.analytics.provenance import provenance_signals
 from thoth.server import engine, mcp_marker
 from thoth.server.db import StorageUnavailable
 from thoth.server.holds import fire
-from thoth.server.store import ApprovalRow, DecisionRecord, KeyInfo, new_id
+from thoth.server.records import ApprovalRow, DecisionRecord, DecisionRow
+from thoth.server.store import KeyInfo, new_id
 from thoth.wire import WireError as ClientError
 from thoth.wire import decision_envelope, parse_enforce, server_fields
 
@@ -129,18 +130,20 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
         latency = time.perf_counter() - started
         envelope["latency_ms"] = round(latency * 1000, 3)
         response = orjson.dumps(envelope, default=str)
-        row = (decision_id, tenant_id, session_id, agent_id, user_id, tool_name,
-               orjson.dumps(tool_args, default=str).decode(), decision, would, envelope["reason"],
-               envelope["decision_reason_code"],
-               orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
-               envelope["hold_token"], mode, environment, dedup_key, now,
-               # The answer is kept to replay it to a repeated check of the same call, and for the
-               # dashboard when it explains where a held or blocked call's data came from.
-               response.decode() if dedup_key is not None or "provenance" in envelope else "")
+        row = DecisionRow(
+            decision_id=decision_id, tenant_id=tenant_id, session_id=session_id, agent_id=agent_id,
+            user_id=user_id, tool_name=tool_name, tool_args=orjson.dumps(tool_args, default=str).decode(),
+            decision=decision, would_decision=would, reason=envelope["reason"],
+            reason_code=envelope["decision_reason_code"],
+            matched_rule_ids=orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score=risk_score,
+            violation_id=violation_id, hold_token=envelope["hold_token"], enforcement_mode=mode,
+            environment=environment, dedup_key=dedup_key, decided_at=now,
+            # The answer is kept to replay it to a repeated check of the same call, and for the
+            # dashboard when it explains where a held or blocked call's data came from.
+            response=response.decode() if dedup_key is not None or "provenance" in envelope else "")
         history.record(tool_name, tool_args, now, decision)
         known[0] += 1
-        record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,
-                                dedup_key, approval_row)
+        record = DecisionRecord(row, approval_row)
         if analytics is not None:  # learning from the call can wait until the answer is sent
             asyncio.get_running_loop().call_soon(_observe, analytics, agent_id, tool_name, tool_args, now, decision,
                                                  session_id, anomaly)

@@ -9,6 +9,12 @@ same THOTH_HOME stores it. Once every journaled decision is committed, the file 
 Like SQLite's WAL with synchronous=NORMAL, this survives the death of the process, not of the
 machine (the OS may not have written the page to disk before a power loss).
 
+A file is JSON lines: a header `{"columns": [...]}` (the decision columns, in the order of the
+lines that follow), then one JSON array of a decision row's values per decision (a tuple dumps
+in ~0.4 us; the row as an object took ~2.3 us before the answer). The header lets a newer server
+replay an older one's file by name. Files of servers before the header (one
+`[row, tenant, session, agent, user, decision, risk, decided_at]` per line) replay too.
+
 Each process has its own file and holds an exclusive lock on it while it lives; a file whose
 lock can be taken belongs to a process that is gone, and is replayed then deleted. Replay skips
 decisions already stored, so a decision committed just before the kill is not stored twice.
@@ -26,9 +32,17 @@ from typing import Any
 
 import orjson
 
-from thoth.server.store import DecisionRecord
+from thoth.server.records import DECISION_COLUMNS, DecisionRecord, DecisionRow
 
 log = logging.getLogger("thoth.server.journal")
+_HEADER = orjson.dumps({"columns": DECISION_COLUMNS})
+# The columns of a line of the first format (no header): the decisions table of migrations
+# 0001-0007, whose order DECISION_COLUMNS kept.
+LEGACY_COLUMNS = (
+    "decision_id", "tenant_id", "session_id", "agent_id", "user_id", "tool_name", "tool_args", "decision",
+    "would_decision", "reason", "reason_code", "matched_rule_ids", "risk_score", "violation_id", "hold_token",
+    "enforcement_mode", "environment", "dedup_key", "decided_at", "response",
+)
 
 
 class Journal:
@@ -43,12 +57,11 @@ class Journal:
         self.path = directory / name
         os.rename(hidden, self.path)
         self.pending = 0  # journaled records not yet committed
-        self._lines: list[bytes] = []
+        self._lines: list[bytes] = [_HEADER]  # every file (and every emptied one) starts with it
 
     def add(self, rec: DecisionRecord) -> None:
         """Buffer a record; `write` hands the buffer to the OS (before any of them is answered)."""
-        self._lines.append(orjson.dumps((rec.row, rec.tenant_id, rec.session_id, rec.agent_id, rec.user_id,
-                                         rec.decision, rec.risk_score, rec.decided_at)))
+        self._lines.append(orjson.dumps(rec.row.values()))
         self.pending += 1
 
     def write(self) -> None:
@@ -63,6 +76,8 @@ class Journal:
         if self.pending <= 0:
             self.pending = 0
             os.ftruncate(self._fd, 0)
+            if not self._lines or self._lines[0] is not _HEADER:  # the next write starts the file anew
+                self._lines.insert(0, _HEADER)
 
     def close(self) -> None:
         """On a clean stop, after the writer drained: nothing left to replay unless something failed."""
@@ -99,11 +114,23 @@ def orphans(directory: Path) -> Iterator[tuple[Path, list[DecisionRecord]]]:
 
 
 def _parse(data: bytes) -> Iterator[DecisionRecord]:
+    columns: tuple[str, ...] = LEGACY_COLUMNS
     for line in data.splitlines():
         try:
-            row, tenant, session, agent, user, decision, risk, ts = orjson.loads(line)
-            yield DecisionRecord(tuple(row), tenant, session, agent, user, decision, risk, ts, None)
-        except (TypeError, ValueError):  # a line torn by the kill (JSONDecodeError is a ValueError)
+            item = orjson.loads(line)
+            if isinstance(item, dict):  # a header: the columns of the lines after it
+                columns = tuple(item["columns"])
+                continue
+            if len(item) == 8 and isinstance(item[0], list):  # the first format: the row, then 7 of its fields
+                item = item[0]
+                if len(item) != len(LEGACY_COLUMNS):
+                    raise ValueError("not a decision row")
+                yield DecisionRecord(DecisionRow(*item))
+                continue
+            if len(item) != len(columns):
+                raise ValueError("not a decision row")
+            yield DecisionRecord(DecisionRow(**dict(zip(columns, item, strict=True))))
+        except (TypeError, ValueError, KeyError):  # a line torn by the kill (JSONDecodeError is a ValueError)
             log.warning("skipping an unreadable journal line (%d bytes)", len(line))
 
 

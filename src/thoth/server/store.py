@@ -1,8 +1,13 @@
-"""All SQL of the server, on SQLite and PostgreSQL.
+"""The server's write path, on SQLite and PostgreSQL.
 
-Reads used by the control plane and the dashboard are plain methods returning dicts (the
-dashboard builds on them). Writes on the hot paths (decisions, events) go through
-`thoth.server.writer.Writer`, which calls `write_batch` here inside one group-commit transaction.
+Writes on the hot paths (decisions, events) go through `thoth.server.writer`, which calls
+`write_batch` here inside one group-commit transaction over a `WriteOps` (thoth.server.writeops);
+where the engines' SQL differs, the code asks the dialect (thoth.server.dialect). The rows are
+typed records (thoth.server.records). Control-plane writes (keys, policies, approvals) are
+plain methods, each one transaction, as are the enforce path's look-ups.
+
+The control plane's reads are thoth.server.reads (inherited by `Store`); the dashboard's are
+thoth.server.dashboard.queries.
 """
 
 from __future__ import annotations
@@ -10,30 +15,40 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
-import time
 import uuid
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from thoth import audit
 from thoth.audit.sign import Signer
 from thoth.server.db import Connection, Database
 from thoth.server.notify import rules
+from thoth.server.reads import Reads
+from thoth.server.records import (
+    APPROVAL_COLUMNS,
+    DECISION_COLUMNS,
+    EVENT_COLUMNS,
+    ApprovalRow,
+    BatchResult,
+    DecisionRecord,
+    DecisionRow,
+    EventBatch,
+    EventRow,
+    iso,
+    load_json,
+    now,
+)
+from thoth.server.writeops import SyncOps, WriteOps, run_now
+
+# The records (thoth.server.records) are re-exported for callers that import them from here.
+__all__ = [
+    "APPROVAL_COLUMNS", "APPROVAL_STATUSES", "DECISION_COLUMNS", "EVENT_COLUMNS", "ROLES", "ApprovalRow",
+    "BatchResult", "DecisionRecord", "DecisionRow", "EventBatch", "EventRow", "KeyInfo", "Store", "WriteContext",
+    "hash_key", "iso", "new_id", "now",
+]
 
 ROLES = ("sdk", "approver", "viewer", "admin", "ingest")
 APPROVAL_STATUSES = ("pending", "approved", "denied", "expired")
-
-
-def now() -> float:
-    return time.time()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def hash_key(key: str) -> str:
@@ -50,14 +65,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
-
-
-def _load(text: str | None) -> Any:
-    return orjson.loads(text) if text else None
-
-
 @dataclass(frozen=True)
 class KeyInfo:
     key_id: str
@@ -66,77 +73,6 @@ class KeyInfo:
     revoked: bool
 
 
-@dataclass
-class DecisionRecord:
-    """One enforce decision to persist (plus the approval when it is a STEP_UP)."""
-
-    row: tuple[Any, ...]  # matches DECISION_COLUMNS
-    tenant_id: str
-    session_id: str
-    agent_id: str
-    user_id: str
-    decision: str
-    risk_score: float
-    decided_at: float
-    dedup_key: str | None
-    approval: ApprovalRow | None = None
-
-
-@dataclass
-class EventBatch:
-    tenant_id: str
-    events: list[dict[str, Any]]
-    key_id: str | None = None  # the API key that sent them; None: the server's own records
-
-
-@dataclass
-class BatchResult:
-    accepted: int = 0
-    duplicates: int = 0
-
-
-DECISION_COLUMNS = (
-    "decision_id", "tenant_id", "session_id", "agent_id", "user_id", "tool_name", "tool_args", "decision",
-    "would_decision", "reason", "reason_code", "matched_rule_ids", "risk_score", "violation_id", "hold_token",
-    "enforcement_mode", "environment", "dedup_key", "decided_at", "response",
-)
-
-
-@dataclass(slots=True)
-class ApprovalRow:
-    """The approval row a held call (STEP_UP) inserts, field by field; the fields' order is the
-    columns' order of its INSERT (APPROVAL_COLUMNS) and `values` is its one conversion to them."""
-
-    approval_id: str
-    tenant_id: str
-    hold_token: str
-    violation_id: str | None
-    decision_id: str
-    tool_name: str
-    tool_args: str  # JSON text
-    args_digest: str
-    agent_id: str
-    session_id: str
-    reason: str
-    requested_at: float
-    expires_at: float
-    status: str
-    user_id: str
-    requested_by: str
-    required_approvals: int
-    allowed_uses: int
-    valid_seconds: float
-
-    def values(self) -> tuple[Any, ...]:
-        """The row in APPROVAL_COLUMNS order, for the INSERT."""
-        return tuple(getattr(self, name) for name in APPROVAL_COLUMNS)
-
-
-APPROVAL_COLUMNS = tuple(f.name for f in fields(ApprovalRow))
-EVENT_COLUMNS = (
-    "tenant_id", "chain_index", "event_id", "session_id", "agent_id", "event_type", "tool_name",
-    "occurred_at", "ingested_at", "previous_hash", "hash", "body", "ingest_key_id",
-)
 _INSERT_DECISION = (
     f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
 )
@@ -145,7 +81,6 @@ _INSERT_DECISION_DEDUP = _INSERT_DECISION + (" ON CONFLICT (tenant_id, session_i
 _INSERT_APPROVAL = (
     f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) VALUES ({', '.join('?' * len(APPROVAL_COLUMNS))})"
 )
-_INSERT_EVENT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 _UPSERT_SESSION = (
     "INSERT INTO sessions (tenant_id, session_id, agent_id, user_id, started_at, last_event_at, tool_calls,"
     " blocked, stepped_up, risk_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -160,52 +95,6 @@ _UPSERT_SESSION = (
 )
 
 
-class SyncOps:
-    """The write operations `Store.write_batch` needs, over a blocking connection (never suspends:
-    run its coroutines with `run_now`). The SQLite writer and control-plane transactions use it."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.postgres = conn.postgres
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int(self.conn.execute(sql, params).rowcount)
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql, params)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.conn.one(sql, params)
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.conn.all(sql, params)
-
-    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
-        """Send a query; `fetch(handle)` gives its rows (here at once). `prepare` is PostgresOps'
-        (these connections run the control plane's few writes: their plans do not matter)."""
-        return self.conn.all(sql, params)
-
-    async def fetch(self, handle: Any) -> list[Any]:
-        return list(handle)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        marks = ", ".join("?" * len(columns))
-        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-
-def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends (the store's writes over SyncOps) to its result."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("a blocking write tried to suspend")
-
-
 @dataclass
 class WriteContext:
     """What one group-commit transaction knows of the tenants' chains."""
@@ -218,10 +107,13 @@ class WriteContext:
     guessed: set[str] = field(default_factory=set)  # tenants appended to a known head, ids unchecked
 
 
-class Store:
+class Store(Reads):
+    """The write path: group-commit writes (decisions, events, the audit chain's heads), keys,
+    policies and approvals, and the enforce path's look-ups (key, policy, session history, dedup,
+    approval of a call). The control plane's reads are inherited from `Reads`."""
+
     def __init__(self, db: Database, signer: Signer | None = None) -> None:
-        self.db = db
-        self.signer = signer
+        super().__init__(db, signer)
 
     # ---- tenants and keys -------------------------------------------------------------
 
@@ -245,20 +137,6 @@ class Store:
         return {"tenant_id": tenant_id, "key": key, "role": role, "key_id": key_id, "name": name,
                 "created_at": iso(created)}
 
-    def list_keys(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT key_id, tenant_id, role, prefix, name, created_at, revoked_at FROM api_keys"
-        params: tuple[Any, ...] = ()
-        if tenant_id is not None:
-            sql += " WHERE tenant_id = ?"
-            params = (tenant_id,)
-        with self.db.read() as conn:
-            rows = conn.all(sql + " ORDER BY created_at", params)
-        return [
-            {"key_id": r[0], "tenant_id": r[1], "role": r[2], "prefix": r[3], "name": r[4],
-             "created_at": iso(r[5]), "revoked_at": iso(r[6]) if r[6] else None, "revoked": r[6] is not None}
-            for r in rows
-        ]
-
     def revoke_key(self, key_id: str, tenant_id: str | None = None) -> bool:
         sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
         params: tuple[Any, ...] = (now(), key_id)
@@ -276,10 +154,6 @@ class Store:
             return None
         return KeyInfo(row[0], row[1], row[2], row[3] is not None)
 
-    def tenants(self) -> list[str]:
-        with self.db.read() as conn:
-            return [r[0] for r in conn.all("SELECT tenant_id FROM tenants ORDER BY tenant_id")]
-
     # ---- policies ---------------------------------------------------------------------
 
     def active_policy(self, tenant_id: str) -> dict[str, Any] | None:
@@ -296,8 +170,9 @@ class Store:
                            comment: str | None = None) -> int:
         with self.db.transaction() as conn:
             self.ensure_tenant(conn, tenant_id)
-            if conn.postgres:  # serialise version numbers per tenant across processes
-                conn.execute("SELECT tenant_id FROM tenants WHERE tenant_id = ? FOR UPDATE", (tenant_id,))
+            if conn.dialect.for_update:  # serialise version numbers per tenant across processes
+                conn.execute("SELECT tenant_id FROM tenants WHERE tenant_id = ?" + conn.dialect.for_update,
+                             (tenant_id,))
             row = conn.one("SELECT COALESCE(MAX(version), 0) FROM policies WHERE tenant_id = ?", (tenant_id,))
             version = int(row[0]) + 1
             conn.execute("UPDATE policies SET active = ? WHERE tenant_id = ? AND active = ?",
@@ -308,114 +183,7 @@ class Store:
                 (tenant_id, version, document, now(), created_by, comment, True))
         return version
 
-    def policy_versions(self, tenant_id: str) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.all("SELECT version, created_at, created_by, comment, active FROM policies"
-                            " WHERE tenant_id = ? ORDER BY version DESC", (tenant_id,))
-        return [{"version": r[0], "created_at": iso(r[1]), "created_by": r[2], "comment": r[3],
-                 "active": bool(r[4])} for r in rows]
-
-    def policy_version(self, tenant_id: str, version: int) -> str | None:
-        with self.db.read() as conn:
-            row = conn.one("SELECT document FROM policies WHERE tenant_id = ? AND version = ?",
-                           (tenant_id, version))
-        return row[0] if row else None
-
     # ---- decisions, sessions, violations ------------------------------------------------
-
-    def session_decisions(self, tenant_id: str, session_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.all(
-                "SELECT tool_name, decision, would_decision, reason, reason_code, matched_rule_ids, risk_score,"
-                " violation_id, hold_token, decided_at, decision_id, tool_args, enforcement_mode, agent_id"
-                " FROM decisions WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at LIMIT ?",
-                (tenant_id, session_id, limit))
-        return [
-            {"tool_name": r[0], "decision": r[1], "would_decision": r[2], "reason": r[3], "reason_code": r[4],
-             "matched_rule_ids": _load(r[5]) or [], "risk_score": r[6], "violation_id": r[7],
-             "hold_token": r[8], "decided_at": iso(r[9]), "decision_id": r[10], "tool_args": _load(r[11]),
-             "enforcement_mode": r[12], "agent_id": r[13]}
-            for r in rows
-        ]
-
-    def list_sessions(self, tenant_id: str, agent_id: str | None, limit: int,
-                      cursor: float | None) -> tuple[list[dict[str, Any]], str | None]:
-        sql = ("SELECT session_id, agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up,"
-               " risk_score FROM sessions WHERE tenant_id = ?")
-        params: list[Any] = [tenant_id]
-        if agent_id:
-            sql += " AND agent_id = ?"
-            params.append(agent_id)
-        if cursor is not None:
-            sql += " AND last_event_at < ?"
-            params.append(cursor)
-        sql += " ORDER BY last_event_at DESC LIMIT ?"
-        params.append(limit + 1)
-        with self.db.read() as conn:
-            rows = conn.all(sql, params)
-        items = [self._session(r) for r in rows[:limit]]
-        next_cursor = repr(rows[limit - 1][4]) if len(rows) > limit else None
-        return items, next_cursor
-
-    @staticmethod
-    def _session(r: Any) -> dict[str, Any]:
-        return {"session_id": r[0], "agent_id": r[1], "user_id": r[2], "started_at": iso(r[3]),
-                "last_event_at": iso(r[4]), "tool_calls": r[5], "blocked": r[6], "stepped_up": r[7],
-                "risk_score": r[8]}
-
-    def get_session(self, tenant_id: str, session_id: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.one(
-                "SELECT session_id, agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up,"
-                " risk_score FROM sessions WHERE tenant_id = ? AND session_id = ?", (tenant_id, session_id))
-        events = self.session_events(tenant_id, session_id)
-        if row is None and not events:
-            return None
-        if row is None:
-            session = {"session_id": session_id, "agent_id": events[0].get("agent_id"),
-                       "user_id": events[0].get("user_id"), "started_at": events[0].get("ingested_at"),
-                       "last_event_at": events[-1].get("ingested_at"), "tool_calls": 0, "blocked": 0,
-                       "stepped_up": 0, "risk_score": 0.0}
-        else:
-            session = self._session(row)
-        return {"session": session, "events": events, "decisions": self.session_decisions(tenant_id, session_id)}
-
-    def session_events(self, tenant_id: str, session_id: str) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.all("SELECT body, hash, ingest_key_id FROM events WHERE tenant_id = ? AND session_id = ?"
-                            " ORDER BY chain_index", (tenant_id, session_id))
-        out = []
-        for body, h, key_id in rows:
-            event = orjson.loads(body)
-            event["hash"] = h
-            event["ingest_key_id"] = key_id  # the column (chained), never a field a client once sent
-            out.append(event)
-        return out
-
-    def list_violations(self, tenant_id: str, agent_id: str | None, limit: int,
-                        cursor: float | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        sql = ("SELECT violation_id, decision, would_decision, reason, reason_code, matched_rule_ids, risk_score,"
-               " tool_name, tool_args, agent_id, user_id, session_id, hold_token, enforcement_mode, environment,"
-               " decided_at FROM decisions WHERE tenant_id = ? AND violation_id IS NOT NULL")
-        params: list[Any] = [tenant_id]
-        if agent_id:
-            sql += " AND agent_id = ?"
-            params.append(agent_id)
-        if cursor is not None:
-            sql += " AND decided_at < ?"
-            params.append(cursor)
-        sql += " ORDER BY decided_at DESC LIMIT ?"
-        params.append(limit + 1)
-        with self.db.read() as conn:
-            rows = conn.all(sql, params)
-        items = [
-            {"violation_id": r[0], "decision": r[1], "would_decision": r[2], "reason": r[3], "reason_code": r[4],
-             "matched_rule_ids": _load(r[5]) or [], "risk_score": r[6], "tool_name": r[7],
-             "tool_args": _load(r[8]), "agent_id": r[9], "user_id": r[10], "session_id": r[11],
-             "hold_token": r[12], "enforcement_mode": r[13], "environment": r[14], "decided_at": iso(r[15])}
-            for r in rows[:limit]
-        ]
-        return items, (repr(rows[limit - 1][15]) if len(rows) > limit else None)
 
     def session_history_rows(self, tenant_id: str, session_id: str
                              ) -> list[tuple[str, Any, float, str, str | None, str | None, list[str]]]:
@@ -429,7 +197,7 @@ class Store:
                             " matched_rule_ids FROM decisions"
                             " WHERE tenant_id = ? AND session_id = ? ORDER BY decided_at", (tenant_id, session_id),
                             prepare=False)
-        return [(r[0], _load(r[1]) or {}, r[2], r[3], r[4], r[5], _load(r[6]) or []) for r in rows]
+        return [(r[0], load_json(r[1]) or {}, r[2], r[3], r[4], r[5], load_json(r[6]) or []) for r in rows]
 
     def decision_by_dedup(self, tenant_id: str, session_id: str, dedup_key: str) -> bytes | None:
         with self.db.read() as conn:
@@ -437,41 +205,7 @@ class Store:
                            (tenant_id, session_id, dedup_key))
         return row[0].encode() if row else None
 
-    def agent_risk_series(self, tenant_id: str, agent_id: str, bucket_seconds: int = 3600) -> list[dict[str, Any]]:
-        """Per-hour call count, violations and mean/max risk of one agent (latest 10,000 decisions)."""
-        with self.db.read() as conn:
-            rows = conn.all("SELECT decided_at, risk_score, decision, would_decision FROM decisions"
-                            " WHERE tenant_id = ? AND agent_id = ? ORDER BY decided_at DESC LIMIT 10000",
-                            (tenant_id, agent_id))
-        buckets: dict[int, list[Any]] = {}
-        for ts, risk, decision, would in rows:
-            b = buckets.setdefault(int(ts // bucket_seconds), [0, 0, 0.0, 0.0])
-            b[0] += 1
-            b[1] += 1 if (would or decision) in ("BLOCK", "STEP_UP") else 0
-            b[2] += risk or 0.0
-            b[3] = max(b[3], risk or 0.0)
-        return [{"bucket_start": iso(k * bucket_seconds), "tool_calls": v[0], "violations": v[1],
-                 "mean_risk": round(v[2] / v[0], 4), "max_risk": v[3]} for k, v in sorted(buckets.items())]
-
     # ---- approvals ----------------------------------------------------------------------
-
-    _APPROVAL_SELECT = (
-        "SELECT approval_id, tenant_id, hold_token, violation_id, decision_id, tool_name, tool_args, args_digest,"
-        " agent_id, session_id, reason, requested_at, expires_at, status, resolved_by, resolution_reason,"
-        " resolved_at, user_id, requested_by, required_approvals, uses, allowed_uses, valid_seconds, valid_until,"
-        " token_used_at FROM approvals"
-    )
-
-    @staticmethod
-    def _approval(r: Any) -> dict[str, Any]:
-        return {"approval_id": r[0], "tenant_id": r[1], "hold_token": r[2], "violation_id": r[3],
-                "decision_id": r[4], "tool_name": r[5], "tool_args": _load(r[6]), "args_digest": r[7],
-                "agent_id": r[8], "session_id": r[9], "request_reason": r[10], "requested_at": iso(r[11]),
-                "expires_at": iso(r[12]), "status": r[13], "resolved_by": r[14], "reason": r[15],
-                "resolved_at": iso(r[16]) if r[16] else None, "user_id": r[17], "requested_by": r[18],
-                "required_approvals": r[19] or 1, "uses": r[20], "allowed_uses": r[21], "valid_seconds": r[22],
-                "valid_until": iso(r[23]) if r[23] is not None else None, "_expires_ts": r[12],
-                "_valid_until_ts": r[23], "_token_used_ts": r[24]}
 
     def expire_approvals(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
         """Resolve every overdue pending approval to `expired` (the hold answers BLOCK); returns them."""
@@ -499,12 +233,6 @@ class Store:
         with self.db.read() as conn:
             row = conn.one(self._APPROVAL_SELECT + " WHERE hold_token = ? AND tenant_id = ?",
                            (hold_token, tenant_id))
-        return self._approval(row) if row else None
-
-    def approval(self, tenant_id: str, approval_id: str) -> dict[str, Any] | None:
-        with self.db.read() as conn:
-            row = conn.one(self._APPROVAL_SELECT + " WHERE approval_id = ? AND tenant_id = ?",
-                           (approval_id, tenant_id))
         return self._approval(row) if row else None
 
     def list_approvals(self, tenant_id: str | None, status: str | None, limit: int = 100,
@@ -541,8 +269,7 @@ class Store:
         key = (approval_id,) if tenant_id is None else (approval_id, tenant_id)
         ts = now()
         with self.db.transaction() as conn:
-            lock = " FOR UPDATE" if conn.postgres else ""
-            row = conn.one(self._APPROVAL_SELECT + where + lock, key)
+            row = conn.one(self._APPROVAL_SELECT + where + conn.dialect.for_update, key)
             if row is None:
                 return "not_found", None
             approval = self._approval(row)
@@ -586,31 +313,12 @@ class Store:
                 **reach)])
         return "ok", approval
 
-    def approval_reviews(self, approval_id: str) -> list[dict[str, Any]]:
-        with self.db.read() as conn:
-            rows = conn.all("SELECT reviewer, decision, reason, via, reviewed_at FROM approval_reviews"
-                            " WHERE approval_id = ? ORDER BY reviewed_at", (approval_id,))
-        return [{"reviewer": r[0], "decision": r[1], "reason": r[2], "via": r[3], "reviewed_at": iso(r[4])}
-                for r in rows]
-
     def append_events(self, conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
         """Chain server-made events (approval loop records) inside the caller's write transaction."""
         ctx = WriteContext()
         ops = SyncOps(conn)
         run_now(self._write_events(ops, ctx, tenant_id, [EventBatch(tenant_id, events)]))
         run_now(self._sign_heads(ops, ctx))
-
-    def pending_holds(self) -> int:
-        with self.db.read() as conn:
-            return int(conn.one("SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?",
-                                (now(),))[0])
-
-    def pending_holds_by_tenant(self) -> dict[str, int]:
-        """Open holds per tenant, read at scrape time: right whichever process created or resolved them."""
-        with self.db.read() as conn:
-            rows = conn.all("SELECT tenant_id, COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?"
-                            " GROUP BY tenant_id", (now(),))
-        return {r[0]: int(r[1]) for r in rows}
 
     # A use may be taken while the window is open and uses are left; the hold token's own use
     # (the held call the approver saw) is kept for it until it is taken.
@@ -655,31 +363,6 @@ class Store:
             approval["uses"] += 1
         return taken
 
-    # ---- audit --------------------------------------------------------------------------
-
-    def verify_chain(self, tenant_id: str) -> dict[str, Any]:
-        rows, head = self.chain_records(tenant_id)
-        trusted = self.signer.public_key_hex if self.signer else None
-        return audit.verify_chain(tenant_id, rows, head, trusted)
-
-    def chain_records(self, tenant_id: str) -> tuple[list[audit.Row], audit.Head | None]:
-        """A tenant's chain rows and signed head as thoth.audit verifies (and exports) them."""
-        with self.db.read() as conn:
-            # Both reads in one snapshot: a batch committed between them (events keep arriving)
-            # would otherwise look like a chain extended past its signed head.
-            conn.begin_snapshot()
-            try:
-                rows = conn.all("SELECT chain_index, previous_hash, hash, body, ingest_key_id FROM events"
-                                " WHERE tenant_id = ?"
-                                " ORDER BY chain_index", (tenant_id,))
-                head = conn.one("SELECT chain_index, hash, signature, public_key FROM chain_heads"
-                                " WHERE tenant_id = ?", (tenant_id,))
-            finally:
-                conn.rollback()  # a read-only snapshot: nothing to commit
-        if head is not None and head[0] < 0:  # the placeholder row of a chain with no record yet
-            head = None
-        return [tuple(r) for r in rows], tuple(head) if head else None  # type: ignore[misc]
-
     # ---- group-commit writes (called by the writer) ---------------------------------------
     # Written once, as coroutines over the writer's ops (thoth.server.writer): on PostgreSQL
     # they run on psycopg's async connection in pipeline mode (`run` and `executemany` only queue
@@ -693,11 +376,11 @@ class Store:
         try:
             known: set[str] = set()
             for i in range(0, len(records), 500):
-                ids = [rec.row[0] for rec in records[i:i + 500]]
+                ids = [rec.row.decision_id for rec in records[i:i + 500]]
                 marks = ", ".join("?" for _ in ids)
                 known.update(r[0] for r in conn.all(f"SELECT decision_id FROM decisions WHERE decision_id IN ({marks})",
                                                     ids))
-            fresh = [rec for rec in records if rec.row[0] not in known]
+            fresh = [rec for rec in records if rec.row.decision_id not in known]
             for i in range(0, len(fresh), 512):
                 conn.begin_write()
                 try:
@@ -710,13 +393,13 @@ class Store:
         finally:
             conn.close()
 
-    async def write_batch(self, ops: Any, jobs: list[Any], ctx: WriteContext | None = None) -> list[Any]:
+    async def write_batch(self, ops: WriteOps, jobs: list[Any], ctx: WriteContext | None = None) -> list[Any]:
         ctx = ctx or WriteContext()
         results: list[Any] = [None] * len(jobs)
         # Plain decisions (no dedup key) go in with one COPY / executemany; sessions get one upsert each.
-        plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.dedup_key is None]
+        plain = [i for i, job in enumerate(jobs) if isinstance(job, DecisionRecord) and job.row.dedup_key is None]
         if plain:
-            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row for i in plain])
+            await ops.copy("decisions", DECISION_COLUMNS, [jobs[i].row.values() for i in plain])
             approvals = [jobs[i].approval.values() for i in plain if jobs[i].approval is not None]
             if approvals:
                 await ops.executemany(_INSERT_APPROVAL, approvals)
@@ -726,10 +409,10 @@ class Store:
         event_jobs: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             if isinstance(job, DecisionRecord):
-                if job.dedup_key is not None:
+                if job.row.dedup_key is not None:
                     results[i] = await self._write_decision(ops, job)
                 if results[i]:
-                    self._count_session(sessions, job)
+                    self._count_session(sessions, job.row)
             elif isinstance(job, EventBatch):
                 event_jobs.setdefault(job.tenant_id, []).append(i)
             elif job is not None:  # None: the writer's barrier (settled()), nothing to write
@@ -756,13 +439,14 @@ class Store:
         for job, stored in zip(jobs, results, strict=True):
             if isinstance(job, DecisionRecord) and job.approval is not None and stored:
                 approval = dict(zip(APPROVAL_COLUMNS, job.approval.values(), strict=True))
-                out.setdefault(job.tenant_id, EventBatch(job.tenant_id, [])).events.append(rules.approval_event(
-                    "APPROVAL_REQUESTED", approval, job.decided_at, expires_at=iso(approval["expires_at"]),
+                tenant = job.row.tenant_id
+                out.setdefault(tenant, EventBatch(tenant, [])).events.append(rules.approval_event(
+                    "APPROVAL_REQUESTED", approval, job.row.decided_at, expires_at=iso(approval["expires_at"]),
                     required_approvals=approval["required_approvals"], reason=approval["reason"]))
         return out
 
     @staticmethod
-    def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRecord) -> None:
+    def _count_session(sessions: dict[tuple[str, str], list[Any]], rec: DecisionRow) -> None:
         # agent_id, user_id, started_at, last_event_at, tool_calls, blocked, stepped_up, risk_score
         s = sessions.get((rec.tenant_id, rec.session_id))
         if s is None:
@@ -774,17 +458,17 @@ class Store:
         s[6] += rec.decision == "STEP_UP"
         s[7] = max(s[7], rec.risk_score)
 
-    async def _write_decision(self, ops: Any, rec: DecisionRecord) -> bool:
-        if rec.dedup_key is not None:
-            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row) == 0:
+    async def _write_decision(self, ops: WriteOps, rec: DecisionRecord) -> bool:
+        if rec.row.dedup_key is not None:
+            if await ops.execute(_INSERT_DECISION_DEDUP, rec.row.values()) == 0:
                 return False  # the same call was already recorded (possibly by another process)
         else:
-            await ops.run(_INSERT_DECISION, rec.row)
+            await ops.run(_INSERT_DECISION, rec.row.values())
         if rec.approval is not None:
             await ops.run(_INSERT_APPROVAL, rec.approval.values())
         return True
 
-    async def _write_events(self, ops: Any, ctx: WriteContext, tenant: str,
+    async def _write_events(self, ops: WriteOps, ctx: WriteContext, tenant: str,
                             batches: list[EventBatch]) -> list[BatchResult]:
         # The chain head and the already-stored ids are both asked before either answer is
         # awaited: one round trip on PostgreSQL, during which the head stays locked.
@@ -796,32 +480,26 @@ class Store:
             # A wrong guess fails the transaction, which the writer then retries without
             # known_heads: another process that appended meanwhile holds the next chain index
             # (the events' primary key), an id stored before violates its unique key.
-            await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ? FOR UPDATE", (tenant,))
+            await ops.run("SELECT chain_index FROM chain_heads WHERE tenant_id = ?" + ops.dialect.for_update,
+                          (tenant,))
             ctx.heads[tenant] = known
         if tenant not in ctx.heads:
             await ops.run("INSERT INTO chain_heads (tenant_id, chain_index, hash) VALUES (?, ?, ?)"
                           " ON CONFLICT DO NOTHING", (tenant, -1, audit.GENESIS))
             # FOR UPDATE: the chain head is the per-tenant lock across processes on PostgreSQL;
             # held to the commit, so two processes never hand out the same chain index.
-            # (SQLite: the whole write transaction is already exclusive.)
-            lock = " FOR UPDATE" if ops.postgres else ""
-            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?" + lock, (tenant,))
+            # (SQLite: the whole write transaction is already exclusive: no lock to add.)
+            head = await ops.query("SELECT chain_index, hash FROM chain_heads WHERE tenant_id = ?"
+                                   + ops.dialect.for_update, (tenant,))
         ids = list({e["event_id"] for batch in batches for e in batch.events})
         found = None
         if known is not None:
             ctx.guessed.add(tenant)
-        elif ops.postgres:
-            # The ids as one JSON parameter: psycopg adapts a list element by element in Python
-            # (~0.7 us an id), orjson in ~5 ns. Planned at every execution, not prepared: a plan
-            # cached while the table was small (a new database) kept scanning the whole table for
-            # every batch until the next ANALYZE (2-4k events/s; 30k with this).
-            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ?"
-                                    " AND event_id = ANY(ARRAY(SELECT json_array_elements_text(?::json)))",
-                                    [tenant, orjson.dumps(ids).decode()], prepare=False)
         else:
-            marks = ", ".join("?" * len(ids))
-            found = await ops.query(f"SELECT event_id FROM events WHERE tenant_id = ? AND event_id IN ({marks})",
-                                    [tenant, *ids])
+            # Planned at every execution, not prepared (the dialect's ids_in says why).
+            condition, params = ops.dialect.ids_in("event_id", ids)
+            found = await ops.query("SELECT event_id FROM events WHERE tenant_id = ? AND " + condition,
+                                    [tenant, *params], prepare=False)
         if head is not None:
             row = (await ops.fetch(head))[0]
             ctx.heads[tenant] = (int(row[0]), row[1])
@@ -840,9 +518,10 @@ class Store:
                 existing.add(event["event_id"])
                 index += 1
                 body, h = audit.link(event, tenant, ingested_at, index, prev, batch.key_id)
-                rows.append((tenant, index, event["event_id"], event.get("session_id"), event.get("agent_id"),
-                             event.get("event_type"), event.get("tool_name"), event.get("occurred_at"), ingested_at,
-                             prev, h, body.decode(), batch.key_id))
+                rows.append(EventRow(tenant, index, event["event_id"], event.get("session_id"),
+                                     event.get("agent_id"), event.get("event_type"), event.get("tool_name"),
+                                     event.get("occurred_at"), ingested_at, prev, h, body.decode(),
+                                     batch.key_id).values())
                 prev = h
                 result.accepted += 1
         if rows:
@@ -851,7 +530,7 @@ class Store:
             ctx.dirty_heads.add(tenant)
         return results
 
-    async def _sign_heads(self, ops: Any, ctx: WriteContext) -> None:
+    async def _sign_heads(self, ops: WriteOps, ctx: WriteContext) -> None:
         for tenant in ctx.dirty_heads:
             index, h = ctx.heads[tenant]
             sig = self.signer.sign(tenant, index, h) if self.signer else None

@@ -45,10 +45,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any
-
-import orjson
 
 from thoth.server.db import (
     RETRY_SECONDS,
@@ -59,7 +56,11 @@ from thoth.server.db import (
     is_unavailable,
 )
 from thoth.server.journal import Journal
-from thoth.server.store import DecisionRecord, Store, SyncOps, WriteContext, run_now
+from thoth.server.records import DecisionRecord
+from thoth.server.store import Store, WriteContext
+from thoth.server.writeops import PostgresOps, SyncOps, run_now
+
+__all__ = ["MAX_BEHIND", "InlineWriter", "PostgresOps", "Writer"]
 
 log = logging.getLogger("thoth.server.writer")
 _MAX_BATCH = 512  # jobs per transaction
@@ -78,81 +79,6 @@ CONTENDED_SECONDS = 5.0
 # Decisions answered while the database is unreachable, held (and journaled) for its return;
 # past this many, enforce answers 503 too (~1 KB of memory each).
 MAX_OUTAGE_BACKLOG = 50_000
-_MAX_JSON_BYTES = 64 << 20  # rows per insert statement, as JSON (PostgresOps.copy)
-_JSON_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}  # (table, columns) -> SQL; same in every schema
-
-
-class PostgresOps:
-    """The same operations over psycopg's AsyncConnection in pipeline mode: statements whose
-    answer is not needed are only queued, and go out with the next one that waits for an answer
-    (or with the commit). Under load every round trip of the writer also waits for the loop to
-    get back to it, so round trips, not the database, bounded throughput (8 per transaction)."""
-
-    postgres = True
-
-    def __init__(self, conn: Any, pipeline: Any) -> None:
-        self.conn = conn
-        self.pipeline = pipeline
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self.conn.execute(sql.replace("?", "%s"), params)
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = await self.conn.execute(sql.replace("?", "%s"), params)
-        await self.pipeline.sync()
-        return int(cur.rowcount)
-
-    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        cur = await self.conn.execute(sql.replace("?", "%s"), params)
-        return await cur.fetchone()
-
-    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = await self.conn.execute(sql.replace("?", "%s"), params)
-        return list(await cur.fetchall())
-
-    async def query(self, sql: str, params: Sequence[Any] = (), prepare: bool | None = None) -> Any:
-        """Queue a query without waiting for its answer; `fetch(handle)` waits for the rows.
-        prepare=False: planned at every execution (psycopg prepares a statement at its 5th)."""
-        return await self.conn.execute(sql.replace("?", "%s"), params, prepare=prepare)
-
-    async def fetch(self, handle: Any) -> list[Any]:
-        return list(await handle.fetchall())
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        async with self.conn.cursor() as cur:
-            await cur.executemany(sql.replace("?", "%s"), rows)
-
-    async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Insert many rows with one statement: they travel as one JSON array of arrays, unpacked by
-        the server. A pipelined executemany sends a Bind/Execute per row and adapts every value in
-        Python (~10 us of client CPU per event row, ~20 us of server CPU); orjson writes the array
-        in ~1.5 us a row and the server inserts it in ~15. COPY costs the same client CPU (~2 us
-        less on the server) but cannot run in pipeline mode: the transaction would leave and
-        re-enter it, 2-3 more round trips, each waiting for the busy event loop while the chain
-        head is locked. (JSON has no NaN or infinity: they are stored as NULL, as SQLite stores NaN.)"""
-        if not rows:
-            return
-        doc = orjson.dumps(rows)
-        if len(doc) > _MAX_JSON_BYTES and len(rows) > 1:  # a jsonb value is capped at 256 MB
-            half = len(rows) // 2
-            await self.copy(table, columns, rows[:half])
-            await self.copy(table, columns, rows[half:])
-            return
-        await self.run(await self._json_insert(table, columns), (doc.decode(),))
-
-    async def _json_insert(self, table: str, columns: Sequence[str]) -> str:
-        key = (table, tuple(columns))
-        sql = _JSON_INSERTS.get(key)
-        if sql is None:
-            # Each value is cast to its column's type, read from the catalog once per process
-            # (without the length of varchar(n): the assignment then still refuses a value too long).
-            types = dict(await self.all("SELECT attname, atttypid::regtype::text FROM pg_attribute"
-                                        " WHERE attrelid = ?::regclass AND attnum > 0 AND NOT attisdropped",
-                                        (table,)))
-            values = ", ".join(f"(r->>{i})::{types[c]}" for i, c in enumerate(columns))
-            sql = _JSON_INSERTS[key] = (f"INSERT INTO {table} ({', '.join(columns)})"
-                                        f" SELECT {values} FROM jsonb_array_elements(?::jsonb) AS r")
-        return sql
 
 
 # A queued job and the future its caller waits on (None: write-behind, nobody waits).
@@ -169,8 +95,8 @@ def _fail(item: Item, exc: BaseException) -> bool:
     """A job that fails on its own (not for want of the database). False if nobody was told."""
     job, fut = item
     if fut is None:
-        row = getattr(job, "row", None) or ("?",)
-        log.error("write-behind job failed, not recorded: %r (decision %s)", exc, row[0])
+        decision_id = job.row.decision_id if isinstance(job, DecisionRecord) else "?"
+        log.error("write-behind job failed, not recorded: %r (decision %s)", exc, decision_id)
         return False
     log.error("write failed: %r", exc)
     if not fut.done():
@@ -529,10 +455,10 @@ class Writer(_GroupCommit):
     async def _skip_stored(self, conn: Any, batch: list[Item]) -> list[Item]:
         """Drop the decisions of `batch` that a transaction whose answer was lost did commit."""
         doubt = [item for item in batch
-                 if isinstance(item[0], DecisionRecord) and item[0].row[0] in self._maybe_stored]
+                 if isinstance(item[0], DecisionRecord) and item[0].row.decision_id in self._maybe_stored]
         if not doubt:
             return batch
-        ids = [item[0].row[0] for item in doubt]
+        ids = [item[0].row.decision_id for item in doubt]
         cur = await conn.execute("SELECT decision_id FROM decisions WHERE decision_id = ANY(%s)", (ids,))
         stored = {row[0] for row in await cur.fetchall()}
         self._maybe_stored.difference_update(ids)
@@ -540,13 +466,14 @@ class Writer(_GroupCommit):
             return batch
         log.warning("writer: %d decisions of a transaction whose answer was lost were committed; not writing"
                     " them again", len(stored))
-        done = [item for item in doubt if item[0].row[0] in stored]
+        done = [item for item in doubt if item[0].row.decision_id in stored]
         self._done(done, [True] * len(done))
-        return [item for item in batch if not (isinstance(item[0], DecisionRecord) and item[0].row[0] in stored)]
+        return [item for item in batch
+                if not (isinstance(item[0], DecisionRecord) and item[0].row.decision_id in stored)]
 
     def _doubt(self, batch: list[Item]) -> None:
         """The connection broke during this batch's transaction: it may have committed."""
-        self._maybe_stored.update(item[0].row[0] for item in batch
+        self._maybe_stored.update(item[0].row.decision_id for item in batch
                                   if item[1] is None and isinstance(item[0], DecisionRecord))
 
     async def _write(self, batch: list[Item], retry: bool = True) -> None:

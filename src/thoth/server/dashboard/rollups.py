@@ -96,8 +96,7 @@ class Window:
 
 
 def _bucket(conn: Any) -> str:
-    # PostgreSQL rounds when casting a float to an integer; floor explicitly there.
-    return "FLOOR(decided_at / 3600)" if conn.postgres else "CAST(decided_at / 3600 AS INTEGER)"
+    return str(conn.dialect.hour_bucket("decided_at"))
 
 
 def last_closed_hour(now: float) -> int:

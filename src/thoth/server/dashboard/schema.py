@@ -18,8 +18,4 @@ def ensure_schema(db: Any) -> None:
 
 
 def _columns(conn: Any, table: str) -> set[str]:
-    if conn.postgres:
-        rows = conn.all("SELECT column_name FROM information_schema.columns"
-                        " WHERE table_schema = current_schema() AND table_name = ?", (table,))
-        return {r[0] for r in rows}
-    return {r[1] for r in conn.all(f"PRAGMA table_info({table})")}
+    return set(conn.dialect.columns(conn, table))

@@ -105,7 +105,7 @@ class Throttle:
                 conn.execute("INSERT INTO dashboard_login_throttle (scope, subject, failures, last_failed_at,"
                              " locked_until) VALUES (?, ?, 0, 0, 0) ON CONFLICT DO NOTHING", (scope, subject))
                 r = conn.one("SELECT failures, last_failed_at, locked_until FROM dashboard_login_throttle"
-                             " WHERE scope = ? AND subject = ?" + (" FOR UPDATE" if conn.postgres else ""),
+                             " WHERE scope = ? AND subject = ?" + conn.dialect.for_update,
                              (scope, subject))
                 rows.append((scope, subject, limit, int(r[0]), float(r[1]), float(r[2])))
             wait = max(locked - now for *_, locked in rows)
@@ -175,9 +175,7 @@ class Throttle:
             conn.execute("INSERT INTO dashboard_devices (token_hash, username, created_at, expires_at)"
                          " VALUES (?, ?, ?, ?)", (digest(token), username, now, now + DEVICE_SECONDS))
             old = conn.all("SELECT token_hash FROM dashboard_devices WHERE username = ?"
-                           " ORDER BY created_at DESC LIMIT -1 OFFSET ?" if not conn.postgres else
-                           "SELECT token_hash FROM dashboard_devices WHERE username = ?"
-                           " ORDER BY created_at DESC OFFSET ?", (username, DEVICES_PER_USER))
+                           " ORDER BY created_at DESC " + conn.dialect.offset(), (username, DEVICES_PER_USER))
             for (h,) in old:
                 conn.execute("DELETE FROM dashboard_devices WHERE token_hash = ?", (h,))
         return token

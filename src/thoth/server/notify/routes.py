@@ -36,11 +36,11 @@ def mount(app: FastAPI, core: Any, notifier: Any) -> None:
     def approval_notifications(approval_id: str, request: Request) -> dict[str, Any]:
         """Where this approval was sent and whether each delivery worked; two-person reviews so far."""
         key = reader(request)
-        approval = core.store.approval(key.tenant_id, approval_id)
+        approval = core.reads.approval(key.tenant_id, approval_id)
         if approval is None:
             raise ClientError(404, "unknown approval")
         return {"approval": public_approval(approval), "items": records.for_approval(key.tenant_id, approval_id),
-                "reviews": core.store.approval_reviews(approval_id), "next_cursor": None}
+                "reviews": core.reads.approval_reviews(approval_id), "next_cursor": None}
 
     @app.get("/v1/notifications", tags=["approvals"])
     def notifications(request: Request, status: Literal["queued", "sent", "failed"] | None = None,
