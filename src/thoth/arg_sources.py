@@ -42,6 +42,7 @@ MAX_TEXT = 256 * 1024
 MAX_TASK_TEXT = 64 * 1024
 MAX_LEAVES = 64  # argument values looked up per call
 MIN_CHARS = 3  # shorter values carry no data worth tracing
+MAX_VALUE_CHARS = 8 * 1024  # of one argument value looked up (its start): arguments are untrusted
 TASK = "task"
 
 # Identifiers written in groups span several words: IBANs and phone/account numbers. Looked for
@@ -167,7 +168,7 @@ class SourceIndex:
             return None
         if self._pending:
             self.drain()
-        text = normalize(value if isinstance(value, str) else str(value))
+        text = normalize((value if isinstance(value, str) else str(value))[:MAX_VALUE_CHARS])
         if len(text) < MIN_CHARS:
             return None
         return self._names(self._mask(text))

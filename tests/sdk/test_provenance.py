@@ -192,6 +192,14 @@ def test_long_text_counts_when_copied_or_when_it_carries_an_identifier() -> None
     assert index.sources_of("a completely new sentence that nobody wrote anywhere before today") == []
 
 
+def test_hostile_values_cost_little() -> None:
+    index = indexed(page="1 " * 16_000)
+    started = time.perf_counter()
+    assert index.sources_of("x" * (10 * 1024 * 1024)) == []  # only its start is looked up
+    assert index.sources_of("1 1 1 1 1 1 1 1 1 1 1 1") == ["page"]
+    assert time.perf_counter() - started < 5  # a bound against quadratic scans, not a benchmark
+
+
 def test_argument_paths_follow_the_wire() -> None:
     index = indexed(task="email bob@corp.example", page="cc eve@evil.example")
     got = index.sources_for({"to": ["bob@corp.example", "eve@evil.example"], "meta": {"cc": "eve@evil.example"},
