@@ -52,7 +52,7 @@ def test_identity_and_tools_endpoint(server: Server) -> None:
         assert r.status_code == 200, r.text
         answer = r.json()["tools"]
         assert [(a["name"], a["visible"], a["pin"]) for a in answer] == [
-            ("delete", False, None), ("search", True, None), ("read", False, None)]
+            ("delete", False, "new"), ("search", True, "new"), ("read", False, "new")]
         assert answer[0]["reason"] == "mail is never deleted by agents" and "outside" in answer[2]["reason"]
         files = c.post("/v1/mcp/tools", json={"agent_id": "bot", "mcp_server": "files", "session_id": "s",
                                               "tools": tools}).json()["tools"]

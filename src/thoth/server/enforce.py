@@ -70,9 +70,8 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
             mcp_server=request.body.get("mcp_server") or None,
         )
-        mcp_server = request.body.get("mcp_server")
-        if mcp_server is not None:  # an MCP tool: its pin's flags, from a per-tenant cache (mcp_pins.py)
-            call.mcp_pin = await core.mcp_pins.flags(tenant_id, mcp_server, tool_name, core.read)
+        if call.mcp_server:  # an MCP tool: its pin's flags, from a per-tenant cache (mcp_pins.py)
+            call.mcp_pin = await core.mcp_pins.flags(tenant_id, call.mcp_server, tool_name, core.read)
         analytics = core.analytics(tenant_id)
         if analytics is not None:
             try:

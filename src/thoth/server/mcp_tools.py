@@ -5,8 +5,8 @@
     -> {"tools": [{"name": "delete", "visible": false, "pin": null, "reason": "..."}]}
 
 `visible` comes from the compiled policy alone (thoth.policy.visibility): one call per
-tools/list, never one enforce call per tool. `pin` is the tool-description pin state; see the
-single PIN HOOK below.
+tools/list, never one enforce call per tool. `pin` is the tool-description pin state
+(thoth.server.mcp_pins.pin_listed: a tool held for review is hidden too).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from thoth.policy.visibility import tool_visibility
 from thoth.server.core import ClientError, Core
+from thoth.server.mcp_pins import pin_listed
 from thoth.server.store import KeyInfo
 from thoth.wire import MODES
 
@@ -71,8 +72,7 @@ async def tools_answer(core: Core, key: KeyInfo, body: Any) -> dict[str, Any]:
         if seen.reason:
             entry["reason"] = seen.reason
         out.append(entry)
-    # ---- PIN HOOK (issue 17, tool-description pinning) -------------------------------------------
-    # The integrator connects thoth.server.mcp_pins.observe(core, tenant_id, request["mcp_server"],
-    # request["tools"], out) here: it stores/compares each tool's description and schema and sets
-    # entry["pin"] (and may hide a tool held for review). Nothing else in this module changes.
+    # Tool-description pins (issue 17): store/compare each tool's description and schema, set
+    # entry["pin"] (and "pin_reason"), hide a tool held for review (thoth.server.mcp_pins).
+    await pin_listed(core, tenant_id, request["mcp_server"], request["tools"], out)
     return {"tools": out}

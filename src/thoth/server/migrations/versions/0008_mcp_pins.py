@@ -17,7 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("""CREATE TABLE mcp_tools (
+    # IF NOT EXISTS: a database reset to an older revision by hand (as tests do) keeps the table.
+    op.execute("""CREATE TABLE IF NOT EXISTS mcp_tools (
         tenant_id VARCHAR(200) NOT NULL,
         mcp_server VARCHAR(200) NOT NULL,
         tool_name VARCHAR(200) NOT NULL,
