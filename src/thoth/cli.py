@@ -14,6 +14,7 @@ _COMMAND_MODULES = {
     "thoth.server.dashboard.cli": "server",
     "thoth.policy.cli": "policy",
     "thoth.audit.cli": "audit",  # imports without the server: `verify --export` works offline
+    "thoth.mcp_proxy.cli": "mcp",
 }
 
 

@@ -1,0 +1,152 @@
+"""The one module of the proxy that asks Thoth: a verdict before a tools/call is forwarded, the
+call's outcome as an audit event afterwards, and which tools an agent may see at all.
+
+It goes through the SDK's own Tracer (policy, step-up wait, PRE/POST/BLOCK events), one Tracer
+per (agent, MCP session) so each MCP session is one Thoth session. When the shared MCP pieces
+of thoth.integrations.mcp land (one check per call across adapter and proxy), this file is the
+only one that changes; the relay sees only `check`, `record` and `visible`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from thoth.components import Components, make_components
+from thoth.exceptions import ThothPolicyViolation
+from thoth.models import ThothConfig
+from thoth.session import SessionContext
+from thoth.tracer import GovernedCall, Tracer
+
+# The MCP server and the call's id for the request the Tracer is building right now (the Tracer
+# builds it inside agovern; a context variable reaches it without widening the Tracer's API).
+_SERVER: contextvars.ContextVar[str | None] = contextvars.ContextVar("thoth_mcp_server", default=None)
+_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("thoth_mcp_call_id", default=None)
+
+
+class _McpTracer(Tracer):
+    """A Tracer whose enforce requests name the MCP server (wire field `mcp_server`) and carry the
+    call's id (`tool_call_id`): the server answers a repeated check of one call with its first
+    answer, so a retry of a call cancelled while held finds the same hold and its approval."""
+
+    def _request(self, tool_name: str, tool_args: Any) -> tuple[dict[str, Any], Any]:
+        request, calls = super()._request(tool_name, tool_args)
+        server, call_id = _SERVER.get(), _CALL_ID.get()
+        if server:
+            request["mcp_server"] = server
+        if call_id:
+            request["tool_call_id"] = call_id
+        return request, calls
+
+
+@dataclass
+class Verdict:
+    """The answer for one tools/call: forward `arguments` (policy may have modified them) and
+    report the outcome with Governance.record, or answer the client with `reason`."""
+
+    allowed: bool
+    reason: str = ""
+    arguments: dict[str, Any] | None = None
+    call: GovernedCall | None = None
+
+
+@dataclass
+class Settings:
+    """Who the proxy's calls are for, and where Thoth is (api_url 'local' = in-process policy)."""
+
+    tenant_id: str
+    agent_id: str
+    api_url: str | None = None
+    api_key: str | None = None
+    approved_scope: list[str] = field(default_factory=list)
+    enforcement: str = "progressive"
+    user_id: str = "system"
+    extra: dict[str, Any] = field(default_factory=dict)  # further ThothConfig fields
+
+
+class Governance:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._base = ThothConfig(
+            agent_id=settings.agent_id, tenant_id=settings.tenant_id, api_url=settings.api_url,
+            api_key=settings.api_key, approved_scope=list(settings.approved_scope),
+            enforcement=settings.enforcement, user_id=settings.user_id,  # type: ignore[arg-type]
+            **settings.extra,
+        )
+        self._base.resolved_api_url  # noqa: B018 - a missing URL fails at start, not at the first call
+        self._components: Components = make_components(self._base)
+        self._tracers: dict[tuple[str, str], Tracer] = {}
+        self._lock = threading.Lock()
+        # (agent, session, server, tool, arguments) of a call cancelled while held -> its call id.
+        self._held_ids: dict[tuple[str, str, str, str, str], str] = {}
+
+    def tracer(self, agent_id: str | None, session_id: str) -> Tracer:
+        agent = agent_id or self.settings.agent_id
+        key = (agent, session_id)
+        with self._lock:
+            tracer = self._tracers.get(key)
+            if tracer is None:
+                config = self._base.model_copy(update={"agent_id": agent, "session_id": session_id})
+                emitter, enforcer, step_up = self._components
+                tracer = _McpTracer(config, SessionContext(config), emitter, enforcer, step_up)
+                self._tracers[key] = tracer
+            return tracer
+
+    async def check(self, *, agent_id: str | None, session_id: str, server: str, tool: str,
+                    arguments: dict[str, Any]) -> Verdict:
+        """Policy for one call (waits out a step-up). Cancelling the awaiting task while a hold is
+        pending keeps the call's id: a retry of the same call asks about the same hold."""
+        tracer = self.tracer(agent_id, session_id)
+        held_key = (tracer.config.agent_id, session_id, server, tool,
+                    json.dumps(arguments, sort_keys=True, default=str))
+        call_id = self._held_ids.get(held_key) or uuid.uuid4().hex
+        server_token, call_token = _SERVER.set(server), _CALL_ID.set(call_id)
+        try:
+            call = await tracer.agovern(tool, arguments, call_id=call_id)
+        except ThothPolicyViolation as exc:
+            self._held_ids.pop(held_key, None)
+            return Verdict(False, f"Thoth blocked this call: {exc.reason}")
+        except BaseException:  # cancelled (the client gave up) or failed: a retry reuses the id
+            self._held_ids[held_key] = call_id
+            if len(self._held_ids) > 4096:
+                self._held_ids.pop(next(iter(self._held_ids)))
+            raise
+        finally:
+            _SERVER.reset(server_token)
+            _CALL_ID.reset(call_token)
+        self._held_ids.pop(held_key, None)
+        args = call.tool_args if isinstance(call.tool_args, dict) else arguments
+        return Verdict(True, arguments=args, call=call)
+
+    @staticmethod
+    def record(verdict: Verdict, result: Any = None, error: str | None = None) -> None:
+        """The outcome of a forwarded call, once (GovernedCall ignores a second report)."""
+        if verdict.call is None:
+            return
+        if error is None:
+            verdict.call.done(result)
+        else:
+            verdict.call.failed(UpstreamError(error))
+
+    def visible(self, agent_id: str | None, server: str, tools: list[Any]) -> list[Any]:
+        """The tools this agent may use at all: with an approved scope, the tools outside it are
+        hidden (the server would refuse them anyway)."""
+        scope = self.settings.approved_scope
+        if not scope:
+            return tools
+        allowed = set(scope)
+        return [t for t in tools if isinstance(t, dict) and (t.get("name") in allowed
+                                                             or f"{server}.{t.get('name')}" in allowed)]
+
+    def flush(self, timeout: float = 5.0) -> None:
+        flush = getattr(self._components.emitter, "flush", None)
+        if flush is not None:
+            flush(timeout)
+
+
+class UpstreamError(Exception):
+    """The upstream answered a forwarded call with an error (or not at all)."""
