@@ -55,6 +55,12 @@ def getenv(name: str) -> str:
 
 
 @server.tool()
+def header(name: str, ctx: Context) -> str:
+    """A header of the HTTP request that carried this call ('' when absent or on stdio)."""
+    return (ctx.headers or {}).get(name, "")
+
+
+@server.tool()
 def crash() -> str:
     """Exit the server process at once (an upstream that dies mid-call)."""
     os._exit(3)

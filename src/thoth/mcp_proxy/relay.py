@@ -212,7 +212,7 @@ class Relay:
             if pending.method == "tools/list":
                 message = self._filtered(message)
             elif pending.verdict is not None:
-                _record(pending.verdict, message)
+                record_answer(pending.verdict, message)
         elif message.get("method") == "notifications/progress":
             message = self._progress_seen(message)
         await self.to_client(message)
@@ -334,7 +334,8 @@ def _progress_token(message: dict[str, Any]) -> Any:
     return meta.get("progressToken") if isinstance(meta, dict) else None
 
 
-def _record(verdict: Verdict, message: dict[str, Any]) -> None:
+def record_answer(verdict: Verdict, message: dict[str, Any]) -> None:
+    """The upstream's answer to a governed call, as its outcome: a result, or an error."""
     if "error" in message:
         err = message["error"]
         text = err.get("message") if isinstance(err, dict) else None
