@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${THOTH_NPM_CACHE:-$root/.cache/npm}
 packages=(
   "@modelcontextprotocol/server-everything"
-  "@modelcontextprotocol/conformance"
+  # 0.1.13: the last release that runs on Node 20 (later ones need Node 22's fs.globSync)
+  "@modelcontextprotocol/conformance@0.1.13"
   "@modelcontextprotocol/inspector-cli"
 )
 if ! command -v npm >/dev/null 2>&1; then
@@ -19,7 +20,12 @@ fi
 mkdir -p "$prefix"
 missing=()
 for p in "${packages[@]}"; do
-  [ -f "$prefix/node_modules/$p/package.json" ] || missing+=("$p")
+  name=${p%@*}; [ -z "$name" ] && name=$p  # "@scope/pkg@1.2" -> "@scope/pkg"; "@scope/pkg" stays
+  want=${p#"$name"}; want=${want#@}
+  file="$prefix/node_modules/$name/package.json"
+  if [ ! -f "$file" ] || { [ -n "$want" ] && ! grep -q "\"version\": \"$want\"" "$file"; }; then
+    missing+=("$p")
+  fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> npm install into $prefix: ${missing[*]}" >&2
