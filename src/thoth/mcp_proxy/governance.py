@@ -134,13 +134,14 @@ class Governance:
 
     def visible(self, agent_id: str | None, server: str, tools: list[Any]) -> list[Any]:
         """The tools this agent may use at all: with an approved scope, the tools outside it are
-        hidden (the server would refuse them anyway)."""
+        hidden (the server would refuse them anyway). A scope entry names the bare tool or
+        `server/tool` (the identity convention of docs/mcp.md)."""
         scope = self.settings.approved_scope
         if not scope:
             return tools
         allowed = set(scope)
         return [t for t in tools if isinstance(t, dict) and (t.get("name") in allowed
-                                                             or f"{server}.{t.get('name')}" in allowed)]
+                                                             or f"{server}/{t.get('name')}" in allowed)]
 
     def flush(self, timeout: float = 5.0) -> None:
         flush = getattr(self._components.emitter, "flush", None)
