@@ -61,7 +61,7 @@ headers_env = {{X-Upstream-Key = "NOTES_KEY"}}
     env = {**real.env(), "PROXY_TOKEN": TOKEN, "NOTES_KEY": UPSTREAM_SECRET}
     proc = subprocess.Popen([PYTHON, *real.proxy_args("--config", str(config), "--listen", f"127.0.0.1:{port}",
                                                       "--token-env", "PROXY_TOKEN", "--progress-interval", "0.2",
-                                                      "--timeout", "2")],
+                                                      "--timeout", "3")],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/mcp"
     _wait_port(url, proc)
@@ -121,6 +121,32 @@ async def test_step_up_over_http_with_progress_notices(real: Tenant, proxy: str,
         assert result.is_error and "Thoth blocked" in text(result)
 
 
+async def test_a_callers_own_thoth_key_is_a_credential_with_thoth_keys(real: Tenant, upstream_url: str) -> None:
+    port = free_port()
+    env = {**real.env()}
+    env.pop("THOTH_API_KEY")  # the proxy holds no key of its own: each caller's key is used
+    proc = subprocess.Popen([PYTHON, *real.proxy_args("--listen", f"127.0.0.1:{port}", "--upstream", upstream_url,
+                                                      "--thoth-keys")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        _wait_port(url, proc)
+        async with httpx.AsyncClient() as client:
+            denied = await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                       headers={"Authorization": "Bearer thk_not_a_key"})
+            assert denied.status_code == 401
+        async with session_at(url, token=real.sdk_key) as session:
+            assert text(await session.call_tool("search", {"q": "k"})) == "results for k"
+            blocked = await session.call_tool("read_file", {"path": "/etc/passwd"})
+            assert blocked.is_error and "sensitive path" in text(blocked)
+            # The caller's Thoth key went to Thoth only, never to the upstream.
+            assert text(await session.call_tool("header", {"name": "authorization"})) == ""
+    finally:
+        stop_process(proc)
+    events = real.events(until=4)
+    assert [e["tool_name"] for e in events if e["event_type"] == "TOOL_CALL_POST"].count("search") == 1
+
+
 async def test_the_listener_requires_a_token(proxy: str) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     async with httpx.AsyncClient() as client:
@@ -137,9 +163,9 @@ async def test_malformed_oversized_and_a_hanging_upstream_get_json_rpc_errors(pr
         assert bad.status_code == 400 and bad.json()["error"]["code"] == -32700
         big = await client.post(proxy, content=b'{"x": "' + b"a" * (5 << 20) + b'"}', headers=headers)
         assert big.status_code == 413 and big.json()["error"]["code"] == -32600
-    async with session_at(proxy) as session:  # the proxy was started with --timeout 2
-        with pytest.raises(Exception, match="did not answer within 2 s"):
-            await session.call_tool("hang", {"seconds": 4})
+    async with session_at(proxy) as session:  # the proxy was started with --timeout 3
+        with pytest.raises(Exception, match="did not answer within 3 s"):
+            await session.call_tool("hang", {"seconds": 5})
         assert text(await session.call_tool("search", {"q": "still"})) == "results for still"
 
 

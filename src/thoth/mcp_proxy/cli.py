@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--upstream", help="the upstream server's streamable-HTTP URL (with --listen)")
     p.add_argument("--token-env", action="append", default=[],
                    help="an environment variable holding a token HTTP clients must present (repeatable)")
+    p.add_argument("--thoth-keys", action="store_true",
+                   help="HTTP callers may present their own Thoth API key (Bearer) instead of a token; their "
+                        "calls are then checked and recorded under that key")
     p.add_argument("--timeout", type=float, default=None, help="seconds an upstream may take to answer (300)")
     p.add_argument("--progress-interval", type=float, default=None,
                    help="seconds between progress notices while a call is held (5)")

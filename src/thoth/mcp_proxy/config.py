@@ -56,6 +56,7 @@ class ProxySettings:
     tokens: dict[str, str | None] = field(default_factory=dict)  # token -> agent id (None: the default)
     timeout: float = 300.0
     progress_interval: float = 5.0
+    thoth_keys: bool = False  # HTTP callers may present their own Thoth API key instead of a token
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -124,6 +125,7 @@ def load(args: argparse.Namespace) -> ProxySettings:
         settings, upstreams, listen, tokens,
         timeout=args.timeout or float(data.get("timeout", 300.0)),
         progress_interval=args.progress_interval or float(data.get("progress_interval", 5.0)),
+        thoth_keys=bool(args.thoth_keys or listen_cfg.get("thoth_keys")),
     )
 
 

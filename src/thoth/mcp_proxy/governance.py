@@ -79,28 +79,38 @@ class Governance:
         )
         self._base.resolved_api_url  # noqa: B018 - a missing URL fails at start, not at the first call
         self._components: Components = make_components(self._base)
-        self._tracers: dict[tuple[str, str], Tracer] = {}
+        self._by_key: dict[str, Components] = {}  # callers' own Thoth keys (HTTP, --thoth-keys)
+        self._tracers: dict[tuple[str, str, str | None], Tracer] = {}
         self._lock = threading.Lock()
         # (agent, session, server, tool, arguments) of a call cancelled while held -> its call id.
         self._held_ids: dict[tuple[str, str, str, str, str], str] = {}
 
-    def tracer(self, agent_id: str | None, session_id: str) -> Tracer:
+    def tracer(self, agent_id: str | None, session_id: str, api_key: str | None = None) -> Tracer:
+        """The Tracer of one agent's MCP session; with `api_key` (a caller's own Thoth key) its
+        checks and events go to Thoth under that key, not the proxy's."""
         agent = agent_id or self.settings.agent_id
-        key = (agent, session_id)
+        key = (agent, session_id, api_key)
         with self._lock:
             tracer = self._tracers.get(key)
             if tracer is None:
-                config = self._base.model_copy(update={"agent_id": agent, "session_id": session_id})
-                emitter, enforcer, step_up = self._components
+                update: dict[str, Any] = {"agent_id": agent, "session_id": session_id}
+                components = self._components
+                if api_key is not None:
+                    update["api_key"] = api_key
+                    components = self._by_key.get(api_key) or make_components(
+                        self._base.model_copy(update={"api_key": api_key}))
+                    self._by_key[api_key] = components
+                config = self._base.model_copy(update=update)
+                emitter, enforcer, step_up = components
                 tracer = _McpTracer(config, SessionContext(config), emitter, enforcer, step_up)
                 self._tracers[key] = tracer
             return tracer
 
     async def check(self, *, agent_id: str | None, session_id: str, server: str, tool: str,
-                    arguments: dict[str, Any]) -> Verdict:
+                    arguments: dict[str, Any], api_key: str | None = None) -> Verdict:
         """Policy for one call (waits out a step-up). Cancelling the awaiting task while a hold is
         pending keeps the call's id: a retry of the same call asks about the same hold."""
-        tracer = self.tracer(agent_id, session_id)
+        tracer = self.tracer(agent_id, session_id, api_key)
         held_key = (tracer.config.agent_id, session_id, server, tool,
                     json.dumps(arguments, sort_keys=True, default=str))
         call_id = self._held_ids.get(held_key) or uuid.uuid4().hex
@@ -144,9 +154,15 @@ class Governance:
                                                              or f"{server}/{t.get('name')}" in allowed)]
 
     def flush(self, timeout: float = 5.0) -> None:
-        flush = getattr(self._components.emitter, "flush", None)
-        if flush is not None:
-            flush(timeout)
+        for components in (self._components, *self._by_key.values()):
+            flush = getattr(components.emitter, "flush", None)
+            if flush is not None:
+                flush(timeout)
+
+    @property
+    def api_url(self) -> str | None:
+        """Thoth's URL, or None in the in-process mode."""
+        return None if self._base.is_local else self._base.resolved_api_url
 
 
 class UpstreamError(Exception):

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,11 +41,13 @@ _TO_CLIENT = ("content-type", "mcp-session-id", "cache-control")
 
 class HttpProxy:
     def __init__(self, governance: Governance, upstream: UpstreamSpec, tokens: dict[str, str | None], *,
-                 timeout: float = 300.0, progress_interval: float = 5.0,
+                 timeout: float = 300.0, progress_interval: float = 5.0, thoth_keys: bool = False,
                  client: httpx.AsyncClient | None = None) -> None:
-        if not tokens:
-            raise ConfigError("the HTTP listener needs at least one token (--token-env NAME or [listen] tokens): "
-                              "it never runs as an open proxy")
+        if thoth_keys and governance.api_url is None:
+            raise ConfigError("--thoth-keys needs a Thoth server to check keys (not api_url 'local')")
+        if not tokens and not thoth_keys:
+            raise ConfigError("the HTTP listener needs at least one token (--token-env NAME or [listen] tokens) "
+                              "or --thoth-keys: it never runs as an open proxy")
         assert upstream.url is not None
         self.governance = governance
         self.upstream = upstream
@@ -53,12 +56,14 @@ class HttpProxy:
         self.timeout = timeout
         self.progress_interval = progress_interval
         self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
+        self.thoth_keys = thoth_keys
+        self._valid_keys: dict[str, float] = {}  # a caller's Thoth key -> when its check expires
         self._held: dict[tuple[str, Any], asyncio.Task[Verdict]] = {}
         self.app = Starlette(routes=[Route("/mcp", self.endpoint, methods=["GET", "POST", "DELETE"])])
 
     # ---- the endpoint ---------------------------------------------------------------------------
     async def endpoint(self, request: Request) -> Response:
-        found, agent = self._caller(request)
+        found, agent, thoth_key = await self._caller(request)
         if not found:
             return JSONResponse({"message": "a token is required: Authorization: Bearer <token>"}, status_code=401,
                                 headers={"www-authenticate": "Bearer"})
@@ -85,22 +90,44 @@ class HttpProxy:
                 held.cancel()  # never forwarded: the upstream never saw the call
                 return Response(status_code=202)
         if method == "tools/call" and msg_id is not None:
-            return await self._tools_call(request, message, session, agent)
+            return await self._tools_call(request, message, session, agent, thoth_key)
         return await self._forward(request, body, message)
 
-    def _caller(self, request: Request) -> tuple[bool, str | None]:
+    async def _caller(self, request: Request) -> tuple[bool, str | None, str | None]:
+        """(known, its agent, the caller's Thoth key when that is the credential)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return False, None
+            return False, None, None
         for known, agent in self.tokens.items():
-            if hmac.compare_digest(known.encode(), token.strip().encode()):
-                return True, agent
-        return False, None
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return True, agent, None
+        if self.thoth_keys and await self._is_thoth_key(token):
+            return True, None, token
+        return False, None, None
+
+    async def _is_thoth_key(self, key: str) -> bool:
+        """Thoth knows this data-plane key: a hold lookup with it is answered 404 (unknown hold),
+        not 401/403. No side effect on the server; a yes is kept for a minute."""
+        now = time.monotonic()
+        if self._valid_keys.get(key, 0.0) > now:
+            return True
+        try:
+            answer = await self.client.get(f"{self.governance.api_url}/v1/enforce/hold/mcp-proxy-key-check",
+                                           headers={"x-api-key": key}, timeout=10.0)
+        except httpx.HTTPError:
+            return False
+        if answer.status_code != 404:
+            return False
+        if len(self._valid_keys) > 1024:
+            self._valid_keys.clear()
+        self._valid_keys[key] = now + 60.0
+        return True
 
     # ---- governed calls ---------------------------------------------------------------------------
     async def _tools_call(self, request: Request, message: dict[str, Any], session: str,
-                          agent: str | None) -> Response:
+                          agent: str | None, thoth_key: str | None) -> Response:
         msg_id = message["id"]
         params = message.get("params")
         name = params.get("name") if isinstance(params, dict) else None
@@ -109,7 +136,8 @@ class HttpProxy:
             return _rpc_error(msg_id, jsonrpc.INVALID_PARAMS,
                               "tools/call needs params.name (a string) and params.arguments (an object)")
         task = asyncio.create_task(self.governance.check(
-            agent_id=agent, session_id=session, server=self.upstream.name, tool=name, arguments=arguments or {}))
+            agent_id=agent, session_id=session, server=self.upstream.name, tool=name, arguments=arguments or {},
+            api_key=thoth_key))
         self._held[(session, msg_id)] = task
         token = _progress_token(message)
         wants_stream = "text/event-stream" in request.headers.get("accept", "")
@@ -340,7 +368,7 @@ async def serve_http(governance: Governance, settings: ProxySettings) -> None:
     if spec.url is None:
         raise ConfigError("--listen forwards to an upstream URL (--upstream URL or url = ... in --config)")
     proxy = HttpProxy(governance, spec, settings.tokens, timeout=settings.timeout,
-                      progress_interval=settings.progress_interval)
+                      progress_interval=settings.progress_interval, thoth_keys=settings.thoth_keys)
     assert settings.listen is not None
     host, port = settings.listen
     server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning",
