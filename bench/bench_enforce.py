@@ -1,7 +1,9 @@
 """Enforce throughput and latency of `thoth serve` (1 worker) next to a bare ASGI app, same run.
 
 usage: PYTHONPATH=src python bench/bench_enforce.py [--seconds 5] [--rounds 2] [--postgres URL]
-           [--baseline DIR] [--floor]
+           [--baseline DIR] [--floor] [--provenance]
+--provenance: the request also carries our SDK's `task` (with a plan) and `arg_sources` for 10
+arguments of 3 sources each (issue 16); without it, the request is a published client's.
 Goals (issue 4): >= 15,000 decisions/s and >= 0.6x bare at 64 connections, p99 <= 10 ms,
 p50 <= 0.2 ms at 1 connection. Server pinned to core 0, wrk to core 1.
 """
@@ -49,6 +51,19 @@ def session_calls(position: int) -> list[str]:
     return ["send_email"] * (position + 1)
 
 
+def with_provenance(body: dict[str, object]) -> dict[str, object]:
+    """10 arguments, each value seen in 3 places, and the task's plan (docs/wire.md)."""
+    args = dict(body["tool_args"])  # type: ignore[call-overload]
+    for i in range(6):
+        args[f"note{i}"] = f"reference {i} from the quarterly report"
+    sources: dict[str, list[str]] = {}
+    for i, name in enumerate(list(args)[:10]):
+        first = "task" if i % 2 == 0 else "tool:query_db#3"  # half of the values from the user's task
+        sources[name] = [first, f"tool:read_file#{i + 1}", f"tool:search#{i + 2}"]
+    return {**body, "tool_args": args, "arg_sources": sources,
+            "task": {"id": "task-1", "plan": {"tools": ["read_file", "search", "send_email"], "source": "tasks:report"}}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
@@ -58,6 +73,7 @@ def main() -> None:
                     help="another checkout (e.g. `git archive main | tar -x -C /tmp/base`): its server runs too")
     ap.add_argument("--floor", action="store_true",
                     help="also run bench/floor_app.py: parse + policy + answer only, the least enforce can cost")
+    ap.add_argument("--provenance", action="store_true", help="send task + arg_sources (10 args x 3 sources)")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="thoth-bench-")
     names = {"bare": "bare ASGI", "on": "thoth /v1/enforce", "off": "thoth, analytics off"}
@@ -73,7 +89,8 @@ def main() -> None:
         # The baseline's database is set up by the baseline's code (its own migrations).
         keys[mode] = prepare(db_url, str(Path(args.baseline) / "src") if mode == "base" else SRC)
     policy_note = POLICY_FILE.name
-    body = json.dumps({**request_body(), "session_id": "SESSION", "session_tool_calls": ["CALLS"]})
+    base = with_provenance(request_body()) if args.provenance else request_body()
+    body = json.dumps({**base, "session_id": "SESSION", "session_tool_calls": ["CALLS"]})
     head, rest = body.split("SESSION")
     mid, tail = rest.split('"CALLS"')
     # Sessions of 20 calls (a realistic agent session; the policy's "longer than 50 calls" rule

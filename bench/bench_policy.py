@@ -4,6 +4,9 @@ and compile time for 1,000 rules.
     PYTHONPATH=src python bench/bench_policy.py [--calls 20000] [--rules 100] [--history 200]
 
 Goals (issue 3): p50 <= 10 us, p99 <= 50 us per decision; the 1,000-rule compile is reported.
+Provenance (issue 16): the same policy plus provenance and plan rules, decided for requests
+without `arg_sources`/`task` (published clients: must cost nothing measurable) and for
+requests with 10 arguments x 3 sources each and a plan.
 Each decision is timed alone with perf_counter_ns, GC enabled, after a warm-up, cycling through a
 seeded corpus of requests over 17 tools, with varied arguments.
 """
@@ -140,6 +143,8 @@ def main() -> None:
     first, last = sorted(rec[:500]), sorted(rec[-500:])
     print(f"history.record(): p50 {first[250] / 1000:.2f} us for calls 1-500, {last[250] / 1000:.2f} us for calls 4501-5000")
 
+    bench_provenance(opts.rules, opts.calls, history, now)
+
     for n in (100, 1000):
         big = make_policy_doc(n)
         t0 = time.perf_counter()
@@ -152,6 +157,97 @@ def main() -> None:
         yaml_ms = (time.perf_counter() - t0) * 1000
         print(f"compile {n} rules: {dict_ms:.1f} ms from a dict, {yaml_ms:.1f} ms from YAML text "
               f"({len(text) / 1024:.0f} KiB, with line tracking)")
+
+
+PROVENANCE_RULES = [
+    {"id": "P1", "when": {"tool": "send_email", "args": {"to": {"source": "untrusted"}}}, "action": "block"},
+    {"id": "P2", "when": {"flow": {"from": "untrusted", "to": {"tool": ["http_post", "post_slack"]}}},
+     "action": "step_up"},
+    {"id": "P3", "when": {"in_plan": False, "tool": ["transfer_funds", "deploy", "send_email"]}, "action": "step_up"},
+    {"id": "P4", "when": {"tool": "transfer_funds", "args": {"amount": {"source": "model", "gt": 1000}}},
+     "action": "block"},
+    {"id": "P5", "when": {"plan": "none", "tool": "run_shell"}, "action": "step_up"},
+]
+
+
+def provenance_fields(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+    """10 arguments, each value seen in 3 places (the task or tools' outputs), and a plan."""
+    args = {f"a{i}": f"value-{i}-{rng.randint(0, 10**6)}@x.example" for i in range(10)}
+    tools = ["read_file", "http_get", "search_docs", "query_db"]
+    sources: dict[str, Any] = {}
+    for name in args:
+        picks = rng.sample(["task", *(f"tool:{t}#{rng.randint(1, 50)}" for t in tools)], 3)
+        sources[name] = picks
+    task = {"id": "t1", "plan": {"tools": rng.sample(TOOLS, 8), "source": "tasks:bench"}}
+    return {**args, "to": args["a0"], "amount": rng.choice([5, 5000])}, {"arg_sources": sources, "task": task}
+
+
+def bench_provenance(n_rules: int, calls: int, history: Any, now: float) -> None:
+    rng = random.Random(3)
+    plain = compile_policy(make_policy_doc(n_rules))
+    doc = make_policy_doc(n_rules)
+    doc["tools"]["http_get"]["output"] = "trusted"
+    doc["rules"] = doc["rules"] + PROVENANCE_RULES
+    with_rules = compile_policy(doc)
+
+    def corpus(fields: bool) -> list[CallContext]:
+        out = []
+        r = random.Random(5)
+        for _ in range(2000):
+            tool = r.choice(TOOLS)
+            args, extra = provenance_fields(r) if fields else (make_args(tool, r), {})
+            out.append(CallContext(tool_name=tool, agent_id=f"agent-{r.randint(0, 14)}", tenant_id="t",
+                                   tool_args=args, now=now, risk_score=r.random(), **extra))
+        return out
+
+    def run(policy: Any, items: list[CallContext]) -> list[int]:
+        for c in items[:500]:
+            policy.evaluate(c, history)
+        times = []
+        counter = time.perf_counter_ns
+        for i in range(calls):
+            c = items[i % len(items)]
+            c.provenance = None  # a fresh request: nothing cached from the previous round
+            t0 = counter()
+            policy.evaluate(c, history)
+            times.append(counter() - t0)
+        times.sort()
+        return times
+
+    def fig(times: list[int]) -> str:
+        return f"p50 {times[len(times) // 2] / 1000:.2f} us  p99 {times[int(len(times) * 0.99)] / 1000:.2f} us"
+
+    without = corpus(False)
+    with_fields = corpus(True)
+    same_args = [CallContext(tool_name=c.tool_name, agent_id=c.agent_id, tenant_id="t", tool_args=c.tool_args,
+                             now=now, risk_score=c.risk_score) for c in with_fields]
+    del rng
+    # Interleaved rounds, best of 3: the two no-field figures differ only by noise if the new
+    # conditions cost a published client's request nothing.
+    rounds: dict[str, list[list[int]]] = {"a": [], "b": [], "c": [], "d": []}
+    for _ in range(3):
+        rounds["a"].append(run(plain, without))
+        rounds["b"].append(run(with_rules, without))
+        rounds["c"].append(run(with_rules, with_fields))
+        rounds["d"].append(run(with_rules, same_args))
+    best = {k: min(v, key=lambda t: t[len(t) // 2]) for k, v in rounds.items()}
+    print(f"provenance ({n_rules} rules + {len(PROVENANCE_RULES)} provenance/plan rules), best of 3 rounds:")
+    print(f"  no arg_sources/task, policy without the new rules: {fig(best['a'])}")
+    print(f"  no arg_sources/task, policy with the new rules:    {fig(best['b'])}")
+    print(f"  10 args x 3 sources + plan, policy with the rules: {fig(best['c'])}")
+    print(f"  the same calls without arg_sources/task:           {fig(best['d'])}")
+    # The states alone: only the provenance rules, every tool low tier (few calls held).
+    only = compile_policy({"version": 1, "tools": {t: {"tier": "low", "output": "trusted" if t == "http_get" else
+                                                       "untrusted"} for t in TOOLS}, "rules": PROVENANCE_RULES})
+    cheap = {"e": [], "f": []}
+    for _ in range(3):
+        cheap["e"].append(run(only, with_fields))
+        cheap["f"].append(run(only, same_args))
+    low = {k: min(v, key=lambda t: t[len(t) // 2]) for k, v in cheap.items()}
+    held = sum(1 for c in with_fields if only.evaluate(c, history).is_violation)
+    print(f"  only the {len(PROVENANCE_RULES)} provenance rules ({held * 100 // len(with_fields)}% held/blocked): "
+          f"with the fields {fig(low['e'])}; without {fig(low['f'])}")
+    print("  (held and blocked calls also build the envelope's provenance summary; most of this corpus is)")
 
 
 if __name__ == "__main__":

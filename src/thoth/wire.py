@@ -244,6 +244,9 @@ def decision_envelope(result: Any, risk_score: float | None = None) -> dict[str,
         envelope["step_up_timeout_seconds"] = result.step_up_timeout_seconds
     if result.flags:
         envelope["flags"] = list(result.flags)
+    provenance = getattr(result, "provenance", None)
+    if provenance is not None:  # only for our SDK's requests (arg_sources/task), held or blocked
+        envelope["provenance"] = provenance
     return envelope
 
 

@@ -112,19 +112,20 @@ class Agent:
                 "approved_scope": self.scope, "enforcement_mode": self.mode,
                 "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 10**6:06d}Z"}
 
-    def enforce(self, tool: str, args: Any) -> dict[str, Any]:
+    def enforce(self, tool: str, args: Any, **extra: Any) -> dict[str, Any]:
+        """`extra`: more request fields (e.g. the SDK's `task` and `arg_sources`)."""
         self.history.append(tool)
         body = {"tenant_id": TENANT, "agent_id": self.agent_id, "user_id": self.user_id, "session_id": self.session_id,
                 "tool_name": tool, "tool_args": args, "approved_scope": self.scope, "enforcement_mode": self.mode,
-                "session_tool_calls": list(self.history)}
+                "session_tool_calls": list(self.history), **extra}
         r = self.client.post("/v1/enforce", json=body)
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def call(self, tool: str, args: Any, result: str = "ok") -> dict[str, Any]:
+    def call(self, tool: str, args: Any, result: str = "ok", **extra: Any) -> dict[str, Any]:
         """One governed call the way the SDK does it: PRE, enforce, then POST or BLOCK."""
         pre = self.event("TOOL_CALL_PRE", tool, args)
-        decision = self.enforce(tool, args)
+        decision = self.enforce(tool, args, **extra)
         if decision["decision"] in ("ALLOW", "MODIFY"):
             post = self.event("TOOL_CALL_POST", tool, args, duration_ms=12.5, result_type="str",
                               result_size_bytes=len(result))

@@ -16,6 +16,7 @@ from thoth.analytics import drift as driftmod
 from thoth.analytics.drift import DriftReport, Window
 from thoth.analytics.features import CallFeatures, extract
 from thoth.analytics.profile import HALVE_AT, MAX_SESSION_GAP, AgentProfile, Moments, Tally
+from thoth.analytics.provenance import ProvenanceSignals
 from thoth.analytics.scoring import AnomalyScore, combine, factors
 from thoth.analytics.session import SessionState
 
@@ -90,16 +91,19 @@ class AnalyticsEngine:
     # -- the hot path ------------------------------------------------------------------------
 
     def score(self, agent_id: str, tool_name: str, tool_args: object, ts: float, *,
-              session_id: str | None = None) -> AnomalyScore:
-        """Anomaly of a call about to run, in [0, 1], with its reasons. Changes nothing."""
+              session_id: str | None = None, provenance: ProvenanceSignals | None = None) -> AnomalyScore:
+        """Anomaly of a call about to run, in [0, 1], with its reasons. Changes nothing.
+        `provenance`: the call's signals (analytics/provenance.py), None for published clients."""
         f = extract(tool_name, tool_args)
         agent = self.agents.get(agent_id)
         prof = agent.profile if agent is not None else _EMPTY_PROFILE
         sess = agent.sessions.get(session_id or "") if agent is not None else None
         if sess is not None and ts - sess.last_ts > SESSION_IDLE:
             sess = None
-        found, cold = factors(prof, sess, f, ts, self.population)
-        return combine(found, cold, f)
+        found, cold = factors(prof, sess, f, ts, self.population, provenance)
+        score = combine(found, cold, f)
+        score.provenance = provenance
+        return score
 
     def observe(self, agent_id: str, tool_name: str, tool_args: object, ts: float, decision: object = None,
                 *, session_id: str | None = None, anomaly: AnomalyScore | float | None = None) -> None:
@@ -107,24 +111,33 @@ class AnalyticsEngine:
         parsed features and to record the score in the agent's time series."""
         f: CallFeatures | None = None
         a_value: float | None = None
+        signals = None
         if isinstance(anomaly, AnomalyScore):
             a_value = anomaly.score
+            signals = anomaly.provenance
             if anomaly.features is not None and anomaly.features.tool == tool_name[:128]:
                 f = anomaly.features
         elif anomaly is not None:
             a_value = float(anomaly)
         if f is None:
             f = extract(tool_name, tool_args)
-        self.observe_features(agent_id, f, ts, decision, session_id=session_id, anomaly=a_value)
+        self.observe_features(agent_id, f, ts, decision, session_id=session_id, anomaly=a_value, provenance=signals)
 
     def observe_features(self, agent_id: str, f: CallFeatures, ts: float, decision: object = None, *,
-                         session_id: str | None = None, anomaly: float | None = None) -> None:
+                         session_id: str | None = None, anomaly: float | None = None,
+                         provenance: ProvenanceSignals | None = None) -> None:
         """observe() for a call whose features are already extracted (replays, merges)."""
         agent = self.agents.get(agent_id)
         if agent is None:
             agent = self.agents[agent_id] = AgentState()
         dname = _decision_name(decision)
         self._learn(agent, f, ts, dname, session_id or "", anomaly)
+        if provenance is not None and dname not in NOT_LEARNT:
+            # What this agent's allowed calls usually carry (scoring._provenance_factors).
+            prof = agent.profile
+            prof.prov_calls += 1
+            prof.untrusted += bool(provenance.untrusted)
+            prof.off_plan += provenance.off_plan is not None
         if dname not in NOT_LEARNT:
             self.population.add(f.tool)
 

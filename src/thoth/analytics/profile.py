@@ -126,8 +126,8 @@ class AgentProfile:
     """What an agent usually does, learnt from its own observed calls."""
 
     __slots__ = ("calls", "decisions", "destinations", "egress", "egress_after_secret", "first_ts",
-                 "gaps", "hours", "last_ts", "paths", "recipients", "secret", "sizes", "tools",
-                 "transitions")
+                 "gaps", "hours", "last_ts", "off_plan", "paths", "prov_calls", "recipients", "secret", "sizes",
+                 "tools", "transitions", "untrusted")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -145,6 +145,11 @@ class AgentProfile:
         self.secret = 0  # calls that touched a secret marker
         self.egress = 0  # calls that send data out
         self.egress_after_secret = 0  # ... in a session that touched a secret before
+        # Calls that reported provenance (our SDK), and of them: with a value seen only in
+        # untrusted output, and outside the task's plan (analytics/provenance.py).
+        self.prov_calls = 0
+        self.untrusted = 0
+        self.off_plan = 0
 
     def halve(self) -> None:
         for name in TALLIES:
@@ -157,6 +162,9 @@ class AgentProfile:
         self.secret //= 2
         self.egress //= 2
         self.egress_after_secret //= 2
+        self.prov_calls //= 2
+        self.untrusted //= 2
+        self.off_plan //= 2
 
     def merge_from(self, o: AgentProfile) -> None:
         """Add another copy's counts (learnt elsewhere from different calls) to this one."""
@@ -176,12 +184,16 @@ class AgentProfile:
         self.secret += o.secret
         self.egress += o.egress
         self.egress_after_secret += o.egress_after_secret
+        self.prov_calls += o.prov_calls
+        self.untrusted += o.untrusted
+        self.off_plan += o.off_plan
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {name: getattr(self, name).to_dict() for name in TALLIES}
         d.update(calls=self.calls, first_ts=self.first_ts, last_ts=self.last_ts, hours=self.hours,
                  sizes={k: m.to_list() for k, m in self.sizes.items()}, gaps=self.gaps.to_list(),
-                 secret=self.secret, egress=self.egress, egress_after_secret=self.egress_after_secret)
+                 secret=self.secret, egress=self.egress, egress_after_secret=self.egress_after_secret,
+                 prov_calls=self.prov_calls, untrusted=self.untrusted, off_plan=self.off_plan)
         return d
 
     @classmethod
@@ -199,4 +211,7 @@ class AgentProfile:
         p.secret = int(d.get("secret", 0))
         p.egress = int(d.get("egress", 0))
         p.egress_after_secret = int(d.get("egress_after_secret", 0))
+        p.prov_calls = int(d.get("prov_calls", 0))
+        p.untrusted = int(d.get("untrusted", 0))
+        p.off_plan = int(d.get("off_plan", 0))
         return p

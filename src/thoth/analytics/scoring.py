@@ -13,9 +13,11 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from thoth.analytics.features import CallFeatures
 from thoth.analytics.profile import MAX_SESSION_GAP, AgentProfile, Tally
+from thoth.analytics.provenance import ProvenanceSignals, untrusted_recipients
 from thoth.analytics.session import SessionState
 
 COLD_CALLS = 20  # below this many observed calls an agent is in cold start
@@ -44,6 +46,8 @@ class AnomalyScore:
     factors: tuple[Factor, ...] = ()
     cold_start: bool = False
     features: CallFeatures | None = field(default=None, compare=False, repr=False)
+    # The call's provenance signals, kept for observe() to learn what the agent's calls carry.
+    provenance: ProvenanceSignals | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {"score": round(self.score, 4), "reasons": list(self.reasons),
@@ -71,6 +75,7 @@ def factors(
     f: CallFeatures,
     ts: float,
     population: Tally,
+    provenance: ProvenanceSignals | None = None,
 ) -> tuple[list[Factor], bool]:
     """The factors raised by this call; also whether the agent is in cold start.
 
@@ -174,7 +179,32 @@ def factors(
             if c > 0.0:
                 what = "first call" if hc == 0 else f"{hc} of {n} calls"
                 add(Factor("unusual_hour", c, f"unusual hour for this agent: {h:02d}h UTC ({what})"))
+    if provenance is not None:
+        _provenance_factors(prof, f, provenance, add)
     return out, cold
+
+
+def _provenance_factors(prof: AgentProfile, f: CallFeatures, signals: ProvenanceSignals, add: Any) -> None:
+    """Where the call's data came from (our SDK's calls only). The first two fade for an agent
+    whose usual, allowed calls carry such data (its job may be to act on what it reads); the
+    third does not: a recipient this agent never wrote to, named only by content it read, is the
+    shape of an injected exfiltration."""
+    # Faded by the share of the agent's calls with the signal, gone at one half (reads and writes
+    # are counted together, so an agent whose every write carries page data has about that).
+    usual = (prof.prov_calls + 3.0) / 2.0
+    if signals.untrusted and signals.first_untrusted:
+        c = (0.55 if f.egress else 0.35) * (1.0 - min(1.0, prof.untrusted / usual))
+        if c > 0.0:
+            add(Factor("untrusted_value", c, signals.first_untrusted))
+    if signals.off_plan:
+        c = (0.6 if f.egress else 0.4) * (1.0 - min(1.0, prof.off_plan / usual))
+        if c > 0.0:
+            add(Factor("off_plan", c, signals.off_plan))
+    for r in untrusted_recipients(signals, f.recipients):
+        if not prof.recipients.count(r):
+            add(Factor("untrusted_new_recipient", 0.75,
+                       f"first use of recipient {r[:80]}, named only by untrusted tool output"))
+            break
 
 
 def _rate_factor(prof: AgentProfile, sess: SessionState, ts: float) -> Factor | None:

@@ -29,6 +29,7 @@ from typing import Any
 from thoth.analytics.drift import DriftReport
 from thoth.analytics.engine import AnalyticsEngine, StateError, _decision_name
 from thoth.analytics.features import CallFeatures, extract
+from thoth.analytics.provenance import ProvenanceSignals
 from thoth.analytics.scoring import AnomalyScore
 
 POPULATION_KEY = "__tenant__"  # the key of the tenant-wide tool counts (the cold-start prior)
@@ -37,7 +38,7 @@ Load = Callable[[str], bytes | None]
 Save = Callable[[str, bytes], None]
 Lock = Callable[[str], AbstractContextManager[Any]]
 # One remembered observation: features, ts, decision name, session id, anomaly.
-Pending = tuple[CallFeatures, float, str, str, float | None]
+Pending = tuple[CallFeatures, float, str, str, float | None, ProvenanceSignals | None]
 
 
 class StoredAnalytics:
@@ -69,9 +70,9 @@ class StoredAnalytics:
     # -- the engine's API, with loading on first use ------------------------------------------
 
     def score(self, agent_id: str, tool_name: str, tool_args: object, ts: float, *,
-              session_id: str | None = None) -> AnomalyScore:
+              session_id: str | None = None, provenance: ProvenanceSignals | None = None) -> AnomalyScore:
         self._ensure(agent_id)
-        return self.engine.score(agent_id, tool_name, tool_args, ts, session_id=session_id)
+        return self.engine.score(agent_id, tool_name, tool_args, ts, session_id=session_id, provenance=provenance)
 
     def observe(self, agent_id: str, tool_name: str, tool_args: object, ts: float, decision: object = None,
                 *, session_id: str | None = None, anomaly: AnomalyScore | float | None = None) -> None:
@@ -80,12 +81,14 @@ class StoredAnalytics:
         if f is None or f.tool != tool_name[:128]:
             f = extract(tool_name, tool_args)
         value = anomaly.score if isinstance(anomaly, AnomalyScore) else anomaly
+        signals = anomaly.provenance if isinstance(anomaly, AnomalyScore) else None
         dname = _decision_name(decision)
-        self.engine.observe_features(agent_id, f, ts, dname, session_id=session_id, anomaly=value)
+        self.engine.observe_features(agent_id, f, ts, dname, session_id=session_id, anomaly=value,
+                                     provenance=signals)
         pending = self._pending.setdefault(agent_id, [])
         if not pending:
             self._pending_since[agent_id] = self._clock()
-        pending.append((f, ts, dname, session_id or "", value))
+        pending.append((f, ts, dname, session_id or "", value, signals))
         self._population_pending.append(f.tool)
         if len(pending) >= self.sync_every or self._clock() - self._pending_since[agent_id] >= self.sync_seconds:
             self.sync(agent_id)
@@ -129,8 +132,8 @@ class StoredAnalytics:
                 # Nothing stored yet: this process's copy is the whole history.
                 merged.agents[agent_id] = local
                 pending = []
-            for f, ts, dname, sid, value in pending:
-                merged.observe_features(agent_id, f, ts, dname, session_id=sid, anomaly=value)
+            for f, ts, dname, sid, value, signals in pending:
+                merged.observe_features(agent_id, f, ts, dname, session_id=sid, anomaly=value, provenance=signals)
             data = merged.dump_agent(agent_id)
             if data is not None:
                 self._save(agent_id, data)

@@ -121,7 +121,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps({"valid": True, "name": policy.name, "rules": len(policy.rules), "digest": policy.digest}))
     else:
         print(f"{file}: valid ({policy.name}: {len(policy.rules)} rules, {len(policy.catalogue)} catalogued tools,"
-              f" {len(policy.agents_exact) + len(policy.agents_glob)} agents, digest {policy.digest})")
+              f" {len(policy.agents_exact) + len(policy.agents_glob)} agents,"
+              f"{f' {len(policy.tasks)} tasks,' if policy.tasks else ''} digest {policy.digest})")
     return 0
 
 

@@ -55,6 +55,16 @@ class ArgsConditions(CompilerBase):
         ok = True
         for name, spec in value.items():
             sub = (*path, str(name))
+            if isinstance(spec, dict) and "source" in spec:  # provenance (cond_provenance)
+                check = self.source_check(str(name), spec["source"], (*sub, "source"))
+                rest = {k: v for k, v in spec.items() if k != "source"}
+                if check is None:
+                    ok = False
+                    continue
+                parts.append(f"{self.const(check)}(c, a, h)")
+                if not rest:
+                    continue
+                spec = rest
             pred = self.value_pred(spec, sub)
             if pred is None:
                 ok = False
@@ -139,6 +149,11 @@ class ArgsConditions(CompilerBase):
         tests: list[tuple[tuple[str, ...], ValuePred]] = []
         ok = True
         for name, spec in value.items():
+            if isinstance(spec, dict) and "source" in spec:
+                self.err((*path, str(name), "source"), "source tests the call being decided; it cannot be "
+                                                       "used on earlier calls (history, called, rate)")
+                ok = False
+                continue
             pred = self.value_pred(spec, (*path, str(name)))
             if pred is None:
                 ok = False

@@ -111,6 +111,9 @@ class CompilerBase:
     def code(self, node: Any, path: Path) -> str | None:  # conditions.Compiler: a condition's source
         raise NotImplementedError
 
+    def source_check(self, name: str, value: Any, path: Path) -> Any:  # cond_provenance: args' `source:`
+        raise NotImplementedError
+
 
 def build_function(source: str, namespace: dict[str, Any], name: str) -> Any:
     """Compile generated source (identifiers and generated names only) in `namespace`."""

@@ -5,7 +5,7 @@ list (all must hold). Each compiles to `f(ev) -> bool` where `ev` is an `Eval`. 
 collects every problem with its path instead of stopping at the first one.
 
 The kinds live in families, each a module with its compiler methods and its own `KINDS` table
-(cond_call, cond_args, cond_session, cond_time); this module holds the structure (all, any,
+(cond_call, cond_args, cond_session, cond_time, cond_provenance); this module holds the structure (all, any,
 not, expr) and joins the tables. Adding a kind to a family touches only that family's module.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thoth.policy import cond_args, cond_call, cond_session, cond_time
+from thoth.policy import cond_args, cond_call, cond_provenance, cond_session, cond_time
 from thoth.policy.cond_args import ELEMENT_OPS, NUMERIC_OPS, SYMBOLS, TYPES, WHOLE_OPS
 from thoth.policy.cond_base import (
     CHECK,
@@ -31,13 +31,14 @@ from thoth.policy.cond_base import (
     normalize_args,
 )
 from thoth.policy.cond_call import CLASSIFICATIONS, TIERS
+from thoth.policy.cond_provenance import ProvenanceConditions
 from thoth.policy.cond_session import SessionConditions
 from thoth.policy.cond_time import DAYS, TimeConditions
 from thoth.policy.loader import Path
 from thoth.policy.values import is_glob
 
 
-class Compiler(SessionConditions, TimeConditions):
+class Compiler(SessionConditions, TimeConditions, ProvenanceConditions):
     def code(self, node: Any, path: Path) -> str | None:
         if isinstance(node, list):
             return self.gen_all(node, path)
@@ -116,7 +117,7 @@ _STRUCTURE = {
 }
 # Every condition kind a policy may use, by name.
 KINDS: dict[str, Kind] = {**_STRUCTURE, **cond_call.KINDS, **cond_args.KINDS, **cond_session.KINDS,
-                          **cond_time.KINDS}
+                          **cond_time.KINDS, **cond_provenance.KINDS}
 CONDITION_KINDS = tuple(KINDS)
 
 

@@ -37,6 +37,11 @@ class CallContext:
     risk_reasons: list[str] = field(default_factory=list)
     now: float = 0.0
     session_tool_calls: list[str] | None = None
+    # Our SDK's task and argument provenance, as sent (docs/wire.md); None from published clients.
+    task: dict[str, Any] | None = None
+    arg_sources: dict[str, Any] | None = None
+    # The call's provenance.Provenance, computed on a condition's first use (per policy labels).
+    provenance: Any = None
 
     def __post_init__(self) -> None:
         if not self.now:
@@ -60,6 +65,7 @@ class CallContext:
             enforcement_mode=request.enforcement_mode, environment=request.environment,
             session_intent=request.session_intent, risk_score=risk_score, now=now or time.time(),
             session_tool_calls=request.session_tool_calls if client_history else None,
+            task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
         )
 
 

@@ -41,6 +41,9 @@ class PolicyDecision:
     # For a STEP_UP: how long its approval stays usable and for how many calls (None: the server's default).
     approval_valid_seconds: float | None = None
     approval_uses: int | None = None
+    # For a held or blocked call of our SDK (it sent arg_sources or task): where its arguments
+    # came from and what the task's plan says (engine._summary); None otherwise.
+    provenance: dict[str, Any] | None = None
 
     @property
     def is_violation(self) -> bool:

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thoth.models import DecisionType
+from thoth.policy.cond_provenance import PLAN_ITEM
 from thoth.policy.conditions import (
     CLASSIFICATIONS,
     TIERS,
     Compiler,
     arg_path,
     build_function,
+    get_arg,
     normalize_args,
     tool_constraint,
 )
@@ -32,7 +34,18 @@ from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
 from thoth.policy.markers import MarkerTable
-from thoth.policy.values import name_matcher
+from thoth.policy.provenance import (
+    MAX_SOURCES_SHOWN,
+    OUTPUT_LABELS,
+    VALUE_SHOWN,
+    Provenance,
+    plan_state,
+    provenance_of,
+    shown,
+)
+from thoth.policy.task_plan import plan_verdict
+from thoth.policy.tasks import compile_tasks, task_export
+from thoth.policy.values import MISSING, name_matcher
 
 ALLOW, BLOCK, STEP_UP, MODIFY, DEFER = (DecisionType.ALLOW, DecisionType.BLOCK, DecisionType.STEP_UP,
                                         DecisionType.MODIFY, DecisionType.DEFER)
@@ -40,9 +53,12 @@ ACTIONS: dict[str, DecisionType] = {"allow": ALLOW, "flag": ALLOW, "block": BLOC
                                     "modify": MODIFY, "defer": DEFER}
 VIOLATION_ACTIONS = ("allow", "step_up", "block", "defer")
 TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "agents", "intents",
-             "progressive", "rules", "cedar", "rego")
+             "progressive", "rules", "cedar", "rego", "tasks")
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
+MAX_SUMMARY_PARTS = 20  # argument values listed in a decision's provenance summary
+MAX_TASK_TEXT = 4000
+MAX_PLAN_TOOLS = 50
 _SOFT = frozenset({"flag", "allow", "modify"})
 _UNKNOWN: Any = object()
 
@@ -69,6 +85,8 @@ class Rule:
     # How long an approval of this rule's step-up stays usable, and for how many calls.
     approval_valid: float | None = None
     approval_uses: int | None = None
+    # What this rule's provenance and task conditions name, for its reason (cond_provenance).
+    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -93,6 +111,7 @@ class _Proposal:
     timeout: float | None = None
     approval_valid: float | None = None
     approval_uses: int | None = None
+    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -124,6 +143,11 @@ class CompiledPolicy:
     cedar: Any = None
     approval_valid: float | None = None  # defaults.approval_valid_seconds
     approval_uses: int | None = None  # defaults.approval_uses
+    # The tools whose output the catalogue labels trusted (the same object the conditions use,
+    # so that a call's cached provenance serves both).
+    trusted: frozenset[str] = frozenset()
+    # The `tasks:` section, validated (thoth.policy.tasks): the SDK plans with it, never the engine.
+    tasks: list[dict[str, Any]] = field(default_factory=list)
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
     _tier_proposals: dict[str, Any] = field(default_factory=dict)
@@ -163,6 +187,10 @@ class CompiledPolicy:
         self._generic = function_for([r for r in self.rules if r.constraint is None])
         self._by_tool = {t: function_for([r for r in self.rules if r.constraint is None or t in r.constraint])
                          for t in tools}
+
+    def task_export(self) -> dict[str, Any]:
+        """What the SDK plans a task with (GET /v1/tasks; thoth.plan in-process)."""
+        return task_export(self.document, self.catalogue, self.tasks, self.version)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -394,8 +422,75 @@ class CompiledPolicy:
         if best.decision is STEP_UP:
             valid = best.approval_valid if best.approval_valid is not None else valid
             uses = best.approval_uses if best.approval_uses is not None else uses
+        provenance = None
+        sent = call.arg_sources is not None or call.task is not None  # only our SDK sends these
+        if (sent or best.explain) and would in VIOLATION_DECISIONS:
+            # A held or blocked call says where its data came from (docs/policy.md, "Explanations").
+            prov = provenance_of(call, self.trusted, normalize_args(call.tool_args))
+            if best.explain:
+                why = self._explain(call, prov, best.explain)
+                if why:
+                    reason = f"{reason}: {why}"
+                    if trace is not None:
+                        trace.append(f"provenance: {why}")
+            if sent:
+                provenance = self._summary(call, prov)
         return PolicyDecision(decision, would, reason, code, matched, references, modified, flags, call.risk_score,
-                              violations, errors, timeout, defer_timeout, self.version, trace or [], valid, uses)
+                              violations, errors, timeout, defer_timeout, self.version, trace or [], valid, uses,
+                              provenance)
+
+    def _explain(self, call: CallContext, prov: Provenance | None,
+                 items: tuple[tuple[str | None, frozenset[str] | None], ...]) -> str:
+        """What the rule's provenance/task conditions saw, in words (at most 3 values)."""
+        said: list[str] = []
+        for name, states in items:
+            if name == PLAN_ITEM[0]:
+                verdict, why = plan_verdict(call.task, call.tool_name, prov.args if prov else
+                                            normalize_args(call.tool_args), prov)
+                if why and why not in said:
+                    said.append(why)
+                continue
+            if prov is None:
+                what = f"argument {name}'s" if name else "the arguments'"
+                said.append(f"{what} provenance is unknown (the client sent none)")
+                continue
+            if name is None:
+                parts = prov.all_parts()
+            else:
+                value = get_arg(prov.args, arg_path(name))
+                parts = [] if value is MISSING else prov.parts(arg_path(name), value)
+            for part in parts:
+                if states is None or part.state in states:
+                    text = part.sentence(self.trusted)
+                    if text not in said:
+                        said.append(text)
+        return "; ".join(said[:3]) + ("; ..." if len(said) > 3 else "")
+
+    def _summary(self, call: CallContext, prov: Provenance | None) -> dict[str, Any]:
+        """The structured `provenance` of a held or blocked call's envelope (docs/wire.md)."""
+        # (Part.summary() inlined: this runs for every held or blocked call of our SDK.)
+        out: dict[str, Any] = {"args": None if prov is None else [
+            {"arg": path, "value": value if type(value) is str and len(value) <= VALUE_SHOWN else shown(value),
+             "state": state, "sources": sources[:MAX_SOURCES_SHOWN]}
+            for path, value, state, sources in prov.all_parts()[:MAX_SUMMARY_PARTS]]}
+        task = call.task if type(call.task) is dict else None
+        out["plan_state"] = plan_state(call.task)
+        if task is not None:
+            out["task_id"] = task.get("id") if type(task.get("id")) is str else None
+            plan = task.get("plan")
+            tools = plan.get("tools") if type(plan) is dict else None
+            # What the dashboard shows, bounded (a client may send any size of plan).
+            out["plan"] = {"tools": tools[:MAX_PLAN_TOOLS], "source": plan.get("source")} \
+                if type(tools) is list and type(plan) is dict else None
+            verdict, why = plan_verdict(task, call.tool_name, prov.args if prov else
+                                        normalize_args(call.tool_args), prov)
+            out["in_plan"] = verdict
+            if why:
+                out["plan_reason"] = why
+            text = task.get("text")
+            if type(text) is str:  # only when the agent's owner opted in to sending it
+                out["task_text"] = text[:MAX_TASK_TEXT]
+        return out
 
 
 def apply_modifications(args: dict[str, Any], rules: list[Rule]) -> dict[str, Any]:
@@ -541,7 +636,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
     catalogue: dict[str, dict[str, str]] = {}
     for tool, meta in check.mapping(doc.get("tools"), ("tools",)).items():
         path = ("tools", str(tool))
-        meta = check.mapping(meta, path, ("tier", "classification", "description"))
+        meta = check.mapping(meta, path, ("tier", "classification", "output", "description"))
         tier = meta.get("tier", "medium")
         if tier not in TIERS:
             check.err((*path, "tier"), f"tier must be one of {', '.join(TIERS)}")
@@ -550,7 +645,12 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         if classification not in CLASSIFICATIONS:
             check.err((*path, "classification"), f"classification must be one of {', '.join(CLASSIFICATIONS)}")
             continue
-        catalogue[str(tool)] = {"tier": tier, "classification": classification}
+        output = meta.get("output", "untrusted")
+        if output not in OUTPUT_LABELS:
+            check.err((*path, "output"), f"output must be one of {', '.join(OUTPUT_LABELS)} (whether the tool's "
+                                         f"output is trusted data); got {output!r}")
+            continue
+        catalogue[str(tool)] = {"tier": tier, "classification": classification, "output": output}
 
     agents_exact: dict[str, Any] = {}
     agents_glob: list[tuple[Any, Any]] = []
@@ -607,6 +707,8 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
             rules.append(rule)
     issues.extend(compiler.issues)
 
+    tasks = compile_tasks(doc.get("tasks"), check) if "tasks" in doc else []
+
     cedar = None
     if "cedar" in doc:
         from thoth.policy.cedar_source import CedarSource
@@ -623,7 +725,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
         ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar, approval_valid=approval_valid,
-        approval_uses=approval_uses,
+        approval_uses=approval_uses, trusted=compiler.trusted, tasks=tasks,
     )
 
 
@@ -655,7 +757,9 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
     if "when" not in spec:
         check.err(path, "every rule needs a condition (when: ...)")
         return None
+    compiler.explain = []
     cond = compiler.code(spec["when"], (*path, "when"))
+    explain, compiler.explain = tuple(compiler.explain), None
     description = spec.get("description", "")
     reason = spec.get("reason", description or f"rule {rule_id}")
     for key in ("description", "reason", "code"):
@@ -686,7 +790,7 @@ def _compile_rule(raw: Any, path: Path, check: _Checker, compiler: Compiler, see
                 reason=str(reason), references=tuple(references), code=str(spec.get("code", f"rule_{action}")),
                 hard=bool(spec.get("hard", False)), modify=modify, timeout=timeout,
                 constraint=tool_constraint(spec["when"]), rule_id=rule_id, approval_valid=approval_valid,
-                approval_uses=approval_uses)
+                approval_uses=approval_uses, explain=explain)
 
 
 MAX_APPROVAL_USES = 1000

@@ -63,7 +63,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> CompiledPolicy:
 _FIELDS = EnforcementDecision.model_fields
 _DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in _FIELDS.items()}
 _VIOLATION = frozenset({DecisionType.BLOCK, DecisionType.STEP_UP, DecisionType.DEFER})
-_NOT_FIELDS = frozenset({"authorization_decision", "would_decision", "flags"})
+_NOT_FIELDS = frozenset({"authorization_decision", "would_decision", "flags", "provenance"})
 
 
 def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
@@ -88,6 +88,8 @@ def _envelope(d: PolicyDecision, latency_ms: float) -> EnforcementDecision:
         extra["would_decision"] = state.pop("would_decision")
     if "flags" in state:
         extra["flags"] = state.pop("flags")
+    if "provenance" in state:  # a held or blocked call of a request with arg_sources/task
+        extra["provenance"] = state.pop("provenance")
     obj = EnforcementDecision.__new__(EnforcementDecision)
     object.__setattr__(obj, "__dict__", state)
     object.__setattr__(obj, "__pydantic_fields_set__", fields)

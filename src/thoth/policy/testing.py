@@ -9,7 +9,8 @@
         expect: {decision: BLOCK, matched: [builtin.scope]}
 
 Call fields: tool, agent, user, tenant, environment, intent, args, scope (approved_scope), mode,
-risk, at (seconds relative to the test's clock; session entries default to one second apart).
+risk, at (seconds relative to the test's clock; session entries default to one second apart),
+arg_sources and task (our SDK's provenance fields, as on the wire: docs/wire.md).
 Expect fields: decision, would_decision, reason_code, matched (each must be listed),
 not_matched, matched_exactly, modified_args, flags, reason_contains.
 """
@@ -26,7 +27,7 @@ from thoth.policy.loader import Marks, load_document
 
 CLOCK = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday: tests are deterministic
 CALL_FIELDS = ("tool", "agent", "user", "tenant", "environment", "intent", "args", "scope", "mode", "risk", "at",
-               "decision")
+               "decision", "arg_sources", "task")
 EXPECT_FIELDS = ("decision", "would_decision", "reason_code", "matched", "not_matched", "matched_exactly",
                  "modified_args", "flags", "reason_contains")
 
@@ -60,6 +61,8 @@ def make_call(spec: dict[str, Any], now: float) -> CallContext:
         enforcement_mode=str(spec.get("mode", "progressive")),
         risk_score=spec.get("risk"),
         now=now + float(spec.get("at", 0)),
+        arg_sources=spec.get("arg_sources"),
+        task=spec.get("task"),
     )
 
 

@@ -6,6 +6,7 @@ routes the SDKs call on every tool call skip the framework entirely.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -82,7 +83,7 @@ def api_key(scope: Any, ingest: bool = False) -> str | None:
 
 
 def is_data_plane(path: str) -> bool:
-    return path in ("/v1/enforce", "/v1/events/batch") or path.startswith(HOLD_PREFIX)
+    return path in ("/v1/enforce", "/v1/events/batch", "/v1/tasks") or path.startswith(HOLD_PREFIX)
 
 
 async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
@@ -95,6 +96,12 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
             body = await _json_body(core, receive, check_depth=True)
             await send_json(send, 200, await core.enforce(key, body))
+        elif path == "/v1/tasks":  # what the SDK plans a task with (thoth.plan; docs/policy.md "Task plans")
+            if method != "GET":
+                raise ClientError(405, "use GET")
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
+            policy, version = await core.policy(key.tenant_id)
+            await send_json(send, 200, task_export_bytes(policy, version))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")
@@ -131,6 +138,19 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
         # event batch, a hold poll. Decisions of cached tenants do not get here (writer.record).
         core.metrics.http_errors[503] += 1
         await send_unavailable(send, str(exc) if isinstance(exc, StorageUnavailable) else UNAVAILABLE_MESSAGE)
+
+
+def task_export_bytes(policy: Any, version: Any) -> bytes:
+    """The policy's task export as JSON, made once per compiled policy (it is the same for every
+    SDK of the tenant until the policy changes)."""
+    cached = getattr(policy, "_task_export_bytes", None)
+    if cached is None or cached[0] != version:
+        export = policy.task_export()
+        export["policy_version"] = version
+        cached = (version, orjson.dumps(export, default=str))
+        with contextlib.suppress(AttributeError):  # a policy object that takes no attributes: made each time
+            policy._task_export_bytes = cached
+    return cached[1]
 
 
 async def _json_body(core: Core, receive: Any, check_depth: bool = False) -> Any:

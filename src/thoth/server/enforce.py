@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from thoth.analytics.provenance import provenance_signals
 from thoth.server import engine
 from thoth.server.db import StorageUnavailable
 from thoth.server.holds import fire
@@ -61,18 +62,24 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
         history, known = await session_history(core, tenant_id, session_id, session_calls, tool_name)
         now = time.time()
         risk, risk_reasons, anomaly = None, [], None
-        analytics = core.analytics(tenant_id)
-        if analytics is not None:
-            try:
-                anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id)
-                risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
-            except Exception:  # analytics is advisory: never fail a decision over it
-                anomaly = None
         call = engine.CallContext(
             tenant_id=tenant_id, agent_id=agent_id, user_id=user_id, tool_name=tool_name, tool_args=tool_args,
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
-            risk_score=risk, risk_reasons=risk_reasons, now=now, session_tool_calls=session_calls,
+            now=now, session_tool_calls=session_calls,
+            task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
         )
+        analytics = core.analytics(tenant_id)
+        if analytics is not None:
+            try:
+                # Our SDK's provenance feeds the score (None for published clients: no cost).
+                signals = provenance_signals(call, policy.trusted) \
+                    if call.arg_sources is not None or call.task is not None else None
+                anomaly = analytics.score(agent_id, tool_name, tool_args, now, session_id=session_id,
+                                          provenance=signals)
+                risk, risk_reasons = float(anomaly.score), list(anomaly.reasons)
+                call.risk_score, call.risk_reasons = risk, risk_reasons
+            except Exception:  # analytics is advisory: never fail a decision over it
+                anomaly = None
         result = policy.evaluate(call, history)
         decision = str(result.decision).upper()
         hold_token_in = request.hold_token
@@ -117,8 +124,9 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
                envelope["decision_reason_code"],
                orjson.dumps(envelope["matched_rule_ids"]).decode(), risk_score, violation_id,
                envelope["hold_token"], mode, environment, dedup_key, now,
-               # The answer is kept only to replay it to a repeated check of the same call.
-               response.decode() if dedup_key is not None else "")
+               # The answer is kept to replay it to a repeated check of the same call, and for the
+               # dashboard when it explains where a held or blocked call's data came from.
+               response.decode() if dedup_key is not None or "provenance" in envelope else "")
         history.record(tool_name, tool_args, now, decision)
         known[0] += 1
         record = DecisionRecord(row, tenant_id, session_id, agent_id, user_id, decision, risk_score, now,

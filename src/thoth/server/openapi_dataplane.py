@@ -1,6 +1,6 @@
 """OpenAPI of the data plane, written by hand.
 
-`/v1/enforce`, `/v1/enforce/hold/{hold_token}` and `/v1/events/batch` are raw ASGI handlers
+`/v1/enforce`, `/v1/enforce/hold/{hold_token}`, `/v1/tasks` and `/v1/events/batch` are raw ASGI handlers
 (dataplane.py) that FastAPI never sees, so their part of /openapi.json is added here. The
 request and event properties are generated from thoth.wire's field tables (the wire contract,
 docs/wire.md), so a field added there appears here. Field names are snake_case; the server also
@@ -105,6 +105,15 @@ PATHS: dict[str, Any] = {
         ],
         "responses": {"200": {"description": "pending or resolved", "content": _json("HoldAnswer")},
                       **_errors(401, 403, 404, 422, 503)},
+    }},
+    "/v1/tasks": {"get": {
+        "tags": ["data plane"], "summary": "The tenant's task patterns, intents and catalogue (the SDK plans with them)",
+        "operationId": "tasks",
+        "security": [{"ApiKey": []}, {"Bearer": []}],
+        "responses": {"200": {"description": "catalogue, intents, tasks, digest, policy_version (docs/policy.md, "
+                                             "'Task plans')",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(401, 403, 503)},
     }},
     "/v1/events/batch": {"post": {
         "tags": ["data plane"], "summary": "Ingest audit events (idempotent on event_id)",

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from thoth.server.dashboard import timeline
+from thoth.server.dashboard.provenance import provenance_view
 from thoth.server.dashboard.rollups import HOUR, Rollups
 
 PAGE = 50
@@ -215,14 +216,15 @@ def get_session(db: Any, tenant_id: str, session_id: str) -> dict[str, Any] | No
 
 _DECISION_COLS = ("decision_id, tool_name, tool_args, decision, would_decision, reason, reason_code,"
                   " matched_rule_ids, risk_score, violation_id, hold_token, enforcement_mode, environment,"
-                  " decided_at, agent_id, user_id, session_id")
+                  " decided_at, agent_id, user_id, session_id, response")
 
 
 def _decision(r: Any) -> dict[str, Any]:
     return {"decision_id": r[0], "tool_name": r[1], "tool_args": _load(r[2]), "decision": r[3],
             "would_decision": r[4], "reason": r[5], "reason_code": r[6], "matched_rule_ids": _load(r[7]) or [],
             "risk_score": r[8], "violation_id": r[9], "hold_token": r[10], "enforcement_mode": r[11],
-            "environment": r[12], "decided_ts": r[13], "agent_id": r[14], "user_id": r[15], "session_id": r[16]}
+            "environment": r[12], "decided_ts": r[13], "agent_id": r[14], "user_id": r[15], "session_id": r[16],
+            "provenance": provenance_view(r[17])}
 
 
 def session_timeline(db: Any, tenant_id: str, session_id: str, *, after: int | None = None,
@@ -352,7 +354,17 @@ def pending_approvals(db: Any, tenant_id: str, limit: int = 100) -> list[dict[st
     with db.read() as conn:
         rows = conn.all(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE tenant_id = ? AND status = 'pending'"
                         " AND expires_at > ? ORDER BY requested_at LIMIT ?", (tenant_id, time.time(), limit))
-    return [_approval(r) for r in rows]
+        items = [_approval(r) for r in rows]
+        # The approver sees where the held call's arguments came from (our SDK's calls only).
+        ids = [a["decision_id"] for a in items if a["decision_id"]]
+        answers: dict[str, Any] = {}
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            answers = dict(conn.all(f"SELECT decision_id, response FROM decisions WHERE tenant_id = ?"
+                                    f" AND decision_id IN ({marks}) AND response != ''", [tenant_id, *ids]))
+    for a in items:
+        a["provenance"] = provenance_view(answers.get(a["decision_id"]))
+    return items
 
 
 def resolved_approvals(db: Any, tenant_id: str, limit: int = 50) -> list[dict[str, Any]]:
