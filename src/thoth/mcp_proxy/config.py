@@ -120,7 +120,12 @@ def load(args: argparse.Namespace) -> ProxySettings:
     for entry in listen_cfg.get("tokens") or []:
         tokens[_env(str(entry["env"]), "[listen] tokens")] = entry.get("agent_id")
     if len(upstreams) > 1:
-        raise ConfigError("several upstreams in one proxy are not supported yet: run one proxy per server")
+        if address or any(u.command is None for u in upstreams):
+            raise ConfigError("several upstreams in one proxy: stdio servers (command) only, for now; "
+                              "run one HTTP proxy per URL")
+        dotted = [u.name for u in upstreams if "." in u.name]
+        if dotted:
+            raise ConfigError(f"upstream names may not contain '.' (tools are exposed as <server>.<tool>): {dotted}")
     return ProxySettings(
         settings, upstreams, listen, tokens,
         timeout=args.timeout or float(data.get("timeout", 300.0)),
@@ -166,6 +171,12 @@ async def run(settings: ProxySettings) -> None:
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(str(exc)) from None
     spec = settings.upstreams[0]
+    if len(settings.upstreams) > 1:
+        from thoth.mcp_proxy.stdio import StdioUpstream, serve_stdio_hub
+
+        await serve_stdio_hub(governance, [StdioUpstream(u.name, u.command or [], u.env) for u in settings.upstreams],
+                              timeout=settings.timeout, progress_interval=settings.progress_interval)
+        return
     if settings.listen is None:
         if spec.command is None:
             raise ConfigError("stdio mode wraps a command (-- COMMAND ARGS); for a URL upstream use --listen")

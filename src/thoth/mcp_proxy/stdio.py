@@ -159,3 +159,41 @@ async def serve_stdio(governance: Governance, upstream: StdioUpstream, *, agent_
         await relay.close()
         await upstream.close()
         await asyncio.to_thread(governance.flush)
+
+
+async def serve_stdio_hub(governance: Governance, upstreams: list[StdioUpstream], *, agent_id: str | None = None,
+                          timeout: float = 300.0, progress_interval: float = 5.0) -> None:
+    """Several wrapped servers behind this process's stdin/stdout, as one (thoth.mcp_proxy.hub)."""
+    from thoth.mcp_proxy.hub import Hub
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_CHUNK)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    out = sys.stdout.buffer
+
+    async def to_client(message: dict[str, Any]) -> None:
+        out.write(jsonrpc.dumps(message).encode() + b"\n")
+        out.flush()
+
+    hub = Hub(to_client)
+    session_id = f"mcp-{uuid.uuid4().hex}"
+    for upstream in upstreams:
+        relay = Relay(governance, upstream, hub.sink(upstream.name), session_id=session_id, agent_id=agent_id,
+                      timeout=timeout, progress_interval=progress_interval)
+        upstream.relay = relay
+        hub.relays[upstream.name] = relay
+        await upstream.start()
+        relay.mark_live()
+
+    async def too_long(size: int) -> None:
+        await to_client(jsonrpc.error(None, jsonrpc.INVALID_REQUEST, f"message over {size} bytes is over the "
+                                      f"proxy's limit of {jsonrpc.MAX_MESSAGE_BYTES} bytes"))
+
+    try:
+        async for line in lines(reader, too_long):
+            await hub.from_client(line)
+    finally:
+        await hub.close()
+        for upstream in upstreams:
+            await upstream.close()
+        await asyncio.to_thread(governance.flush)
