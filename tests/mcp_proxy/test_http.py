@@ -22,6 +22,7 @@ from .conftest import PYTHON, UPSTREAM, Tenant
 
 TOKEN = "proxy-token-for-tests"
 UPSTREAM_SECRET = "upstream-credential-xyz"
+SCOPE = "search,read_file,header,send_email,hang"  # the other tools of the server are hidden
 
 
 def _wait_port(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -61,7 +62,7 @@ headers_env = {{X-Upstream-Key = "NOTES_KEY"}}
     env = {**real.env(), "PROXY_TOKEN": TOKEN, "NOTES_KEY": UPSTREAM_SECRET}
     proc = subprocess.Popen([PYTHON, *real.proxy_args("--config", str(config), "--listen", f"127.0.0.1:{port}",
                                                       "--token-env", "PROXY_TOKEN", "--progress-interval", "0.2",
-                                                      "--timeout", "3")],
+                                                      "--timeout", "3", "--scope", SCOPE)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/mcp"
     _wait_port(url, proc)
@@ -87,6 +88,7 @@ def text(result: Any) -> str:
 
 async def test_allow_block_and_passthrough_over_http(real: Tenant, proxy: str) -> None:
     async with session_at(proxy) as session:
+        assert sorted(t.name for t in (await session.list_tools()).tools) == sorted(SCOPE.split(","))
         assert text(await session.call_tool("search", {"q": "h"})) == "results for h"
         blocked = await session.call_tool("read_file", {"path": "/etc/passwd"})
         assert blocked.is_error and "sensitive path" in text(blocked)

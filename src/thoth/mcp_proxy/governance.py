@@ -142,7 +142,7 @@ class Governance:
         else:
             verdict.call.failed(UpstreamError(error))
 
-    def visible(self, agent_id: str | None, server: str, tools: list[Any]) -> list[Any]:
+    async def visible(self, agent_id: str | None, server: str, tools: list[Any]) -> list[Any]:
         """The tools this agent may use at all: with an approved scope, the tools outside it are
         hidden (the server would refuse them anyway). A scope entry names the bare tool or
         `server/tool` (the identity convention of docs/mcp.md)."""

@@ -210,18 +210,18 @@ class Relay:
             if pending.timer is not None:
                 pending.timer.cancel()
             if pending.method == "tools/list":
-                message = self._filtered(message)
+                message = await self._filtered(message)
             elif pending.verdict is not None:
                 record_answer(pending.verdict, message)
         elif message.get("method") == "notifications/progress":
             message = self._progress_seen(message)
         await self.to_client(message)
 
-    def _filtered(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _filtered(self, message: dict[str, Any]) -> dict[str, Any]:
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return message
-        tools = self.governance.visible(self.agent_id, self.upstream.name, result["tools"])
+        tools = await self.governance.visible(self.agent_id, self.upstream.name, result["tools"])
         if len(tools) == len(result["tools"]):
             return message
         return {**message, "result": {**result, "tools": tools}}
