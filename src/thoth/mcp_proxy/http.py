@@ -67,7 +67,7 @@ class HttpProxy:
         if not found:
             return JSONResponse({"message": "a token is required: Authorization: Bearer <token>"}, status_code=401,
                                 headers={"www-authenticate": "Bearer"})
-        request.state.thoth_agent = agent  # whose tools/list is filtered
+        request.state.thoth_caller = (agent, thoth_key, request.headers.get("mcp-session-id") or "")
         if request.method != "POST":
             return await self._pass(request)
         declared = request.headers.get("content-length")
@@ -138,7 +138,7 @@ class HttpProxy:
                               "tools/call needs params.name (a string) and params.arguments (an object)")
         task = asyncio.create_task(self.governance.check(
             agent_id=agent, session_id=session, server=self.upstream.name, tool=name, arguments=arguments or {},
-            api_key=thoth_key))
+            api_key=thoth_key, meta=params.get("_meta") if isinstance(params, dict) else None))
         self._held[(session, msg_id)] = task
         token = _progress_token(message)
         wants_stream = "text/event-stream" in request.headers.get("accept", "")
@@ -200,7 +200,7 @@ class HttpProxy:
     async def _forward(self, request: Request, body: bytes, message: dict[str, Any],
                        verdict: Verdict | None = None) -> Response:
         msg_id = message.get("id") if jsonrpc.is_request(message) else None
-        agent: str | None = getattr(request.state, "thoth_agent", None)
+        caller: tuple[str | None, str | None, str] = getattr(request.state, "thoth_caller", (None, None, ""))
         try:
             upstream = await self.client.send(
                 self.client.build_request("POST", self.url, content=body, headers=self._upstream_headers(request)),
@@ -214,7 +214,7 @@ class HttpProxy:
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in _TO_CLIENT}
         kind = upstream.headers.get("content-type", "")
         if kind.startswith("text/event-stream"):
-            return StreamingResponse(self._events(upstream, message, verdict, agent), status_code=upstream.status_code,
+            return StreamingResponse(self._events(upstream, message, verdict, caller), status_code=upstream.status_code,
                                      headers=headers)
         try:
             content = await upstream.aread()
@@ -225,7 +225,7 @@ class HttpProxy:
             await upstream.aclose()
         answer = _json(content) if msg_id is not None and kind.startswith("application/json") else None
         if answer is not None and answer.get("id") == msg_id:
-            content = await self._answered(message, answer, verdict, content, agent)
+            content = await self._answered(message, answer, verdict, content, caller)
         elif verdict is not None:
             Governance.record(verdict, error=f"upstream answered HTTP {upstream.status_code}")
             if upstream.status_code >= 400 and not content:
@@ -241,7 +241,7 @@ class HttpProxy:
         return _rpc_error(msg_id, code, text)
 
     async def _answered(self, request: dict[str, Any], answer: dict[str, Any], verdict: Verdict | None,
-                        raw: bytes, agent: str | None) -> bytes:
+                        raw: bytes, caller: tuple[str | None, str | None, str]) -> bytes:
         """The upstream's answer to `request`, as the client gets it (recorded, or filtered)."""
         if verdict is not None:
             record_answer(verdict, answer)
@@ -249,13 +249,15 @@ class HttpProxy:
         if request.get("method") == "tools/list":
             result = answer.get("result")
             if isinstance(result, dict) and isinstance(result.get("tools"), list):
-                tools = await self.governance.visible(agent, self.upstream.name, result["tools"])
+                agent, thoth_key, session = caller
+                tools = await self.governance.visible(agent, self.upstream.name, result["tools"], session_id=session,
+                                                      api_key=thoth_key)
                 if len(tools) != len(result["tools"]):
                     return jsonrpc.dumps({**answer, "result": {**result, "tools": tools}}).encode()
         return raw
 
     async def _events(self, upstream: httpx.Response, request: dict[str, Any],
-                      verdict: Verdict | None, agent: str | None) -> AsyncIterator[bytes]:
+                      verdict: Verdict | None, caller: tuple[str | None, str | None, str]) -> AsyncIterator[bytes]:
         """The upstream's event stream, event by event; the answer to the request is read."""
         msg_id = request.get("id") if jsonrpc.is_request(request) else None
         answered = False
@@ -266,7 +268,7 @@ class HttpProxy:
                     event.append(line)
                     continue
                 if event:
-                    out, answered_now = await self._event(event, request, msg_id, verdict, agent)
+                    out, answered_now = await self._event(event, request, msg_id, verdict, caller)
                     answered = answered or answered_now
                     yield out
                     event = []
@@ -288,7 +290,7 @@ class HttpProxy:
                 Governance.record(verdict, error="the upstream's stream ended without an answer")
 
     async def _event(self, lines: list[str], request: dict[str, Any], msg_id: Any,
-                     verdict: Verdict | None, agent: str | None) -> tuple[bytes, bool]:
+                     verdict: Verdict | None, caller: tuple[str | None, str | None, str]) -> tuple[bytes, bool]:
         raw = ("\n".join(lines) + "\n\n").encode()
         data = "\n".join(line[5:].removeprefix(" ") for line in lines if line.startswith("data:"))
         if msg_id is None or not data:
@@ -296,7 +298,7 @@ class HttpProxy:
         answer = _json(data.encode())
         if answer is None or answer.get("id") != msg_id or not jsonrpc.is_response(answer):
             return raw, False
-        content = await self._answered(request, answer, verdict, data.encode(), agent)
+        content = await self._answered(request, answer, verdict, data.encode(), caller)
         if content is data.encode():
             return raw, True
         kept = [line for line in lines if not line.startswith("data:")]

@@ -153,7 +153,8 @@ class Relay:
             else None
         try:
             verdict = await self.governance.check(agent_id=self.agent_id, session_id=self.session_id,
-                                                  server=self.upstream.name, tool=name, arguments=arguments or {})
+                                                  server=self.upstream.name, tool=name, arguments=arguments or {},
+                                                  meta=params.get("_meta") if isinstance(params, dict) else None)
         except asyncio.CancelledError:
             return  # cancelled by the client while held: never forwarded
         except Exception as exc:  # noqa: BLE001 - the client gets an answer whatever failed
@@ -221,7 +222,8 @@ class Relay:
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             return message
-        tools = await self.governance.visible(self.agent_id, self.upstream.name, result["tools"])
+        tools = await self.governance.visible(self.agent_id, self.upstream.name, result["tools"],
+                                              session_id=self.session_id)
         if len(tools) == len(result["tools"]):
             return message
         return {**message, "result": {**result, "tools": tools}}
