@@ -160,3 +160,22 @@ def test_malformed_and_oversized_messages_get_json_rpc_errors_and_the_proxy_serv
     finally:
         proc.stdin.close()
         proc.wait(10)
+
+
+async def test_a_call_checked_by_the_sdk_adapter_is_not_checked_again_by_the_proxy(real: Tenant) -> None:
+    from thoth.instrumentor import build_tracer
+    from thoth.integrations.mcp import govern_session
+
+    sdk_agent = f"{real.agent_id}-sdk"
+    tracer = build_tracer(agent_id=sdk_agent, tenant_id=real.tenant_id, api_key=real.sdk_key,
+                          api_url=real.server.url, enforcement="progressive")
+    async with proxied(real, "--name", "notes") as session:
+        govern_session(session, tracer, server="notes")  # the agent's own SDK checks first
+        assert text(await session.call_tool("search", {"q": "once"})) == "results for once"
+        blocked = await session.call_tool("read_file", {"path": "/etc/passwd"})
+        assert blocked.is_error and "sensitive path" in text(blocked)
+    tracer.flush()
+    sdk_events = real.call("GET", f"/v1/sessions/{tracer.session.session_id}")["events"]
+    assert [e["event_type"] for e in sdk_events if e["tool_name"] == "search"] == ["TOOL_CALL_PRE", "TOOL_CALL_POST"]
+    # The proxy verified the marker and forwarded without a check (and without events) of its own.
+    assert real.events(timeout=2.0) == []
