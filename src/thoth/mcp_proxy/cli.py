@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from thoth.mcp_proxy import config as proxy_config
+from thoth.mcp_proxy.governance import Governance
 
 
 def register(sub: Any) -> None:
@@ -54,8 +55,34 @@ def _run(args: argparse.Namespace) -> int:
         print(f"thoth mcp proxy: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(proxy_config.run(settings))
+        asyncio.run(run(settings))
     except proxy_config.ConfigError as exc:
         print(f"thoth mcp proxy: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+async def run(settings: proxy_config.ProxySettings) -> None:
+    """The proxy the settings describe, until its client goes away (stdio) or it is stopped."""
+    try:
+        governance = Governance(settings.thoth)
+    except (ValueError, RuntimeError) as exc:
+        raise proxy_config.ConfigError(str(exc)) from None
+    spec = settings.upstreams[0]
+    if len(settings.upstreams) > 1:
+        from thoth.mcp_proxy.stdio import StdioUpstream, serve_stdio_hub
+
+        await serve_stdio_hub(governance, [StdioUpstream(u.name, u.command or [], u.env) for u in settings.upstreams],
+                              timeout=settings.timeout, progress_interval=settings.progress_interval)
+        return
+    if settings.listen is None:
+        if spec.command is None:
+            raise proxy_config.ConfigError("stdio mode wraps a command (-- COMMAND ARGS); for a URL upstream use --listen")
+        from thoth.mcp_proxy.stdio import StdioUpstream, serve_stdio
+
+        await serve_stdio(governance, StdioUpstream(spec.name, spec.command, spec.env),
+                          timeout=settings.timeout, progress_interval=settings.progress_interval)
+        return
+    from thoth.mcp_proxy.http import serve_http
+
+    await serve_http(governance, settings)

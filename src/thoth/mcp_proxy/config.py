@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thoth.mcp_proxy.governance import Governance, Settings
+from thoth.mcp_proxy.governance import Settings
 
 
 class ConfigError(Exception):
@@ -163,28 +163,3 @@ def _address(text: str) -> tuple[str, int]:
         return host or "127.0.0.1", int(port)
     except ValueError:
         raise ConfigError(f"--listen wants HOST:PORT, not {text!r}") from None
-
-
-async def run(settings: ProxySettings) -> None:
-    try:
-        governance = Governance(settings.thoth)
-    except (ValueError, RuntimeError) as exc:
-        raise ConfigError(str(exc)) from None
-    spec = settings.upstreams[0]
-    if len(settings.upstreams) > 1:
-        from thoth.mcp_proxy.stdio import StdioUpstream, serve_stdio_hub
-
-        await serve_stdio_hub(governance, [StdioUpstream(u.name, u.command or [], u.env) for u in settings.upstreams],
-                              timeout=settings.timeout, progress_interval=settings.progress_interval)
-        return
-    if settings.listen is None:
-        if spec.command is None:
-            raise ConfigError("stdio mode wraps a command (-- COMMAND ARGS); for a URL upstream use --listen")
-        from thoth.mcp_proxy.stdio import StdioUpstream, serve_stdio
-
-        await serve_stdio(governance, StdioUpstream(spec.name, spec.command, spec.env),
-                          timeout=settings.timeout, progress_interval=settings.progress_interval)
-        return
-    from thoth.mcp_proxy.http import serve_http
-
-    await serve_http(governance, settings)
