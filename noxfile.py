@@ -75,6 +75,16 @@ for _integration in INTEGRATIONS:
     _make_session(_integration)
 
 
+@nox.session(name="mcp_proxy", python=PYTHON)
+def mcp_proxy(session: nox.Session) -> None:
+    """`thoth mcp proxy` (tests/mcp_proxy, about 1-2 min): real MCP servers of the official SDK over
+    stdio and HTTP, and the npm MCP tools (server-everything, the conformance suite, the
+    inspector CLI) installed by scripts/mcp_npm.sh into .cache/npm (skipped when npm is absent)."""
+    session.install("-e", ".[server,policy,mcp]", *TEST_DEPS)
+    session.run("bash", "scripts/mcp_npm.sh", external=True)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/mcp_proxy", *session.posargs, env=dict(QUIET_ENV))
+
+
 # The published-client conformance sessions (conformance-aten, conformance-atensec).
 sys.path.insert(0, str(Path(__file__).parent))
 import noxfile_conformance  # noqa: E402,F401

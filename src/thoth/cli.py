@@ -14,6 +14,7 @@ _COMMAND_MODULES = {
     "thoth.server.dashboard.cli": "server",
     "thoth.policy.cli": "policy",
     "thoth.audit.cli": "audit",  # imports without the server: `verify --export` works offline
+    "thoth.mcp_proxy.cli": "mcp",
 }
 # Modules that add sub-commands to a command another module may create (`thoth mcp pin` joins
 # `thoth mcp`, which the proxy's module adds): registered after all of the above, whatever their
