@@ -74,6 +74,7 @@ class ReplayAgent:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.facts: Any = None  # --provenance harness: the stand-in's record of outputs
         self.tools: list[Any] = [self._tool(name) for name in sorted({c.tool for c in session.calls})]
 
     def _tool(self, name: str) -> Any:
@@ -91,7 +92,9 @@ class ReplayAgent:
         seen: list[tuple[int, str, str | None]] = []
         for i, c in enumerate(self.session.calls):
             try:
-                by_name[c.tool](**c.args)
+                output = by_name[c.tool](**c.args)
+                if self.facts is not None:
+                    self.facts.saw(c.tool, output)
             except thoth.ThothPolicyViolation as exc:
                 code = exc.decision_reason_code
                 seen.append((i, "STEP_UP" if (code or "").startswith("step_up") else exc.decision, code))
@@ -106,14 +109,30 @@ def task_scope(text: str) -> contextlib.AbstractContextManager[Any]:
     return task(text) if task is not None else contextlib.nullcontext()
 
 
-def replay(sessions: list[Session], suite: str, api_url: str, api_key: str | None) -> list[dict[str, Any]]:
+def replay(sessions: list[Session], suite: str, api_url: str, api_key: str | None,
+           provenance: str) -> list[dict[str, Any]]:
     results = []
+    plans = None
     for s in sessions:
         agent = ReplayAgent(s)
-        thoth.instrument(agent, agent_id=f"replay-{suite}", approved_scope=[], tenant_id="bench",
-                         api_url=api_url, api_key=api_key, session_id=f"{s.key}/{uuid.uuid4().hex[:8]}",
-                         step_up_timeout_minutes=0)
-        with task_scope(s.task):
+        settings: dict[str, Any] = {
+            "agent_id": f"replay-{suite}", "approved_scope": [], "tenant_id": "bench", "api_url": api_url,
+            "api_key": api_key, "session_id": f"{s.key}/{uuid.uuid4().hex[:8]}", "step_up_timeout_minutes": 0}
+        if provenance == "harness":
+            from injection_provenance import SessionFacts, WithProvenance  # noqa: PLC0415
+
+            from thoth.instrumentor import build_tracer  # noqa: PLC0415
+            from thoth.integrations.generic import instrument_agent  # noqa: PLC0415
+            from thoth.plan import TaskPlans  # noqa: PLC0415
+
+            tracer = build_tracer(**settings)
+            plans = plans or TaskPlans.for_tracer(tracer)
+            agent.facts = SessionFacts(s.task, f"task-{uuid.uuid4().hex[:8]}")
+            tracer.enforcer = WithProvenance(tracer.enforcer, agent.facts, plans)
+            instrument_agent(agent, tracer)
+        else:
+            thoth.instrument(agent, **settings)
+        with task_scope(s.task) if provenance == "sdk" else contextlib.nullcontext():
             seen = agent.run()
         results.append({"key": s.key, "suite": s.suite, "benign": s.benign, "injected_from": s.injected_from,
                         "tags": s.tags, "decisions": seen})
@@ -165,8 +184,10 @@ def print_table(title: str, scores: dict[str, dict[str, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def server(policies: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """A real `thoth serve` on SQLite with the bench tenant's key; yields (url, key) and a pusher."""
+def server() -> Iterator[tuple[str, str, Any]]:
+    """A real `thoth serve` on SQLite: yields its URL, the bench tenant's SDK key and a function
+    that makes a policy the tenant's active one (written to the store, as `thoth policy push` does
+    with an admin key; the server re-reads it within its cache TTL)."""
     from _harness import start_thoth, stop  # noqa: PLC0415 - only for --server
 
     from thoth.server.db import Database  # noqa: PLC0415
@@ -176,19 +197,18 @@ def server(policies: dict[str, str]) -> Iterator[tuple[str, str]]:
     home = tempfile.mkdtemp(prefix="thoth-evalinj-")
     db_url = f"sqlite:///{home}/thoth.db"
     upgrade(db_url)
-    key = Store(Database(db_url)).create_key("bench", "sdk")["key"]
+    store = Store(Database(db_url))
+    key = store.create_key("bench", "sdk")["key"]
+
+    def push(text: str) -> None:
+        store.add_policy_version("bench", text, "eval_injection")
+        time.sleep(2.2)  # the server's policy cache (settings.cache_ttl, 2 s) lets the version in
+
     proc, url = start_thoth(db_url, home)
     try:
-        yield url, key
+        yield url, key, push
     finally:
         stop(proc)
-
-
-def push_policy(db_url_or_url: str, key: str, text: str) -> None:
-    import httpx  # noqa: PLC0415
-
-    r = httpx.put(db_url_or_url + "/v1/policies", headers={"x-api-key": key}, json={"document": text}, timeout=30)
-    r.raise_for_status()
 
 
 def main() -> None:
@@ -198,6 +218,9 @@ def main() -> None:
     ap.add_argument("--server", action="store_true", help="also replay against a real `thoth serve`")
     ap.add_argument("--only-server", action="store_true", help="replay against the server only")
     ap.add_argument("--suites", nargs="+", default=["workspace", "travel", "injecagent"])
+    ap.add_argument("--provenance", choices=["sdk", "harness", "none"], default=None,
+                    help="who sends task/arg_sources: the SDK (thoth.task; default when it exists), the "
+                         "bench's stand-in (bench/injection_provenance.py), or nobody (today's clients)")
     ap.add_argument("--json", default=None, help="write per-session decisions to this file")
     ap.add_argument("--show", type=int, default=0, help="print N missed attacks and N interrupted tasks")
     args = ap.parse_args()
@@ -210,8 +233,8 @@ def main() -> None:
         sessions["injecagent"] = injecagent()
     suites = [s for s in args.suites if s in sessions]
     texts = {s: policy_text(s, args.packs, args.tasks) for s in suites}
-    label = f"packs {'+'.join(args.packs)}, tasks: {'on' if args.tasks else 'off'}, planner off, " \
-            f"provenance from the SDK: {'yes' if hasattr(thoth, 'task') else 'no (this SDK has no thoth.task)'}"
+    provenance = args.provenance or ("sdk" if hasattr(thoth, "task") else "none")
+    label = f"packs {'+'.join(args.packs)}, tasks: {'on' if args.tasks else 'off'}, planner off, provenance: {provenance}"
     all_results: dict[str, list[dict[str, Any]]] = {}
     modes = ([] if args.only_server else ["local"]) + (["server"] if args.server or args.only_server else [])
     for mode in modes:
@@ -222,16 +245,15 @@ def main() -> None:
                 with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
                     fh.write(texts[suite])
                 os.environ["THOTH_POLICY"] = fh.name
-                results = replay(sessions[suite], suite, "local", None)
+                results = replay(sessions[suite], suite, "local", None, provenance)
                 os.unlink(fh.name)
                 scores[suite] = score(results)
                 all_results[f"local/{suite}"] = results
         else:
-            with server(texts) as (url, key):
+            with server() as (url, key, push):
                 for suite in suites:
-                    push_policy(url, key, texts[suite])
-                    time.sleep(1.1)  # the server's policy cache (1 s) lets the new version in
-                    results = replay(sessions[suite], suite, url, key)
+                    push(texts[suite])
+                    results = replay(sessions[suite], suite, url, key, provenance)
                     scores[suite] = score(results)
                     all_results[f"server/{suite}"] = results
         elapsed = time.perf_counter() - started
