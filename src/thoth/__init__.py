@@ -11,6 +11,7 @@ from thoth.exceptions import ThothPolicyViolation
 from thoth.instrumentor import flush, instrument, instrument_anthropic, instrument_openai
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext, get_current_session
+from thoth.user_task import task
 
 __all__ = [
     "EnforcementMode",
@@ -22,5 +23,6 @@ __all__ = [
     "instrument",
     "instrument_anthropic",
     "instrument_openai",
+    "task",
 ]
 __version__ = "0.2.0"

@@ -76,6 +76,10 @@ class ThothConfig(BaseModel):
     client_cert: str | None = None
     client_key: str | None = None
     ca_bundle: str | None = None
+    # The user's task and argument provenance (docs/provenance.md).
+    task: str | None = None  # the session's task, when no adapter or thoth.task() sets one
+    send_content: bool = Field(default_factory=lambda: _env_flag("THOTH_SEND_CONTENT"))  # task text and outputs to the server
+    planner: Any = None  # thoth.plan.Planner: plans tasks no `tasks:` pattern matches (off by default)
 
     @field_validator("enforcement", mode="before")
     @classmethod

@@ -6,7 +6,9 @@ import threading
 import uuid
 from contextvars import ContextVar, Token
 
+from thoth.arg_sources import SourceIndex
 from thoth.models import ThothConfig
+from thoth.user_task import MAX_TASK_CHARS, TaskState, current_task
 
 _current: ContextVar[SessionContext | None] = ContextVar("thoth_session", default=None)
 
@@ -20,6 +22,24 @@ class SessionContext:
         self.tool_calls: list[str] = []  # append-only: snapshots are prefixes of it
         self.token_spend: int = 0
         self._lock = threading.Lock()
+        # What the agent has seen (the task, tool outputs): where argument values came from.
+        self.sources = SourceIndex()
+        self._task: TaskState | None = TaskState(config.task[:MAX_TASK_CHARS]) if config.task else None
+
+    @property
+    def task(self) -> TaskState | None:
+        """The current turn's task: thoth.task() in this context, else the session's own
+        (instrument(task=...) or what an adapter captured from the user's message)."""
+        return current_task() or self._task
+
+    def set_task(self, text: str | None) -> TaskState | None:
+        """A new user turn (adapters call this with the user's message); the same text again is
+        the same turn. Returns the session's task."""
+        if text and isinstance(text, str):
+            text = text[:MAX_TASK_CHARS]
+            if self._task is None or self._task.text != text:
+                self._task = TaskState(text)
+        return self._task
 
     @property
     def agent_id(self) -> str:

@@ -25,7 +25,10 @@ from thoth.events import build_event, decision_meta
 from thoth.exceptions import ThothPolicyViolation
 from thoth.integrations import registry
 from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
+from thoth.outputs import output_text
+from thoth.plan import TaskPlans
 from thoth.session import CallsSnapshot, SessionContext, _current
+from thoth.user_task import TaskState
 
 log = logging.getLogger("thoth")
 
@@ -91,6 +94,7 @@ class Tracer:
         self.enforcer = enforcer
         self.step_up = step_up
         self._seen: OrderedDict[tuple[str, str, str], EnforcementDecision] = OrderedDict()
+        self._plans: TaskPlans | None = None  # made at the first task (thoth.plan)
 
     # Governance ----------------------------------------------------------------------------------
     def govern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
@@ -261,7 +265,27 @@ class Tracer:
             request["session_tool_calls"] = calls.to_list()
         if cfg.session_intent:
             request["session_intent"] = cfg.session_intent
+        # The user's task and where each argument value came from (docs/provenance.md): computed
+        # here, before the decision, from what this session has seen; never from event timing.
+        session = self.session
+        task = session.task
+        if task is not None:
+            session.sources.add_task(task.text)
+            request["task"] = self._task_field(task)
+        if task is not None or session.sources.has_outputs:
+            request["arg_sources"] = session.sources.sources_for(request["tool_args"])
         return request, calls
+
+    def _task_field(self, task: TaskState) -> dict[str, Any]:
+        if not task.planned:  # once per turn: the plan comes from the task text alone
+            if self._plans is None:
+                self._plans = TaskPlans.for_tracer(self, self.config.planner)
+            task.plan = self._plans.plan(task.text, self.config.session_intent)
+            task.planned = True
+        field: dict[str, Any] = {"id": task.id, "plan": task.plan}
+        if self.config.send_content:
+            field["text"] = task.text
+        return field
 
     def _observe(self, request: dict[str, Any], call_id: str | None) -> GovernedCall:
         """Observe: allow now; ask the server off the critical path so it still records the verdict."""
@@ -369,6 +393,14 @@ class Tracer:
         if error is None:
             meta["result_type"] = type(result).__name__
             meta["result_size_bytes"] = _size(result)
+            # The output is a source of later calls' arguments (arg_sources.py); its text is
+            # cut here and indexed off this path, before the session's next decision.
+            text = output_text(result)
+            source = f"tool:{call.tool_name}#{len(self.session.tool_calls)}"
+            self.session.sources.add_output(source, text)
+            meta["output_source"] = source
+            if self.config.send_content:
+                meta["output"] = text
             content = f"tool call completed: {call.tool_name}"
         else:
             meta["error"] = True
