@@ -5,7 +5,8 @@ A session's `SourceIndex` holds what the agent has seen: the user's task (every 
 outputs of the tools it ran. Each text is normalised (thoth.textnorm) and cut into keys:
 
 - identifiers: e-mail addresses, URLs and their hosts, host names, file names, and numbers of
-  6 or more digits with their separators removed (account numbers, IBANs, phone numbers);
+  6 or more digits with their separators removed (account numbers, IBANs, phone numbers, also
+  written in groups);
 - word n-grams of 1 to 3 words (a short value such as a name is found as its words in a row;
   a long text as its 3-word shingles).
 
@@ -14,7 +15,7 @@ so looking a value up is a few dict reads whatever the number of outputs. Lookin
 
 - an identifier, or a value of at most 3 words: the sources holding it exactly;
 - longer text: the sources of every identifier inside it, plus each source holding at least
-  half of its 3-word shingles (at most 8 needed: a copied sentence is enough).
+  half of its 3-word shingles (12 sampled evenly; at most 8 needed: a copied sentence is enough).
 
 Bounds (memory per session): the last MAX_OUTPUTS outputs, each cut to OUTPUT_LIMIT characters,
 and at most MAX_TEXT characters of output text indexed in all; older outputs are forgotten
@@ -43,33 +44,47 @@ MAX_LEAVES = 64  # argument values looked up per call
 MIN_CHARS = 3  # shorter values carry no data worth tracing
 TASK = "task"
 
-_IDENT = re.compile(
-    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"          # e-mail
-    r"|[a-z][a-z0-9+.-]*://[^\s<>\"')\]]+"    # URL
-    r"|(?:[\w-]+\.)+[a-z]{2,}(?:/[^\s<>\"')\]]*)?"  # host (and path), or a file name
-    r"|\+?\d[\d .()/-]{4,}\d"                  # numbers with separators: accounts, phones
-    r"|[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,4})?"  # IBAN, grouped or not
-)
-_WORD = re.compile(r"[^\W_]+(?:['.@/:-][^\W_]+)*")
-_DIGITS = re.compile(r"\d")
+# Identifiers written in groups span several words: IBANs and phone/account numbers. Looked for
+# only in text that has digits. Single-word identifiers are found word by word (_is_ident).
+_GROUPED = re.compile(r"[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,4})?|\+?\d[\d .()/-]{4,}\d")
+_HAS_DIGIT = re.compile(r"\d")
+_PUNCT = ".,;:!?()[]{}<>\"'`*|"
+MAX_SHINGLES = 12  # of a long value looked up (evenly spread): the cost stays flat with length
+
+
+def _words(text: str) -> list[str]:
+    """Words of normalised text, punctuation around them cut (not inside: addresses, URLs)."""
+    return [w for w in (t.strip(_PUNCT) for t in text.split()) if w]
+
+
+def _is_ident(word: str) -> bool:
+    """An e-mail address, URL, host or file name, or a word with 6+ digits."""
+    if word.isalpha():  # most words: checked first, it is the cheapest answer
+        return False
+    if "@" in word or "://" in word:
+        return True
+    if "." in word:
+        tail = word.rsplit(".", 1)[1]
+        return tail.isalnum() and not tail.isdigit()
+    return sum(c.isdigit() for c in word) >= 6 if _HAS_DIGIT.search(word) else False
 
 
 def _ident_keys(token: str) -> Iterator[str]:
-    """The keys of one identifier match: itself (trailing dots cut), its host, its digits."""
-    token = token.rstrip(".,;:!?")
+    """The keys of one identifier: itself, without scheme and its host (URLs), its host (a
+    host with a path), without spaces (grouped numbers), its digits (6 or more)."""
     yield token
-    if " " in token:  # an IBAN or a phone number written in groups
-        yield token.replace(" ", "")
     if "://" in token:
         rest = token.split("://", 1)[1]
         yield rest.rstrip("/")
-        host = rest.split("/", 1)[0]
-        yield host
+        yield rest.split("/", 1)[0]
     elif "/" in token and "@" not in token:
         yield token.split("/", 1)[0]
-    digits = "".join(_DIGITS.findall(token))
-    if len(digits) >= 6:
-        yield "#" + digits
+    if " " in token:
+        yield token.replace(" ", "")
+    if _HAS_DIGIT.search(token):
+        digits = "".join(c for c in token if c.isdigit())
+        if len(digits) >= 6:
+            yield "#" + digits
 
 
 class SourceIndex:
@@ -159,29 +174,42 @@ class SourceIndex:
 
     def _mask(self, text: str) -> int:
         keys = self._keys
-        whole = keys.get(text, 0)
-        words = _WORD.findall(text)
+        mask = keys.get(text, 0)
+        words = _words(text)
         if not words:
-            return whole
+            return mask
         if len(words) <= 3:
-            return whole | keys.get(" ".join(words), 0)
-        mask = 0
-        for match in _IDENT.finditer(text):
-            for key in _ident_keys(match.group()):
-                mask |= keys.get(key, 0)
-        shingles = [" ".join(words[i:i + 3]) for i in range(len(words) - 2)]
-        need = max(1, min(8, (len(shingles) + 1) // 2))
+            mask |= keys.get(" ".join(words), 0)
+            if len(words) == 1 or not mask:
+                for word in words:
+                    if _is_ident(word):
+                        for key in _ident_keys(word):
+                            mask |= keys.get(key, 0)
+            return mask
+        for word in words:  # identifiers inside longer text: each counts on its own
+            if _is_ident(word):
+                for key in _ident_keys(word):
+                    mask |= keys.get(key, 0)
+        if _HAS_DIGIT.search(text):
+            for match in _GROUPED.finditer(text):
+                for key in _ident_keys(match.group()):
+                    mask |= keys.get(key, 0)
+        # Copied text: sources holding at least half of its (sampled) 3-word shingles.
+        n = len(words) - 2
+        step = max(1, n // MAX_SHINGLES)
+        picked = range(0, n, step)
+        need = max(1, min(8, (len(picked) + 1) // 2))
         counts: dict[int, int] = {}
-        for shingle in shingles:
-            found = keys.get(shingle, 0)
+        for i in picked:
+            found = keys.get(f"{words[i]} {words[i + 1]} {words[i + 2]}", 0)
             while found:
                 low = found & -found
                 counts[low] = counts.get(low, 0) + 1
                 found ^= low
-        for bit, n in counts.items():
-            if n >= need:
+        for bit, hits in counts.items():
+            if hits >= need:
                 mask |= bit
-        return whole | mask
+        return mask
 
     def _names(self, mask: int) -> list[str]:
         names = []
@@ -206,13 +234,16 @@ class SourceIndex:
 
 
 def _keys_of(text: str) -> set[str]:
-    keys: set[str] = set()
-    for match in _IDENT.finditer(text):
-        keys.update(_ident_keys(match.group()))
-    words = _WORD.findall(text)
-    keys.update(words)
-    keys.update(" ".join(words[i:i + 2]) for i in range(len(words) - 1))
-    keys.update(" ".join(words[i:i + 3]) for i in range(len(words) - 2))
+    words = _words(text)
+    keys = set(words)
+    for word in words:
+        if _is_ident(word):
+            keys.update(_ident_keys(word))
+    if _HAS_DIGIT.search(text):
+        for match in _GROUPED.finditer(text):
+            keys.update(_ident_keys(match.group()))
+    keys.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    keys.update(f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:], strict=False))
     return keys
 
 

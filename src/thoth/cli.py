@@ -15,12 +15,18 @@ _COMMAND_MODULES = {
     "thoth.policy.cli": "policy",
     "thoth.audit.cli": "audit",  # imports without the server: `verify --export` works offline
 }
+# Modules that add sub-commands to a command another module may create (`thoth mcp pin` joins
+# `thoth mcp`, which the proxy's module adds): registered after all of the above, whatever their
+# order, and they create the command only when no module did.
+_EXTENDING_MODULES = {
+    "thoth.server.mcp_cli": "server",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thoth", description="Thoth: governance for AI agents' tool calls.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name, extra in _COMMAND_MODULES.items():
+    for module_name, extra in {**_COMMAND_MODULES, **_EXTENDING_MODULES}.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

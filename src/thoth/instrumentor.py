@@ -14,6 +14,7 @@ from typing import Any
 
 from thoth.components import make_components
 from thoth.integrations import registry
+from thoth.integrations._base import capture_client_tasks
 from thoth.integrations.generic import instrument_agent
 from thoth.models import EnforcementMode, ThothConfig
 from thoth.session import SessionContext
@@ -55,9 +56,12 @@ def instrument(
     api_url: str | None = None,
     session_id: str | None = None,
     on_block: str | None = None,
+    mcp_server: str | None = None,
     **extra: Any,
 ) -> Any:
     """Govern every tool call of `agent`; returns the same object, mutated in place.
+
+    `mcp_server` (an mcp ClientSession): the server's configured name, which policy sees.
 
     `on_block` (framework agents only): "raise" stops the run with ThothPolicyViolation, "return"
     hands the model an error result so the run goes on; each framework has its own default.
@@ -76,7 +80,9 @@ def instrument(
     if framework is None:
         instrument_agent(agent, tracer)
     else:
-        options = {} if on_block is None else {"on_block": on_block}
+        options: dict[str, Any] = {} if on_block is None else {"on_block": on_block}
+        if mcp_server is not None:
+            options["mcp_server"] = mcp_server
         adapter = registry.load(framework)
         if not hasattr(adapter, "instrument_agent"):
             raise RuntimeError(f"thoth.integrations.{framework.module} has no instrument_agent(); this build "
@@ -93,20 +99,26 @@ def detect_framework(agent: Any) -> str | None:
 
 
 def instrument_openai(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
-    """Governed versions of OpenAI tool functions; call them with the parsed arguments dict."""
-    return _governed_dict(tools, settings)
+    """Governed versions of OpenAI tool functions; call them with the parsed arguments dict.
+    `client=` (optional): the loop's OpenAI client, whose requests give the user's task."""
+    return _governed_dict(tools, settings, "openai")
 
 
 def instrument_anthropic(tools: dict[str, Callable[..., Any]], **settings: Any) -> dict[str, Callable[..., Any]]:
-    """Governed versions of Anthropic tool functions; call them with `block.input`."""
-    return _governed_dict(tools, settings)
+    """Governed versions of Anthropic tool functions; call them with `block.input`.
+    `client=` (optional): the loop's Anthropic client, whose requests give the user's task."""
+    return _governed_dict(tools, settings, "anthropic")
 
 
-def _governed_dict(tools: dict[str, Callable[..., Any]], settings: dict[str, Any]) -> dict[str, Callable[..., Any]]:
+def _governed_dict(tools: dict[str, Callable[..., Any]], settings: dict[str, Any],
+                   provider: str) -> dict[str, Callable[..., Any]]:
     if not isinstance(tools, dict):
         raise TypeError("expected a dict of tool name -> function")
+    client = settings.pop("client", None)
     tracer = build_tracer(**settings)
     tracer.session.activate()
+    if client is not None:
+        capture_client_tasks(client, tracer, provider)
     return {name: _dispatcher(tracer, name, fn) for name, fn in tools.items()}
 
 

@@ -29,6 +29,7 @@ from thoth.outputs import output_text
 from thoth.plan import TaskPlans
 from thoth.session import CallsSnapshot, SessionContext, _current
 from thoth.user_task import TaskState
+from thoth.wire import mcp_tool_id
 
 log = logging.getLogger("thoth")
 
@@ -47,12 +48,14 @@ class GovernedCall:
         decision: EnforcementDecision,
         call_id: str | None,
         observed: Callable[[], EnforcementDecision | None] | None = None,
+        mcp_server: str | None = None,
     ) -> None:
         self.tracer = tracer
         self.tool_name = tool_name
         self.tool_args = tool_args
         self.decision = decision
         self.call_id = call_id
+        self.mcp_server = mcp_server  # the MCP server of the tool; None for a local tool
         self.modified = decision.decision is DecisionType.MODIFY
         self._observed = observed
         self._started = time.perf_counter()
@@ -97,11 +100,12 @@ class Tracer:
         self._plans: TaskPlans | None = None  # made at the first task (thoth.plan)
 
     # Governance ----------------------------------------------------------------------------------
-    def govern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
-        cached = self._cached(tool_name, tool_args, call_id)
+    def govern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None,
+               mcp_server: str | None = None) -> GovernedCall:
+        cached = self._cached(tool_name, tool_args, call_id, mcp_server)
         if cached is not None:
             return cached
-        request, calls = self._request(tool_name, tool_args)
+        request, calls = self._request(tool_name, tool_args, mcp_server)
         self._emit_pre(request, calls, call_id)
         if self.config.enforcement is EnforcementMode.OBSERVE:
             return self._observe(request, call_id)
@@ -114,11 +118,12 @@ class Tracer:
                 raise
         return self._conclude(request, calls, call_id, decision)
 
-    async def agovern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None) -> GovernedCall:
-        cached = self._cached(tool_name, tool_args, call_id)
+    async def agovern(self, tool_name: str, tool_args: Any = None, *, call_id: str | None = None,
+                      mcp_server: str | None = None) -> GovernedCall:
+        cached = self._cached(tool_name, tool_args, call_id, mcp_server)
         if cached is not None:
             return cached
-        request, calls = self._request(tool_name, tool_args)
+        request, calls = self._request(tool_name, tool_args, mcp_server)
         self._emit_pre(request, calls, call_id)
         if self.config.enforcement is EnforcementMode.OBSERVE:
             return self._observe(request, call_id)
@@ -222,27 +227,30 @@ class Tracer:
             _current.reset(token)
 
     # Internals -----------------------------------------------------------------------------------
-    def _cached(self, tool_name: str, tool_args: Any, call_id: str | None) -> GovernedCall | None:
+    def _cached(self, tool_name: str, tool_args: Any, call_id: str | None,
+                mcp_server: str | None = None) -> GovernedCall | None:
         """A call_id seen before in this session is not checked again (node re-runs on resume)."""
         if call_id is None:
             return None
-        decision = self._seen.get(_dedup_key(call_id, tool_name, tool_args))
+        decision = self._seen.get(_dedup_key(call_id, mcp_tool_id(mcp_server, tool_name), tool_args))
         if decision is None:
             return None
         if decision.decision in _BLOCKING:
             raise self._violation(tool_name, decision)
         if decision.decision is DecisionType.MODIFY:
             tool_args = decision.modified_tool_args
-        return GovernedCall(self, tool_name, tool_args, decision, call_id)
+        return GovernedCall(self, tool_name, tool_args, decision, call_id, mcp_server=mcp_server)
 
     def _remember(self, call_id: str | None, request: dict[str, Any], decision: EnforcementDecision) -> None:
         if call_id is None or decision.fail_mode:
             return  # fail-open/closed decisions are retried next time
-        self._seen[_dedup_key(call_id, request["tool_name"], request["tool_args"])] = decision
+        key = mcp_tool_id(request.get("mcp_server"), request["tool_name"])
+        self._seen[_dedup_key(call_id, key, request["tool_args"])] = decision
         while len(self._seen) > _DEDUP_SIZE:
             self._seen.popitem(last=False)
 
-    def _request(self, tool_name: str, tool_args: Any) -> tuple[dict[str, Any], CallsSnapshot]:
+    def _request(self, tool_name: str, tool_args: Any,
+                 mcp_server: str | None = None) -> tuple[dict[str, Any], CallsSnapshot]:
         """The enforce request, and the session history as of this call for its events."""
         cfg = self.config
         if tool_args is not None and not isinstance(tool_args, dict):
@@ -265,6 +273,8 @@ class Tracer:
             request["session_tool_calls"] = calls.to_list()
         if cfg.session_intent:
             request["session_intent"] = cfg.session_intent
+        if mcp_server:
+            request["mcp_server"] = mcp_server
         # The user's task and where each argument value came from (docs/provenance.md): computed
         # here, before the decision, from what this session has seen; never from event timing.
         session = self.session
@@ -302,7 +312,7 @@ class Tracer:
         decision = EnforcementDecision(decision=DecisionType.ALLOW, reason="observe mode",
                                        decision_reason_code="observe")
         return GovernedCall(self, request["tool_name"], request["tool_args"], decision, call_id,
-                            observed=lambda: holder.get("decision"))
+                            observed=lambda: holder.get("decision"), mcp_server=request.get("mcp_server"))
 
     def _conclude(self, request: dict[str, Any], calls: CallsSnapshot, call_id: str | None,
                   decision: EnforcementDecision) -> GovernedCall:
@@ -321,7 +331,8 @@ class Tracer:
         if decision.decision in _BLOCKING:
             self._emit_block(request, calls, call_id, decision)
             raise self._violation(request["tool_name"], decision)
-        return GovernedCall(self, request["tool_name"], tool_args, decision, call_id)
+        return GovernedCall(self, request["tool_name"], tool_args, decision, call_id,
+                            mcp_server=request.get("mcp_server"))
 
     def _rewrite(self, call: GovernedCall, args: tuple[Any, ...], kwargs: dict[str, Any]
                  ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -334,7 +345,7 @@ class Tracer:
                 "decision": DecisionType.BLOCK, "reason": f"policy modified the arguments but {exc}",
             })
             call._finished = True
-            self._emit_block(*self._request(call.tool_name, call.tool_args), call.call_id, decision)
+            self._emit_block(*self._request(call.tool_name, call.tool_args, call.mcp_server), call.call_id, decision)
             raise self._violation(call.tool_name, decision) from exc
 
     def _violation(self, tool_name: str, decision: EnforcementDecision) -> ThothPolicyViolation:
@@ -372,14 +383,14 @@ class Tracer:
         name = request["tool_name"]
         self._emit("TOOL_CALL_PRE", name, f"tool call requested: {name}",
                    {"event_phase": "pre", "call_id": call_id,
-                    "tool_call": {"name": name, "arguments": request["tool_args"]}}, calls)
+                    "tool_call": _tool_call(request)}, calls)
 
     def _emit_block(self, request: dict[str, Any], calls: CallsSnapshot, call_id: str | None,
                     decision: EnforcementDecision) -> None:
         name = request["tool_name"]
         self._emit("TOOL_CALL_BLOCK", name, f"tool call blocked: {name}: {decision.reason or decision.decision.value}",
                    {"event_phase": "block", "call_id": call_id,
-                    "tool_call": {"name": name, "arguments": request["tool_args"]}},
+                    "tool_call": _tool_call(request)},
                    calls, decision, violation_id=decision.violation_id)
 
     def _finish(self, call: GovernedCall, *, result: Any, error: BaseException | None) -> None:
@@ -390,6 +401,8 @@ class Tracer:
             "tool_call": {"name": call.tool_name, "arguments": call.tool_args},  # already JSON-safe
             "duration_ms": round(duration_ms, 3),
         }
+        if call.mcp_server:
+            meta["tool_call"]["mcp_server"] = call.mcp_server
         if error is None:
             meta["result_type"] = type(result).__name__
             meta["result_size_bytes"] = _size(result)
@@ -456,6 +469,14 @@ def _governed_callable(tracer: Tracer, name: str, fn: Callable[..., Any]) -> Cal
 
 def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+def _tool_call(request: dict[str, Any]) -> dict[str, Any]:
+    """An event's `tool_call`: name, arguments and, for an MCP tool, its server."""
+    out = {"name": request["tool_name"], "arguments": request["tool_args"]}
+    if request.get("mcp_server"):
+        out["mcp_server"] = request["mcp_server"]
+    return out
 
 
 def _dedup_key(call_id: str, tool_name: str, tool_args: Any) -> tuple[str, str, str]:

@@ -387,3 +387,41 @@ _SCHEMA_OF_KIND: dict[str, dict[str, Any]] = {
 def schema_properties(fields: dict[str, str]) -> dict[str, Any]:
     """JSON-Schema properties of a field table (thoth.server.openapi_dataplane uses this)."""
     return {name: dict(_SCHEMA_OF_KIND[kind]) for name, kind in fields.items()}
+
+
+# ---- MCP tool identity (docs/wire.md, "MCP tools") ------------------------------------------------
+# Every path that governs an MCP tool (thoth.integrations.mcp, the proxy, the Claude Agent SDK
+# hook, framework MCP loaders) names it the same way: tool_name = the tool's own name, mcp_server
+# = the server's configured name. Policies name a tool `tool` (every server, and local tools) or
+# `server/tool` (that server's only): the MCP specification restricts tool names to letters,
+# digits, `_`, `-` and `.`, so a slash never belongs to a tool's own name. See ADR 0401.
+
+MCP_SEPARATOR = "/"
+# The Claude Agent SDK (and Claude Code) name an MCP tool `mcp__<server>__<tool>`.
+CLAUDE_MCP_PREFIX = "mcp__"
+
+
+def mcp_tool_id(server: str | None, tool: str) -> str:
+    """The display and policy id of a tool: `server/tool`, or `tool` for a local tool."""
+    return f"{server}{MCP_SEPARATOR}{tool}" if server else tool
+
+
+def split_mcp_tool_id(name: str) -> tuple[str | None, str]:
+    """`server/tool` -> (server, tool); a name without a slash -> (None, name). The server part
+    is everything before the last slash (a configured server name may carry one; a tool not)."""
+    server, sep, tool = name.rpartition(MCP_SEPARATOR)
+    if not sep or not server or not tool:
+        return None, name
+    return server, tool
+
+
+def parse_claude_mcp_name(name: str) -> tuple[str | None, str]:
+    """`mcp__server__tool` (Claude Agent SDK / Claude Code) -> (server, tool); other names
+    (Bash, Write, ...) -> (None, name). The server is up to the first `__` after the prefix: a
+    server name with `__` in it cannot be told from a tool name that has one, and tool names
+    with `__` are the likelier of the two."""
+    if name.startswith(CLAUDE_MCP_PREFIX):
+        server, sep, tool = name[len(CLAUDE_MCP_PREFIX):].partition("__")
+        if sep and server and tool:
+            return server, tool
+    return None, name

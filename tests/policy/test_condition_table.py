@@ -14,7 +14,8 @@ from thoth.policy.loader import Path
 
 DOCUMENTED = {"all", "any", "not", "tool", "agent", "user", "tenant", "environment", "intent", "tier",
               "classification", "args", "any_arg", "called", "history", "rate", "session_calls", "risk",
-              "time", "expr", "in_scope", "in_intent", "always", "flow", "in_plan", "plan"}
+              "time", "expr", "in_scope", "in_intent", "always", "flow", "in_plan", "plan",
+              "mcp_description_changed", "mcp_description_suspicious", "mcp_tool_unpinned"}
 
 
 def test_the_table_holds_every_kind_once_with_a_known_form() -> None:

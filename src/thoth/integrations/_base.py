@@ -6,10 +6,12 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Literal
 
 from thoth.exceptions import ThothPolicyViolation
+from thoth.user_task import user_text
 
 OnBlock = Literal["return", "raise"]
 """How a blocked call surfaces: "return" hands the model an error result and the run goes on;
@@ -184,3 +186,65 @@ def attr(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+# The user's task (docs/provenance.md, "Task capture by adapter") -------------------------------
+def last_user_text(messages: Any) -> str | None:
+    """The text of the last user message in what a framework was given: a string (the request
+    itself), or a list of messages as dicts ({"role": "user"|"human", "content": ...}) or objects
+    (LangChain's HumanMessage: .type == "human"; agentchat's TextMessage: .source == "user")."""
+    if isinstance(messages, str):
+        return messages or None
+    if isinstance(messages, dict):
+        messages = messages.get("messages", messages.get("input"))
+        if isinstance(messages, str):
+            return messages or None
+    if not isinstance(messages, list | tuple):
+        return None
+    for message in reversed(messages):
+        role = message.get("role") if isinstance(message, dict) else (
+            getattr(message, "role", None) or getattr(message, "type", None) or getattr(message, "source", None))
+        if isinstance(message, tuple) and len(message) == 2:  # LangGraph's ("user", "text") shorthand
+            role, message = message[0], {"content": message[1]}
+        if role in ("user", "human"):
+            return user_text(message)
+    return None
+
+
+def capture_task(tracer: Any, given: Any) -> None:
+    """A new user turn for the tracer's session from what the framework was given; never raises
+    (an odd input shape leaves the task as it was)."""
+    try:
+        text = last_user_text(given)
+    except Exception:  # noqa: BLE001 - the agent's input is not ours to validate
+        return
+    if text:
+        tracer.session.set_task(text)
+
+
+# Where an LLM client's create() takes the conversation: (path to the resource, argument name).
+_CLIENT_INPUTS = {
+    "openai": ((("chat", "completions"), "messages"), (("responses",), "input")),
+    "anthropic": ((("messages",), "messages"), (("beta", "messages"), "messages")),
+}
+
+
+def capture_client_tasks(client: Any, tracer: Any, provider: str) -> None:
+    """Hand-written OpenAI/Anthropic loops: the last user message of each `create` call of this
+    client (only this instance) becomes the task. Sync and async clients alike: the wrapper only
+    reads the arguments and returns what `create` returns."""
+    for path, argument in _CLIENT_INPUTS[provider]:
+        resource = client
+        for part in path:
+            resource = getattr(resource, part, None)
+        inner = getattr(resource, "create", None)
+        if inner is None or getattr(inner, "__thoth_task__", False):
+            continue
+
+        def create(*args: Any, _inner: Any = inner, _argument: str = argument, **kwargs: Any) -> Any:
+            capture_task(tracer, kwargs.get(_argument))
+            return _inner(*args, **kwargs)
+
+        create.__thoth_task__ = True  # type: ignore[attr-defined]
+        with contextlib.suppress(AttributeError, TypeError):
+            resource.create = create

@@ -18,7 +18,7 @@ import inspect
 from typing import Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import GovernedTools, OnBlock, attr, block_message
+from thoth.integrations._base import GovernedTools, OnBlock, attr, block_message, capture_client_tasks
 
 
 class AnthropicTools(GovernedTools):
@@ -50,7 +50,10 @@ def _result(tool_use_id: Any, content: str, is_error: bool) -> dict[str, Any]:
     return block
 
 
-def govern_tools(tools: dict[str, Any], tracer: Any, *, on_block: OnBlock = "raise") -> AnthropicTools:
+def govern_tools(tools: dict[str, Any], tracer: Any, *, on_block: OnBlock = "raise", client: Any = None) -> AnthropicTools:
+    """`client`: the loop's anthropic client; the last user message of each request is the task."""
+    if client is not None:
+        capture_client_tasks(client, tracer, "anthropic")
     return AnthropicTools(tools, tracer, on_block=on_block)
 
 

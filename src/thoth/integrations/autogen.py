@@ -28,6 +28,7 @@ tool message, agentchat into an `is_error` result. So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -35,7 +36,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import OnBlock, block_message, check_on_block, modified, parse_arguments
+from thoth.integrations._base import (
+    OnBlock,
+    block_message,
+    capture_task,
+    check_on_block,
+    modified,
+    parse_arguments,
+)
 
 if TYPE_CHECKING:
     from thoth.tracer import Tracer
@@ -107,6 +115,8 @@ def instrument_agent(agent: Any, tracer: Tracer, *, on_block: OnBlock = "return"
             function_map.update(wrap_autogen_tools(function_map, tracer, on_block=on_block))
         if getattr(agent, "client", None) is not None:
             track_usage(agent, tracer)
+        with contextlib.suppress(AttributeError, ValueError):
+            track_task(agent, tracer)
         return agent
     governor = _AgentchatGovernor(tracer, on_block)
     for workbench in getattr(agent, "_workbench", None) or []:
@@ -194,6 +204,18 @@ def track_usage(agent: Any, tracer: Tracer) -> None:
     agent.register_hook("process_message_before_send", record)
 
 
+def track_task(agent: Any, tracer: Tracer) -> None:
+    """The chat's initiating message (its first) is the user's task, before each reply."""
+
+    def capture(messages: Any) -> Any:
+        if isinstance(messages, list) and messages:
+            first = messages[0]
+            capture_task(tracer, [{"role": "user", "content": first.get("content")}] if isinstance(first, dict) else first)
+        return messages
+
+    agent.register_hook("process_all_messages_before_reply", capture)
+
+
 # autogen-agentchat ----------------------------------------------------------------------------
 class _AgentchatGovernor:
     def __init__(self, tracer: Tracer, on_block: OnBlock) -> None:
@@ -251,12 +273,14 @@ def _govern_runs(agent: Any, governor: _AgentchatGovernor) -> None:
             raise blocked[0]
 
     async def governed_run(*args: Any, **kwargs: Any) -> Any:
+        capture_task(governor.tracer, kwargs.get("task", args[0] if args else None))
         governor.violations.clear()
         result = await run(*args, **kwargs)
         conclude(result)
         return result
 
     async def governed_run_stream(*args: Any, **kwargs: Any) -> Any:
+        capture_task(governor.tracer, kwargs.get("task", args[0] if args else None))
         governor.violations.clear()
         async for item in run_stream(*args, **kwargs):
             if type(item).__name__ == "TaskResult":

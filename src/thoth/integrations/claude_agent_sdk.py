@@ -20,7 +20,8 @@ Why this shape (claude-agent-sdk 0.2 source, bundled CLI 2.1):
   timeout is set to the SDK's step-up timeout so the CLI does not give up first.
 - MODIFY: `updatedInput` with "allow". PostToolUse records the tool's result;
   `governor.record_usage(result_message)` records the session's tokens.
-- Names: in-process MCP tools arrive as `mcp__<server>__<tool>`; policy sees `<tool>`.
+- Names: MCP tools arrive as `mcp__<server>__<tool>`; policy sees tool `<tool>` of MCP server
+  `<server>` (thoth.wire, "MCP tool identity": a rule naming `<tool>` or `<server>/<tool>` matches).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
 from thoth.integrations._base import OnBlock, block_message, check_on_block, modified
+from thoth.wire import parse_claude_mcp_name
 
 if TYPE_CHECKING:
     from thoth.tracer import GovernedCall, Tracer
@@ -38,12 +40,9 @@ log = logging.getLogger("thoth")
 
 
 def policy_name(tool_name: str) -> str:
-    """`mcp__server__tool` -> `tool`; built-in names (Bash, Write, ...) unchanged."""
-    if tool_name.startswith("mcp__"):
-        parts = tool_name.split("__", 2)
-        if len(parts) == 3 and parts[2]:
-            return parts[2]
-    return tool_name
+    """`mcp__server__tool` -> `tool` (the tool's own name; its server is `mcp_server`, see
+    thoth.wire.parse_claude_mcp_name); built-in names (Bash, Write, ...) unchanged."""
+    return parse_claude_mcp_name(tool_name)[1]
 
 
 class ClaudeGovernor:
@@ -57,12 +56,12 @@ class ClaudeGovernor:
 
     async def pre_tool_use(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
         try:
-            name = policy_name(str(input_data["tool_name"]))
+            server, name = parse_claude_mcp_name(str(input_data["tool_name"]))
             args = input_data.get("tool_input")
             args = dict(args) if isinstance(args, dict) else {"input": args}
             call_id = tool_use_id or input_data.get("tool_use_id")
             try:
-                call = await self.tracer.agovern(name, args, call_id=call_id)
+                call = await self.tracer.agovern(name, args, call_id=call_id, mcp_server=server)
             except ThothPolicyViolation as exc:
                 self.violations.append(exc)
                 return self._deny(block_message(exc), stop=self.on_block == "raise")
@@ -76,6 +75,13 @@ class ClaudeGovernor:
         except Exception as exc:  # the CLI would run the tool if we raised: fail closed
             log.warning("Thoth PreToolUse hook failed (%s: %s); denying the call", type(exc).__name__, exc)
             return self._deny(f"[blocked by Thoth] the call could not be checked ({type(exc).__name__})", stop=False)
+
+    async def user_prompt_submit(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
+        """The user's prompt is the task of the turn (docs/provenance.md); never blocks it."""
+        prompt = input_data.get("prompt") if isinstance(input_data, dict) else None
+        if isinstance(prompt, str) and prompt:
+            self.tracer.session.set_task(prompt)
+        return {}
 
     async def post_tool_use(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
         call = self._running.pop(str(tool_use_id or input_data.get("tool_use_id")), None)
@@ -115,7 +121,8 @@ def hooks(tracer: Tracer, *, on_block: OnBlock = "return") -> tuple[dict[str, li
         pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout, on_failure="block")
     except TypeError:  # releases before on_failure: the hook's own try/except still denies
         pre = HookMatcher(matcher=None, hooks=[governor.pre_tool_use], timeout=timeout)
-    return {"PreToolUse": [pre], "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])]}, governor
+    return {"PreToolUse": [pre], "PostToolUse": [HookMatcher(matcher=None, hooks=[governor.post_tool_use])],
+            "UserPromptSubmit": [HookMatcher(matcher=None, hooks=[governor.user_prompt_submit])]}, governor
 
 
 def instrument_options(options: Any, tracer: Tracer, *, on_block: OnBlock = "return") -> ClaudeGovernor:

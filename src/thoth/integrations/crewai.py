@@ -34,7 +34,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import OnBlock, block_message, check_on_block, modified
+from thoth.integrations._base import OnBlock, block_message, capture_task, check_on_block, modified
 
 if TYPE_CHECKING:
     from thoth.tracer import Tracer
@@ -118,6 +118,9 @@ def _before_tool_call(ctx: Any) -> Any:
     if route is None:
         return None
     tracer, _ = route
+    task = getattr(ctx, "task", None)  # the CrewAI task the agent works on: the user's request
+    if task is not None:
+        capture_task(tracer, getattr(task, "description", None))
     args = ctx.tool_input if isinstance(ctx.tool_input, dict) else {"input": ctx.tool_input}
     try:
         governed = tracer.govern(ctx.tool_name, dict(args))

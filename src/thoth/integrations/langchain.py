@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import OnBlock, block_message, call_args, check_on_block, modified
+from thoth.integrations._base import OnBlock, block_message, call_args, capture_task, check_on_block, modified
 
 if TYPE_CHECKING:
     from thoth.tracer import Tracer
@@ -167,6 +167,7 @@ def as_tool_exception(exc: ThothPolicyViolation) -> ThothPolicyViolation:
 # Dispatch level (create_agent middleware, ToolNode hooks) ---------------------------------------
 def gate_tool_call(tracer: Tracer, on_block: OnBlock, request: Any, handler: Callable[[Any], Any]) -> Any:
     """One governed call for a `ToolCallRequest`: what `wrap_tool_call` hooks do."""
+    capture_task(tracer, getattr(request, "state", None))  # the graph's messages: the last human one
     call = request.tool_call
     name, args = call["name"], dict(call.get("args") or {})
     try:
@@ -192,6 +193,7 @@ def gate_tool_call(tracer: Tracer, on_block: OnBlock, request: Any, handler: Cal
 async def agate_tool_call(
     tracer: Tracer, on_block: OnBlock, request: Any, handler: Callable[[Any], Awaitable[Any]]
 ) -> Any:
+    capture_task(tracer, getattr(request, "state", None))
     call = request.tool_call
     name, args = call["name"], dict(call.get("args") or {})
     try:
@@ -317,12 +319,30 @@ def instrument_agent(agent: Any, tracer: Tracer, *, on_block: OnBlock = "raise")
     tools = _tools_of(agent)
     for tool in tools:
         govern_tool_in_place(tracer, tool, on_block=on_block)
+    capture_inputs(agent, tracer)
     callbacks = getattr(agent, "callbacks", None) if hasattr(agent, "callbacks") else None
     if isinstance(callbacks, list) or (callbacks is None and _is_classic_executor(agent)):
         handler = _usage_callback_class()(tracer)
         with contextlib.suppress(AttributeError, TypeError, ValueError):  # frozen: usage is optional
             agent.callbacks = [*(callbacks or []), handler]
     return agent
+
+
+def capture_inputs(agent: Any, tracer: Tracer) -> None:
+    """Each run's input (`{"messages": [...]}` or `{"input": "..."}`) sets the task: the last
+    human message. The agent's own entry points are wrapped on this instance only."""
+    for name in ("invoke", "ainvoke", "stream", "astream"):
+        inner = getattr(agent, name, None)
+        if inner is None or getattr(inner, "__thoth_task__", False):
+            continue
+
+        def entry(input: Any, *args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+            capture_task(tracer, input)
+            return _inner(input, *args, **kwargs)  # a coroutine or an iterator for the async ones
+
+        entry.__thoth_task__ = True  # type: ignore[attr-defined]
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            object.__setattr__(agent, name, entry)
 
 
 def _is_classic_executor(agent: Any) -> bool:

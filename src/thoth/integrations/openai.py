@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thoth.integrations._base import GovernedTools, OnBlock, attr
+from thoth.integrations._base import GovernedTools, OnBlock, attr, capture_client_tasks
 
 
 class OpenAITools(GovernedTools):
@@ -59,7 +59,10 @@ class OpenAITools(GovernedTools):
         record_usage(self.tracer, response)
 
 
-def govern_tools(tools: dict[str, Any], tracer: Any, *, on_block: OnBlock = "raise") -> OpenAITools:
+def govern_tools(tools: dict[str, Any], tracer: Any, *, on_block: OnBlock = "raise", client: Any = None) -> OpenAITools:
+    """`client`: the loop's openai client; the last user message of each request is the task."""
+    if client is not None:
+        capture_client_tasks(client, tracer, "openai")
     return OpenAITools(tools, tracer, on_block=on_block)
 
 

@@ -36,7 +36,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import OnBlock, block_message, check_on_block, parse_arguments
+from thoth.integrations._base import OnBlock, block_message, capture_task, check_on_block, parse_arguments
 from thoth.models import EnforcementDecision
 
 if TYPE_CHECKING:
@@ -212,8 +212,16 @@ def instrument_agent(agent: Any, tracer: Tracer, *, on_block: OnBlock = "return"
         tool.tool_input_guardrails = [thoth_gate, *(tool.tool_input_guardrails or [])]
         tool.tool_output_guardrails = [*(tool.tool_output_guardrails or []), thoth_result]
         setattr(tool, _MARK, governor)
-    if record_usage and getattr(agent, "hooks", None) is None:
-        agent.hooks = _usage_hooks_class()(tracer)
+    # MCP servers' tools become FunctionTools only at run time (never in agent.tools): their
+    # calls are governed at the server object, once, as tool + MCP server (docs/mcp.md).
+    servers = getattr(agent, "mcp_servers", None) or []
+    if servers:
+        from thoth.integrations.mcp import govern_mcp_server
+
+        for server in servers:
+            govern_mcp_server(server, tracer, on_block=on_block)
+    if getattr(agent, "hooks", None) is None:
+        agent.hooks = _usage_hooks_class()(tracer, record_usage)
     return agent
 
 
@@ -221,10 +229,18 @@ def _usage_hooks_class() -> type:
     from agents import AgentHooks
 
     class ThothUsageHooks(AgentHooks):  # type: ignore[misc,type-arg]
-        def __init__(self, tracer: Tracer) -> None:
+        """The run's input (the user's task) before each model call; token usage after it."""
+
+        def __init__(self, tracer: Tracer, record_usage: bool = True) -> None:
             self.tracer = tracer
+            self.record_usage = record_usage
+
+        async def on_llm_start(self, context: Any, agent: Any, system_prompt: Any, input_items: Any) -> None:
+            capture_task(self.tracer, input_items)  # the run input: a string or the user's items
 
         async def on_llm_end(self, context: Any, agent: Any, response: Any) -> None:
+            if not self.record_usage:
+                return
             usage = getattr(response, "usage", None)
             if usage is not None and (usage.input_tokens or usage.output_tokens):
                 model = getattr(agent, "model", None)

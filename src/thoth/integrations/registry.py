@@ -71,6 +71,10 @@ INTEGRATIONS: tuple[Integration, ...] = (
                 agents=(("autogen_agentchat", None),), examples=("examples/autogen_agentchat_example.py",)),
     Integration("autogen", "autogen", "autogen", "autogen", agents=(("autogen", None),),
                 examples=("examples/autogen_example.py",)),
+    # The official MCP SDK: thoth.instrument(session, ..., mcp_server="name") governs a ClientSession
+    Integration("mcp", "mcp", "mcp", "mcp", agents=(("mcp.client.session", "ClientSession"),
+                                                    ("mcp.client.client", "Client")),
+                examples=("examples/mcp_example.py",), title="MCP"),
 )
 
 BY_NAME = {integration.name: integration for integration in INTEGRATIONS}

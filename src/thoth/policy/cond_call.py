@@ -38,7 +38,17 @@ class CallConditions(CompilerBase):
         return f"(c.{attr} is not None and {self.const(name_matcher(names))}(c.{attr}))"
 
     def gen_tool(self, value: Any, path: Path) -> str | None:
-        return self._field("tool_name", value, path)
+        names = self.names(value, path)
+        if names is None:
+            return None
+        if not any("/" in n for n in names):
+            return self._field("tool_name", value, path)
+        # A `server/tool` name matches only that MCP server's tool; bare names match the tool on
+        # every server and locally (ADR 0401). c.tool_id is `server/tool` for an MCP call, else None.
+        if not any(is_glob(n) for n in names):
+            wanted = self.const(frozenset(names))
+            return f"(c.tool_name in {wanted} or c.tool_id in {wanted})"
+        return f"c.names({self.const(name_matcher(names))})"
 
     def gen_agent(self, value: Any, path: Path) -> str | None:
         return self._field("agent_id", value, path)
@@ -63,7 +73,12 @@ class CallConditions(CompilerBase):
             return None
         wanted = set(items)
         tools = frozenset(name for name, meta in self.catalogue.items() if meta.get(field_name) in wanted)
-        return f"(c.tool_name in {self.const(tools)})"
+        if not any("/" in name for name in self.catalogue):
+            return f"(c.tool_name in {self.const(tools)})"
+        # The catalogue names some MCP tools as `server/tool`: that entry wins over the bare name's.
+        catalogue = self.const(frozenset(self.catalogue))
+        return (f"((c.tool_id if c.tool_id is not None and c.tool_id in {catalogue} else c.tool_name)"
+                f" in {self.const(tools)})")
 
     def gen_tier(self, value: Any, path: Path) -> str | None:
         return self._catalogue_field("tier", TIERS, value, path)

@@ -5,15 +5,15 @@ list (all must hold). Each compiles to `f(ev) -> bool` where `ev` is an `Eval`. 
 collects every problem with its path instead of stopping at the first one.
 
 The kinds live in families, each a module with its compiler methods and its own `KINDS` table
-(cond_call, cond_args, cond_session, cond_time, cond_provenance); this module holds the structure (all, any,
-not, expr) and joins the tables. Adding a kind to a family touches only that family's module.
+(cond_call, cond_args, cond_session, cond_time, cond_provenance, cond_mcp); this module holds the
+structure (all, any, not, expr) and joins the tables. Adding a kind to a family touches only that family's module.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from thoth.policy import cond_args, cond_call, cond_provenance, cond_session, cond_time
+from thoth.policy import cond_args, cond_call, cond_mcp, cond_provenance, cond_session, cond_time
 from thoth.policy.cond_args import ELEMENT_OPS, NUMERIC_OPS, SYMBOLS, TYPES, WHOLE_OPS
 from thoth.policy.cond_base import (
     CHECK,
@@ -31,6 +31,7 @@ from thoth.policy.cond_base import (
     normalize_args,
 )
 from thoth.policy.cond_call import CLASSIFICATIONS, TIERS
+from thoth.policy.cond_mcp import McpConditions
 from thoth.policy.cond_provenance import ProvenanceConditions
 from thoth.policy.cond_session import SessionConditions
 from thoth.policy.cond_time import DAYS, TimeConditions
@@ -38,7 +39,7 @@ from thoth.policy.loader import Path
 from thoth.policy.values import is_glob
 
 
-class Compiler(SessionConditions, TimeConditions, ProvenanceConditions):
+class Compiler(SessionConditions, TimeConditions, ProvenanceConditions, McpConditions):
     def code(self, node: Any, path: Path) -> str | None:
         if isinstance(node, list):
             return self.gen_all(node, path)
@@ -117,7 +118,7 @@ _STRUCTURE = {
 }
 # Every condition kind a policy may use, by name.
 KINDS: dict[str, Kind] = {**_STRUCTURE, **cond_call.KINDS, **cond_args.KINDS, **cond_session.KINDS,
-                          **cond_time.KINDS, **cond_provenance.KINDS}
+                          **cond_time.KINDS, **cond_provenance.KINDS, **cond_mcp.KINDS}
 CONDITION_KINDS = tuple(KINDS)
 
 
@@ -133,7 +134,9 @@ def tool_constraint(node: Any) -> frozenset[str] | None:
         if key == "tool":
             items = value if isinstance(value, list) else [value]
             if items and all(isinstance(v, str) and not is_glob(v) for v in items):
-                sub = frozenset(items)
+                # `server/tool` matches calls of the tool `tool` (ADR 0401): index it there too (and
+                # under the whole name, for a tool whose own name breaks the spec with a slash).
+                sub = frozenset(items) | frozenset(v.rpartition("/")[2] or v for v in items)
         elif key == "all" and isinstance(value, list):
             for item in value:
                 c = tool_constraint(item)

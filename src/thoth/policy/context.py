@@ -8,7 +8,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from thoth.wire import EnforceRequest, parse_enforce
+from thoth.wire import EnforceRequest, mcp_tool_id, parse_enforce
 
 if TYPE_CHECKING:
     from thoth.policy.decision import PolicyDecision
@@ -42,10 +42,23 @@ class CallContext:
     arg_sources: dict[str, Any] | None = None
     # The call's provenance.Provenance, computed on a condition's first use (per policy labels).
     provenance: Any = None
+    # Set by the server for a call of an MCP tool (the request names its mcp_server): the tool's
+    # pin flags, "changed", "suspicious", "unpinned" (thoth.server.mcp_pins). Empty otherwise.
+    mcp_pin: frozenset[str] = frozenset()
+    # The MCP server of the tool (docs/wire.md, "MCP tools"); None for a local tool. `tool_id`
+    # is `server/tool` for an MCP tool, None otherwise: policy names match either form (ADR 0401).
+    mcp_server: str | None = None
+    tool_id: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not self.now:
             self.now = time.time()
+        if self.mcp_server:
+            self.tool_id = mcp_tool_id(self.mcp_server, self.tool_name)
+
+    def names(self, match: Any) -> bool:
+        """Whether `match` (a name test) accepts this tool by its own name or as `server/tool`."""
+        return bool(match(self.tool_name)) or (self.tool_id is not None and bool(match(self.tool_id)))
 
     @classmethod
     def from_request(cls, body: dict[str, Any], *, risk_score: float | None = None,
@@ -66,6 +79,7 @@ class CallContext:
             session_intent=request.session_intent, risk_score=risk_score, now=now or time.time(),
             session_tool_calls=request.session_tool_calls if client_history else None,
             task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
+            mcp_server=request.body.get("mcp_server") or None,
         )
 
 

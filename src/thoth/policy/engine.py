@@ -54,6 +54,15 @@ ACTIONS: dict[str, DecisionType] = {"allow": ALLOW, "flag": ALLOW, "block": BLOC
 VIOLATION_ACTIONS = ("allow", "step_up", "block", "defer")
 TOP_LEVEL = ("version", "name", "description", "defaults", "tiers", "tools", "agents", "intents",
              "progressive", "rules", "cedar", "rego", "tasks")
+# defaults.<key> -> (the pin flag, the action when the policy does not say)
+MCP_DEFAULTS = {"mcp_description_changed": "changed", "mcp_description_suspicious": "suspicious",
+                "mcp_tool_unpinned": "unpinned"}
+DEFAULT_MCP_ACTIONS: dict[str, DecisionType] = {"changed": STEP_UP, "suspicious": STEP_UP, "unpinned": STEP_UP}
+_MCP_FLAGS = {"changed": ("mcp_description_changed", "is an MCP tool whose description or schema changed since it "
+                                                     "was pinned"),
+              "suspicious": ("mcp_description_suspicious", "is an MCP tool whose description looks like it carries "
+                                                           "instructions for the model"),
+              "unpinned": ("mcp_tool_unpinned", "is an MCP tool no admin pinned yet")}
 DEFAULT_TIERS = {"low": "allow", "medium": "allow", "high": "step_up", "critical": "block"}
 REDACTED = "[REDACTED]"
 MAX_SUMMARY_PARTS = 20  # argument values listed in a decision's provenance summary
@@ -148,6 +157,8 @@ class CompiledPolicy:
     trusted: frozenset[str] = frozenset()
     # The `tasks:` section, validated (thoth.policy.tasks): the SDK plans with it, never the engine.
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    # An MCP tool's pin flag -> what a call to it gets (defaults.mcp_*; builtin.mcp_pin).
+    mcp_actions: dict[str, DecisionType] = field(default_factory=lambda: dict(DEFAULT_MCP_ACTIONS))
     _by_tool: dict[str, Any] = field(default_factory=dict)
     _generic: Any = None
     _tier_proposals: dict[str, Any] = field(default_factory=dict)
@@ -210,6 +221,8 @@ class CompiledPolicy:
         if h._table is not self.markers:
             h.bind(self.markers)
         tool = call.tool_name
+        # The catalogue entry of an MCP tool: `server/tool` when the catalogue names it so, else `tool`.
+        entry = call.tool_id if call.tool_id is not None and call.tool_id in self.catalogue else tool
         proposals: list[Any] = []
         matched: list[str] = []
         flags: list[str] = []
@@ -246,18 +259,20 @@ class CompiledPolicy:
                         modifiers.append(rule)
 
         if trace is not None:
-            self._tier_default(tool, allow_rule, proposals, trace)
+            self._tier_default(entry, allow_rule, proposals, trace)
         elif not allow_rule:
-            tier = self._tier_proposals.get(tool, _UNKNOWN)
+            tier = self._tier_proposals.get(entry, _UNKNOWN)
             if tier is _UNKNOWN:
                 if self.unknown_tool is not ALLOW:
-                    self._tier_default(tool, False, proposals, None)
+                    self._tier_default(entry, False, proposals, None)
             elif tier is not None:
                 proposals.append(tier)
         if call.risk_score is not None:
             self._risk_check(call, proposals, trace)
+        if call.mcp_pin:  # only a call of a flagged MCP tool (the server sets it; docs/mcp.md)
+            self._mcp_check(call, proposals, trace)
         if self.cedar is not None:
-            self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(tool), proposals, trace)
+            self.cedar.evaluate(call, h, in_scope, in_intent, self.catalogue.get(entry), proposals, trace)
         decision = self._decide(call, h, proposals, matched, flags, errors, modifiers, trace)
         h.pending = (tool, decision)
         return decision
@@ -274,11 +289,12 @@ class CompiledPolicy:
         if server is None and client is None:
             ok = not self.require_scope
         else:
-            ok = (server is None or server(call.tool_name)) and (client is None or call.tool_name in client)
+            ok = (server is None or call.names(server)) and (
+                client is None or call.tool_name in client or (call.tool_id is not None and call.tool_id in client))
         if not ok:
             repeat = h.scope_violations > 0
             verdict = self.ladder.scope_repeat if repeat else self.ladder.scope_first
-            where = "the agent's declared scope" if server is None or server(call.tool_name) else \
+            where = "the agent's declared scope" if server is None or call.names(server) else \
                 "the tools this policy allows the agent"
             out.append(_Proposal(verdict, "scope", "builtin.scope",
                                  f"{call.tool_name} is outside {where}" + (" (repeat in this session)" if repeat else ""),
@@ -304,7 +320,7 @@ class CompiledPolicy:
                     trace.append(f"intent: {intent!r} unknown -> {self.unknown_intent.value}")
                 return False
             return True
-        if spec.match(call.tool_name):
+        if call.names(spec.match):
             if trace is not None:
                 trace.append(f"intent: {call.tool_name} fits intent {intent!r}")
             return True
@@ -355,6 +371,19 @@ class CompiledPolicy:
             return
         if trace is not None:
             trace.append(f"risk {risk:.2f} -> {out[-1].decision.value}")
+
+    def _mcp_check(self, call: CallContext, out: list[Any], trace: list[str] | None) -> None:
+        """The built-in rule of pinned MCP tools: a changed, suspicious or unpinned tool gets the
+        policy's defaults.mcp_* action (step_up unless the policy says otherwise)."""
+        for flag, (code, what) in _MCP_FLAGS.items():
+            if flag not in call.mcp_pin:
+                continue
+            verdict = self.mcp_actions[flag]
+            if verdict is not ALLOW:
+                out.append(_Proposal(verdict, "mcp_pin", "builtin.mcp_pin",
+                                     f"{call.tool_name} {what}; an admin can review and approve it (MCP tools)", code))
+            if trace is not None:
+                trace.append(f"mcp pin: {flag} -> {verdict.value}")
 
     def _decide(self, call: CallContext, h: SessionHistory, proposals: list[Any], matched: list[str],
                 flags: list[str], errors: list[str], modifiers: list[Rule],
@@ -615,7 +644,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
 
     defaults = check.mapping(doc.get("defaults"), ("defaults",),
                              ("unknown_tool", "unknown_intent", "require_scope", "step_up_timeout_seconds",
-                              "defer_timeout_seconds", "approval_valid_seconds", "approval_uses"))
+                              "defer_timeout_seconds", "approval_valid_seconds", "approval_uses", *MCP_DEFAULTS))
     unknown_tool = check.action(defaults.get("unknown_tool"), ("defaults", "unknown_tool"), VIOLATION_ACTIONS, "allow")
     unknown_intent = check.action(defaults.get("unknown_intent"), ("defaults", "unknown_intent"),
                                   VIOLATION_ACTIONS, "allow")
@@ -628,6 +657,8 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
     defer_timeout = check.number(defaults.get("defer_timeout_seconds"), ("defaults", "defer_timeout_seconds"),
                                  None, 1, 7 * 86400)
     approval_valid, approval_uses = _approval_reach(defaults, ("defaults",), check)
+    mcp_actions = {flag: check.action(defaults.get(key), ("defaults", key), VIOLATION_ACTIONS, "step_up")
+                   for key, flag in MCP_DEFAULTS.items()}
 
     tiers_doc = check.mapping(doc.get("tiers"), ("tiers",), TIERS)
     tier_actions = {t: check.action(tiers_doc.get(t, DEFAULT_TIERS[t]), ("tiers", t), VIOLATION_ACTIONS,
@@ -725,7 +756,7 @@ def _compile(data: Any, marks: Marks, version: str | None) -> CompiledPolicy:
         unknown_intent=unknown_intent, require_scope=require_scope, step_up_timeout=step_up_timeout,
         defer_timeout=defer_timeout, agents_exact=agents_exact, agents_glob=agents_glob, intents=intents,
         ladder=ladder, markers=markers, namespace=compiler.consts, cedar=cedar, approval_valid=approval_valid,
-        approval_uses=approval_uses, trusted=compiler.trusted, tasks=tasks,
+        approval_uses=approval_uses, trusted=compiler.trusted, tasks=tasks, mcp_actions=mcp_actions,
     )
 
 

@@ -10,7 +10,8 @@
 
 Call fields: tool, agent, user, tenant, environment, intent, args, scope (approved_scope), mode,
 risk, at (seconds relative to the test's clock; session entries default to one second apart),
-arg_sources and task (our SDK's provenance fields, as on the wire: docs/wire.md).
+arg_sources and task (our SDK's provenance fields, as on the wire: docs/wire.md),
+mcp_pin (an MCP tool's pin flags as the server would set them: [changed, suspicious, unpinned]).
 Expect fields: decision, would_decision, reason_code, matched (each must be listed),
 not_matched, matched_exactly, modified_args, flags, reason_contains.
 """
@@ -27,7 +28,7 @@ from thoth.policy.loader import Marks, load_document
 
 CLOCK = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday: tests are deterministic
 CALL_FIELDS = ("tool", "agent", "user", "tenant", "environment", "intent", "args", "scope", "mode", "risk", "at",
-               "decision", "arg_sources", "task")
+               "decision", "arg_sources", "task", "mcp_pin")
 EXPECT_FIELDS = ("decision", "would_decision", "reason_code", "matched", "not_matched", "matched_exactly",
                  "modified_args", "flags", "reason_contains")
 
@@ -63,6 +64,7 @@ def make_call(spec: dict[str, Any], now: float) -> CallContext:
         now=now + float(spec.get("at", 0)),
         arg_sources=spec.get("arg_sources"),
         task=spec.get("task"),
+        mcp_pin=frozenset(str(f) for f in pins) if isinstance(pins := spec.get("mcp_pin"), list) else frozenset(),
     )
 
 

@@ -139,6 +139,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             port=args.port, demo=bool(getattr(args, "demo", False)), **_flag_settings(args))
     except ValueError as exc:
         return _fail(str(exc))
+    if settings.mcp_pins_file:  # pinned before the first request can report a tool list
+        from thoth.server.mcp_pins import pin_file
+
+        try:
+            pin_file(settings.database_url, settings.mcp_pins_file, None)
+        except ValueError as exc:
+            return _fail(f"THOTH_MCP_PINS_FILE: {exc}")
     workers = max(1, int(getattr(args, "workers", 1) or 1))
     if workers > 1 and settings.demo:
         return _fail("--demo runs one worker; drop --workers")

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from thoth.server import engine, health, simulation
+from thoth.server import engine, health, mcp_api, simulation
 from thoth.server.core import READ_ROLES, RESOLVE_ROLES, ClientError, Core, public_approval
 from thoth.server.dataplane import UNAVAILABLE_MESSAGE, api_key
 from thoth.server.db import RETRY_AFTER, StorageUnavailable, is_unavailable, storage_errors
@@ -287,6 +287,10 @@ def build(core: Core) -> FastAPI:
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(key: Reader) -> dict[str, Any]:
         return core.verify(key.tenant_id)
+
+    # ---- MCP tool pins (thoth.server.mcp_api) --------------------------------------------
+
+    mcp_api.add_routes(app, core, Reader, Admin)
 
     _ = (iso, Response)
     return app

@@ -30,6 +30,7 @@ from thoth.server.enforce import (  # noqa: F401  (re-exported)
     args_digest,
 )
 from thoth.server.holds import MAX_HOLD_WAIT, public_approval, resolution_problem  # noqa: F401  (re-exported)
+from thoth.server.mcp_pins import McpPins, require_pinning_setting
 from thoth.server.metrics import Metrics
 from thoth.server.settings import Settings
 from thoth.server.store import KeyInfo, Store, iso
@@ -95,6 +96,9 @@ class Core:
         self.writer: Writer | InlineWriter = (
             Writer(self.db, self.store) if self.db.postgres else InlineWriter(self.db, self.store))
         self.metrics = Metrics()
+        # MCP tool pins: written at list time (POST /v1/mcp/tools), read from a per-tenant cache
+        # on the enforce path of a call that names its mcp_server.
+        self.mcp_pins = McpPins(self.db, settings.cache_ttl, require_pinning_setting(settings.mcp_require_pinning))
         self._keys: dict[str, tuple[float, KeyInfo | None]] = {}
         self._policies: dict[str, tuple[float, Any, int | None]] = {}
         # Bumped when a key is revoked or a policy pushed here: a look-up that began before is

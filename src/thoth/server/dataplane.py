@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from thoth.server import mcp_marker, mcp_tools
 from thoth.server.core import (
     DATA_PLANE_ROLES,
     DEPTH_MESSAGE,
@@ -26,6 +27,8 @@ from thoth.server.db import RETRY_AFTER, StorageUnavailable, is_unavailable
 Scope = dict[str, Any]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 HOLD_PREFIX = "/v1/enforce/hold/"
+MCP_TOOLS_PATH = "/v1/mcp/tools"
+MCP_VERIFY_PATH = "/v1/mcp/verify"
 
 
 class BodyTooLarge(Exception):
@@ -83,7 +86,7 @@ def api_key(scope: Any, ingest: bool = False) -> str | None:
 
 
 def is_data_plane(path: str) -> bool:
-    return path in ("/v1/enforce", "/v1/events/batch", "/v1/tasks") or path.startswith(HOLD_PREFIX)
+    return path in ("/v1/enforce", "/v1/events/batch", "/v1/tasks", MCP_TOOLS_PATH, MCP_VERIFY_PATH) or path.startswith(HOLD_PREFIX)
 
 
 async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
@@ -102,6 +105,18 @@ async def handle(core: Core, scope: Scope, receive: Any, send: Any) -> None:
             key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
             policy, version = await core.policy(key.tenant_id)
             await send_json(send, 200, task_export_bytes(policy, version))
+        elif path == MCP_TOOLS_PATH:  # once per MCP tools/list: which tools the agent may see
+            if method != "POST":
+                raise ClientError(405, "use POST")
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
+            body = await _json_body(core, receive, check_depth=True)
+            await send_json(send, 200, orjson.dumps(await mcp_tools.tools_answer(core, key, body)))
+        elif path == MCP_VERIFY_PATH:  # a proxy asks whether an MCP call was checked already (ADR 0403)
+            if method != "POST":
+                raise ClientError(405, "use POST")
+            key = await core.authorize(api_key(scope), DATA_PLANE_ROLES)
+            body = await _json_body(core, receive, check_depth=True)
+            await send_json(send, 200, orjson.dumps(await mcp_marker.verify_answer(core, key, body)))
         elif path == "/v1/events/batch":
             if method != "POST":
                 raise ClientError(405, "use POST")

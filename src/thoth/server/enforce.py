@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from thoth.analytics.provenance import provenance_signals
-from thoth.server import engine
+from thoth.server import engine, mcp_marker
 from thoth.server.db import StorageUnavailable
 from thoth.server.holds import fire
 from thoth.server.store import ApprovalRow, DecisionRecord, KeyInfo, new_id
@@ -67,7 +67,11 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             approved_scope=scope, enforcement_mode=mode, environment=environment, session_intent=intent,
             now=now, session_tool_calls=session_calls,
             task=request.body.get("task"), arg_sources=request.body.get("arg_sources"),
+            mcp_server=request.body.get("mcp_server") or None,
         )
+        mcp_server = request.body.get("mcp_server")
+        if mcp_server is not None:  # an MCP tool: its pin's flags, from a per-tenant cache (mcp_pins.py)
+            call.mcp_pin = await core.mcp_pins.flags(tenant_id, mcp_server, tool_name, core.read)
         analytics = core.analytics(tenant_id)
         if analytics is not None:
             try:
@@ -87,7 +91,7 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
         ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
         if decision == "STEP_UP" or ladder_block or hold_token_in:
-            digest = args_digest(tool_args)
+            digest = call_digest(tool_args, request.body.get("mcp_server"))
             held = await _approval_of_call(core, tenant_id, session_id, agent_id, user_id, tool_name, digest,
                                                 hold_token_in, decision == "STEP_UP" or ladder_block)
         would = str(getattr(result, "would_decision", None) or decision).upper()
@@ -110,12 +114,18 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             approval_row = ApprovalRow(
                 approval_id=new_id("apr"), tenant_id=tenant_id, hold_token=hold_token, violation_id=violation_id,
                 decision_id=decision_id, tool_name=tool_name, tool_args=orjson.dumps(tool_args, default=str).decode(),
-                args_digest=digest or args_digest(tool_args), agent_id=agent_id, session_id=session_id,
+                args_digest=digest or call_digest(tool_args, request.body.get("mcp_server")), agent_id=agent_id, session_id=session_id,
                 reason=result.reason, requested_at=now, expires_at=now + timeout, status="pending",
                 user_id=user_id, requested_by=key.key_id,
                 required_approvals=core.required_approvals(tenant_id, tool_name),
                 allowed_uses=getattr(result, "approval_uses", None) or APPROVAL_USES,
                 valid_seconds=getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
+        mcp_server = request.body.get("mcp_server")
+        if mcp_server and (decision == "ALLOW" or decision == "MODIFY"):  # ADR 0403: one check per MCP call
+            envelope["mcp_marker"] = mcp_marker.issue(
+                core, tenant_id=tenant_id, decision_id=decision_id, agent_id=agent_id, session_id=session_id,
+                server=mcp_server, tool=tool_name, now=now,
+                tool_args=envelope.get("modified_tool_args") if decision == "MODIFY" else tool_args)
         latency = time.perf_counter() - started
         envelope["latency_ms"] = round(latency * 1000, 3)
         response = orjson.dumps(envelope, default=str)
@@ -271,6 +281,14 @@ def _apply_approval(envelope: dict[str, Any], approval: dict[str, Any], decision
 
 def args_digest(tool_args: Any) -> str:
     return hashlib.sha256(orjson.dumps(tool_args, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
+def call_digest(tool_args: Any, mcp_server: Any = None) -> str:
+    """What a hold is bound to besides tool, agent and session: the arguments, and for an MCP
+    tool its server too (an approval of `files/delete` never lifts `mail/delete`; ADR 0401)."""
+    if not mcp_server:
+        return args_digest(tool_args)
+    return args_digest({"mcp_server": mcp_server, "tool_args": tool_args})
 
 
 def _observe(analytics: Any, agent_id: str, tool_name: str, tool_args: Any, ts: float, decision: str,

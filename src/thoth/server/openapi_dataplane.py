@@ -1,6 +1,6 @@
 """OpenAPI of the data plane, written by hand.
 
-`/v1/enforce`, `/v1/enforce/hold/{hold_token}`, `/v1/tasks` and `/v1/events/batch` are raw ASGI handlers
+`/v1/enforce`, `/v1/enforce/hold/{hold_token}`, `/v1/tasks`, `/v1/mcp/tools`, `/v1/mcp/verify` and `/v1/events/batch` are raw ASGI handlers
 (dataplane.py) that FastAPI never sees, so their part of /openapi.json is added here. The
 request and event properties are generated from thoth.wire's field tables (the wire contract,
 docs/wire.md), so a field added there appears here. Field names are snake_case; the server also
@@ -42,6 +42,7 @@ SCHEMAS: dict[str, Any] = {
             "step_up_timeout_seconds": {"type": ["number", "null"]}, "risk_score": {"type": "number"},
             "latency_ms": {"type": "number"}, "matched_rule_ids": _STRS, "policy_references": _STRS,
             "modified_tool_args": _OBJ, "decision_id": _STR, "session_id": _STR,
+            "mcp_marker": {"type": "string", "description": "an allowed MCP call: its marker for a proxy (ADR 0403)"},
         },
     },
     "HoldAnswer": {
@@ -68,6 +69,28 @@ SCHEMAS: dict[str, Any] = {
                 "events": {"type": "array", "maxItems": wire.MAX_EVENTS_PER_BATCH, "items": {"$ref": "#/components/schemas/Event"}}}},
         ],
     },
+    "McpToolsRequest": {
+        "type": "object",
+        "required": ["agent_id", "mcp_server", "tools"],
+        "additionalProperties": True,
+        "properties": {
+            "agent_id": _STR, "mcp_server": _STR, "session_id": _STR, "tenant_id": _STR,
+            "approved_scope": _STRS, "enforcement_mode": {"type": "string", "enum": sorted(wire.MODES)},
+            "tools": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "name": _STR, "description": _STR, "input_schema": _OBJ}}},
+        },
+    },
+    "McpToolsAnswer": {"type": "object", "properties": {"tools": {"type": "array", "items": {
+        "type": "object", "required": ["name", "visible", "pin"], "properties": {
+            "name": _STR, "visible": {"type": "boolean"}, "reason": _STR,
+            "pin": {"description": "the tool-description pin state, or null"}}}}}},
+    "McpVerifyRequest": {
+        "type": "object", "required": ["marker", "mcp_server", "tool_name"], "additionalProperties": True,
+        "properties": {"marker": _STR, "mcp_server": _STR, "tool_name": _STR, "tool_args": _OBJ},
+    },
+    "McpVerifyAnswer": {"type": "object", "required": ["verified"], "properties": {
+        "verified": {"type": "boolean"}, "reason": _STR, "decision_id": _STR, "agent_id": _STR,
+        "session_id": _STR, "expires_at": {"type": "number"}}},
     "BatchAnswer": {"type": "object", "properties": {
         "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "status": _STR}},
 }
@@ -114,6 +137,22 @@ PATHS: dict[str, Any] = {
                                              "'Task plans')",
                               "content": {"application/json": {"schema": {"type": "object"}}}},
                       **_errors(401, 403, 503)},
+    }},
+    "/v1/mcp/tools": {"post": {
+        "tags": ["data plane"], "summary": "Which tools of an MCP server an agent may see (tools/list filter)",
+        "operationId": "mcp_tools",
+        "security": [{"ApiKey": []}, {"Bearer": []}],
+        "requestBody": {"required": True, "content": _json("McpToolsRequest")},
+        "responses": {"200": {"description": "one entry per tool, in order", "content": _json("McpToolsAnswer")},
+                      **_errors(400, 401, 403, 413, 422, 503)},
+    }},
+    "/v1/mcp/verify": {"post": {
+        "tags": ["data plane"], "summary": "Whether an MCP call's Thoth marker is genuine (once; ADR 0403)",
+        "operationId": "mcp_verify",
+        "security": [{"ApiKey": []}, {"Bearer": []}],
+        "requestBody": {"required": True, "content": _json("McpVerifyRequest")},
+        "responses": {"200": {"description": "verified or not, with the reason", "content": _json("McpVerifyAnswer")},
+                      **_errors(400, 401, 403, 413, 422, 503)},
     }},
     "/v1/events/batch": {"post": {
         "tags": ["data plane"], "summary": "Ingest audit events (idempotent on event_id)",

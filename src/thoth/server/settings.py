@@ -90,6 +90,12 @@ class Settings:
     login_lockout_max_seconds: float = field(
         default_factory=lambda: _env_float("THOTH_LOGIN_LOCKOUT_MAX_SECONDS", 900))
 
+    # MCP tool pins (docs/mcp.md): tenants that must have an admin pin a tool before it is used
+    # ("1"/"*" every tenant, or a comma-separated list of tenant ids), and a pin file (JSON or
+    # YAML, `thoth mcp pin`'s format) applied at start.
+    mcp_require_pinning: str = field(default_factory=lambda: os.environ.get("THOTH_MCP_REQUIRE_PINNING", ""))
+    mcp_pins_file: str | None = field(default_factory=lambda: os.environ.get("THOTH_MCP_PINS_FILE") or None)
+
     def __post_init__(self) -> None:
         parse_networks(self.trusted_proxies)  # a bad address fails the start, not a login
         if self.login_max_failures < 1 or self.login_max_failures_per_address < 1:

@@ -140,3 +140,25 @@ def test_tool_runner_sync_and_async(governance, tracer, ran):
     assert "denied by reviewer" in asyncio.run(main())
     assert ran.names == ["get_weather", "transfer_money"]
     assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 1, "wire_funds": 1, "transfer_money": 1}
+
+
+def test_the_clients_last_user_message_is_the_task(governance, ran):
+    """instrument_anthropic(..., client=client): the user's message is the task; the tool_result
+    turns the loop sends back as role "user" carry no text and leave it as it was."""
+    seen = []
+
+    def get_weather(city):
+        seen.append(thoth.get_current_session().task.text)
+        return ran("get_weather", city=city)
+
+    with LLMStub([[("get_weather", {"city": "Oslo"})], [("get_weather", {"city": "Rome"})]]) as stub:
+        client = anthropic.Anthropic(base_url=stub.url, api_key="test", max_retries=0)
+        governed = thoth.instrument_anthropic({"get_weather": get_weather},
+                                              **instrument_settings(governance, client=client))
+        messages: list = [{"role": "user", "content": [{"type": "text", "text": "weather in Oslo?"}]}]
+        for _ in range(2):
+            response = client.messages.create(model="claude-opus-4-6", max_tokens=64, tools=TOOLS, messages=messages)
+            results = [{"type": "tool_result", "tool_use_id": b.id, "content": str(governed[b.name](b.input))}
+                       for b in response.content if b.type == "tool_use"]
+            messages += [{"role": "assistant", "content": response.content}, {"role": "user", "content": results}]
+    assert seen == ["weather in Oslo?", "weather in Oslo?"]

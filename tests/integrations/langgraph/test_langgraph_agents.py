@@ -121,3 +121,39 @@ def test_stream_updates_mode(governance, tracer, ran):
     assert any("tools" in u for u in updates)
     assert governance.enforce_counts() == {"get_weather": 1, "delete_file": 1}
     assert ran.names == ["get_weather"]
+
+
+def _task_tool(seen):
+    from langchain_core.tools import tool
+
+    import thoth
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        seen.append(thoth.get_current_session().task.text)
+        return "sunny"
+
+    return get_weather
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_instrumented_agent_takes_the_last_human_message_as_the_task(governance, asynchronous):
+    import thoth
+
+    from ..support import instrument_settings
+
+    seen = []
+    agent = react_agent(scripted([("get_weather", {"city": "Oslo"})]), [_task_tool(seen)])
+    thoth.instrument(agent, **instrument_settings(governance))
+    inputs = {"messages": [("user", "an older turn"), ("ai", "ok"), ("user", "weather in Oslo?")]}
+    asyncio.run(agent.ainvoke(inputs)) if asynchronous else agent.invoke(inputs)
+    assert seen == ["weather in Oslo?"]
+
+
+def test_tool_node_hook_takes_the_task_from_the_graph_state(governance, tracer):
+    seen = []
+    graph = custom_graph(scripted([("get_weather", {"city": "Oslo"})]), tool_node([_task_tool(seen)], tracer))
+    with tracer.activated():
+        graph.invoke({"messages": [("user", "weather in Oslo?")]})
+    assert seen == ["weather in Oslo?"]

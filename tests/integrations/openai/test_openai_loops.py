@@ -128,3 +128,26 @@ def test_raise_mode_propagates_and_body_never_runs(governance, tracer, ran):
     assert tools["get_weather"]('{"city": "Oslo"}') == "get_weather ok"  # JSON text is accepted too
     assert ran.names == ["get_weather"]
     assert governance.enforce_counts() == {"delete_file": 1, "get_weather": 1}
+
+
+def test_the_clients_last_user_message_is_the_task(governance, ran):
+    """instrument_openai(..., client=client): each request's last user message is the task the
+    tools run under (docs/provenance.md); tool replies in between do not replace it."""
+    seen = []
+
+    def get_weather(city):
+        seen.append(thoth.get_current_session().task.text)
+        return ran("get_weather", city=city)
+
+    with LLMStub([[("get_weather", {"city": "Oslo"})], [("get_weather", {"city": "Rome"})]]) as stub:
+        client = openai.OpenAI(base_url=stub.openai_url, api_key="test", max_retries=0)
+        governed = thoth.instrument_openai({"get_weather": get_weather},
+                                           **instrument_settings(governance, client=client))
+        messages: list = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "weather in Oslo?"}]
+        for _ in range(2):
+            msg = client.chat.completions.create(model="gpt-4o", tools=TOOLS, messages=messages).choices[0].message
+            messages.append(msg)
+            for call in msg.tool_calls or []:
+                out = governed[call.function.name](json.loads(call.function.arguments))
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": str(out)})
+    assert seen == ["weather in Oslo?", "weather in Oslo?"]

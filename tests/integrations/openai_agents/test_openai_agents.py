@@ -180,3 +180,29 @@ def test_thoth_instrument_detects_an_openai_agents_agent(governance, ran):
     assert sent["get_weather"] == "get_weather ok"
     assert "blocked by Thoth" in sent["delete_file"]
     assert ran.names == ["get_weather"]
+
+
+def test_the_run_input_is_the_task(governance, ran):
+    """Runner.run(agent, "...") : the input is the task the tools run under."""
+    import thoth
+
+    from ..support import instrument_settings
+
+    seen = []
+
+    async def main() -> None:
+        with LLMStub([[("get_weather", {"city": "Oslo"})]]) as stub:
+            @function_tool
+            def get_weather(city: str) -> str:
+                """Weather for a city."""
+                seen.append(thoth.get_current_session().task.text)
+                return ran("get_weather", city=city)
+
+            model = OpenAIResponsesModel(model="gpt-4o", openai_client=AsyncOpenAI(
+                base_url=stub.openai_url, api_key="test", max_retries=0))
+            agent = Agent(name="ops", instructions="Do what is asked.", model=model, tools=[get_weather])
+            thoth.instrument(agent, **instrument_settings(governance))
+            await Runner.run(agent, "what is the weather in Oslo?")
+
+    asyncio.run(main())
+    assert seen == ["what is the weather in Oslo?"]

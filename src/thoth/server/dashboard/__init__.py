@@ -56,6 +56,8 @@ def routes(store: Any, settings: Any = None, core: Any = None, warm: bool = Fals
         get("/policies/versions/{version}", d.policy_version),
         post("/policies/versions/{version}/rollback", d.rollback_policy),
         get("/analytics", d.analytics),
+        get("/mcp", d.mcp_tools),
+        post("/mcp/approve", d.approve_mcp),
         get("/settings", d.settings_page),
         post("/settings/keys", d.create_key),
         post("/settings/keys/{key_id}/revoke", d.revoke_key),

@@ -486,6 +486,45 @@ class Dashboard:
         return await self.settings_page(request, me, notice="Channel removed.")
 
 
+    # ---- MCP tools (thoth.server.mcp_pins) ------------------------------------------------
+
+    def _pins(self) -> Any:
+        from thoth.server.mcp_pins import McpPins
+
+        return self.core.mcp_pins if self.core is not None else McpPins(self.db)
+
+    async def mcp_tools(self, request: Request, me: Principal, *, notice: str | None = None,
+                        error: str | None = None, status: int = 200) -> Response:
+        from thoth.server.mcp_suspicion import reveal
+
+        pins = self._pins()
+        servers = await run_in_threadpool(pins.servers, me.tenant_id)
+        tools: dict[str, list[dict[str, Any]]] = {}
+        for tool in await run_in_threadpool(pins.tools, me.tenant_id):
+            for side in ("pinned", "current"):
+                if tool[side] is not None:
+                    tool[side]["shown"] = reveal(tool[side]["description"] or "")
+            tools.setdefault(tool["mcp_server"], []).append(tool)
+        return self.render(request, me, "mcp.html", status, servers=servers, tools=tools, notice=notice, error=error,
+                           nav="mcp")
+
+    async def approve_mcp(self, request: Request, me: Principal, f: dict[str, str]) -> Response:
+        from thoth.server.mcp_pins import PinError
+
+        if not me.can("admin"):
+            return self.error(request, me, 403, "Approving an MCP tool's change needs the admin role.")
+        server, tool = f.get("mcp_server", ""), f.get("tool_name", "")
+        try:
+            await run_in_threadpool(self._pins().approve, me.tenant_id, server, tool, me.actor)
+        except (LookupError, PinError) as exc:
+            status = 404 if isinstance(exc, LookupError) else 409
+            message = "No such MCP tool in this tenant; nothing was approved." if status == 404 else str(exc)
+            if request.headers.get("authorization"):
+                return self.error(request, me, status, message)
+            return await self.mcp_tools(request, me, error=message, status=status)
+        return await self.mcp_tools(request, me, notice=f"{tool} of {server} is pinned to what its server says now.")
+
+
 class FormError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
