@@ -13,8 +13,8 @@ PACKS = Path(__file__).resolve().parents[2] / "src" / "thoth" / "policy" / "pack
 NAMES = sorted(p.stem for p in PACKS.glob("*.yaml") if not p.name.endswith(".tests.yaml"))
 
 
-def test_the_four_packs_ship() -> None:
-    assert NAMES == ["destructive_actions", "exfiltration", "least_privilege", "phi_minimum_necessary"]
+def test_the_five_packs_ship() -> None:
+    assert NAMES == ["destructive_actions", "exfiltration", "least_privilege", "phi_minimum_necessary", "prompt_injection"]
 
 
 @pytest.mark.parametrize("name", NAMES)
