@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from thoth.integrations.registry import INTEGRATIONS, for_agent, for_tool
+from thoth.integrations.registry import INTEGRATIONS, Integration, for_agent, for_tool, load
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -71,3 +71,10 @@ def test_recognition_by_class_module() -> None:
     base = type("BaseTool", (), {"__module__": "langchain_core.tools.base"})
     assert for_tool(type("T", (base,), {})()).name == "langchain"  # type: ignore[union-attr]
     assert for_tool(_fake("myapp.tools", "BaseTool")) is None
+
+
+def test_a_module_that_cannot_load_says_what_to_install() -> None:
+    with pytest.raises(RuntimeError, match=r"install the 'acme' extra: pip install '\.\[acme\]'"):
+        load(Integration("acme", "no_such_adapter", "acme", "acme-agents"))
+    with pytest.raises(RuntimeError, match="install acme-agents: pip install acme-agents"):
+        load(Integration("acme", "no_such_adapter", None, "acme-agents"))
