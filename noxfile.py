@@ -62,13 +62,16 @@ def _make_session(integration: Any) -> None:
     @nox.session(name=name, python=PYTHON)
     def _session(session: nox.Session) -> None:
         # the framework comes from the extra a user installs, so the extra is what is tested
-        session.install("-e", f".[server,{integration.extra}]", *TEST_DEPS, *requirements)
+        # (a row without an extra brings its framework in test_requirements)
+        extras = ",".join(e for e in ("server", integration.extra) if e)
+        session.install("-e", f".[{extras}]", *TEST_DEPS, *requirements)
         env = dict(QUIET_ENV)
         session.run("pytest", "-q", "-p", "no:cacheprovider", f"tests/integrations/{folder}", *session.posargs, env=env)
         for script in examples:
             session.run("python", "tests/integrations/run_example.py", script, env=env)
 
-    _session.__doc__ = f"Tests and example for {name} (the '{integration.extra}' extra)."
+    _session.__doc__ = f"Tests and example for {name} " + (
+        f"(the '{integration.extra}' extra)." if integration.extra else f"({integration.dist}, no extra).")
 
 
 for _integration in INTEGRATIONS:

@@ -38,6 +38,7 @@ class EnforcerClient:
         assert self.endpoint is not None
         return f"{self.endpoint.url}/v1/enforce"
 
+    # Two thin loops, one per I/O style; what an answer means is decided once, in _step.
     def enforce(self, request: dict[str, Any]) -> EnforcementDecision:
         endpoint = self.endpoint
         assert endpoint is not None
@@ -49,11 +50,10 @@ class EnforcerClient:
                 response = endpoint.send("POST", "/v1/enforce", body, timeout=deadline - time.monotonic())
             except TransportFault as exc:
                 return self._fault(str(exc), request)
-            pause = retry_pause(response, deadline, attempt)
-            if pause is None:
-                return self._decide(response, request)
-            log.debug("Thoth enforcer answered %d; asking again in %.3f s", response.status_code, pause)
-            time.sleep(pause)
+            step = self._step(response, request, deadline, attempt)
+            if isinstance(step, EnforcementDecision):
+                return step
+            time.sleep(step)
             attempt += 1
 
     async def aenforce(self, request: dict[str, Any]) -> EnforcementDecision:
@@ -67,12 +67,21 @@ class EnforcerClient:
                 response = await endpoint.asend("POST", "/v1/enforce", body, timeout=deadline - time.monotonic())
             except TransportFault as exc:
                 return self._fault(str(exc), request)
-            pause = retry_pause(response, deadline, attempt)
-            if pause is None:
-                return self._decide(response, request)
-            log.debug("Thoth enforcer answered %d; asking again in %.3f s", response.status_code, pause)
-            await asyncio.sleep(pause)
+            step = self._step(response, request, deadline, attempt)
+            if isinstance(step, EnforcementDecision):
+                return step
+            await asyncio.sleep(step)
             attempt += 1
+
+    def _step(self, response: Response, request: dict[str, Any], deadline: float,
+              attempt: int) -> EnforcementDecision | float:
+        """The decision an answer gives, or how long to wait before asking again (429/503 within
+        the deadline)."""
+        pause = retry_pause(response, deadline, attempt)
+        if pause is None:
+            return self._decide(response, request)
+        log.debug("Thoth enforcer answered %d; asking again in %.3f s", response.status_code, pause)
+        return pause
 
     # ---------------------------------------------------------------------------------------------
     def _decide(self, response: Response, request: dict[str, Any]) -> EnforcementDecision:

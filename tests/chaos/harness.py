@@ -328,5 +328,25 @@ def audit_verify(server: Server, tenant: str) -> tuple[int, dict[str, Any]]:
         return out.returncode, {"stdout": out.stdout[-500:], "stderr": out.stderr[-500:]}
 
 
+def assert_nothing_lost(load: Ledger, load_db: Stored, sdk: Ledger, sdk_db: Stored, agents: Any,
+                        verified: tuple[tuple[int, dict[str, Any]], ...], sdk_deadline: float) -> None:
+    """What every fault run must leave behind, for the raw-HTTP load and the SDK agents alike:
+    each answered decision and acknowledged event stored exactly once, every batch acknowledged,
+    the agents flushed, both tenants' audit chains verified, no 5xx but 503, no request left
+    hanging, the SDK within its deadline."""
+    assert set(load.answered) <= load_db.decision_ids and load_db.duplicated_decisions == 0
+    assert load.acked <= load_db.event_ids and load_db.duplicated_events == 0
+    assert load.acked == load.emitted, "some batches were never taken"
+    assert set(sdk.answered) <= sdk_db.decision_ids and sdk_db.duplicated_decisions == 0
+    assert agents.flushed and agents.dropped == 0 and sdk_db.events == agents.events_emitted
+    assert not agents.failures, agents.failures[:3]
+    for code, report in verified:
+        assert code == 0 and report["verified"] is True, (code, report)
+    for ledger in (load, sdk):
+        assert not [s for s in ledger.statuses if s >= 500 and s != 503], dict(ledger.statuses)
+    assert load.errors["timeout"] == 0, f"{load.errors['timeout']} requests got no answer"
+    assert sdk.longest <= sdk_deadline + SLACK
+
+
 def five_xx(statuses: Counter[int]) -> dict[int, int]:
     return {code: n for code, n in sorted(statuses.items()) if code >= 500}

@@ -23,8 +23,8 @@ from thoth.instrumentor import build_tracer
 from thoth.models import DecisionType, EnforcementDecision, EnforcementMode, ThothConfig
 from thoth.step_up import StepUpClient
 
-from .conftest import Report
 from .harness import SLACK, FaultyServer, Ledger, free_port
+from .report import Report
 
 DEADLINE = 1.0
 MODES = ["refuse", "stall", "drip", "busy"]

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from .clients import SdkAgents
-from .conftest import Report
 from .harness import SLACK, Ledger, audit_verify, kill9, launch, make_tenant, relaunch, shutdown, stored
+from .report import Report
 
 DEADLINE = 2.0  # enforce_timeout_seconds of the agents
 

@@ -2,26 +2,42 @@
 
 The published clients import as `thoth`, like our package, so the server cannot run in the
 client's environment. This module uses only the standard library: the nox session (outer
-Python) and the tests (client venv) can both load it.
+Python) and the tests (client venv) can both load it. The server is started the one way tests
+start it, tests/support/serve.py (stdlib only too), loaded here by path: the client venv's
+`sys.path` holds neither our sources nor the repository root, and a published wheel could bring
+a `tests` package of its own.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
+
+
+def _support_serve() -> ModuleType:
+    name = "thoth_tests_support_serve"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests" / "support" / "serve.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+serve = _support_serve()
 
 # What the tests read; set these to point the tests at a server started elsewhere.
 ENV_URL = "THOTH_CONFORMANCE_URL"
@@ -62,42 +78,38 @@ class RunningServer:
     owns_home: bool = field(default=True)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no server log>"
+        return _tail(self.log_path, lines)
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+            serve.stop_process(self.process)
+            self.process.wait(timeout=5)
         if self.owns_home:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _tail(log_path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "<no server log>"
+
+
+def database_url(home: Path) -> str:
+    """THOTH_CONFORMANCE_DATABASE_URL, or SQLite in the server's private THOTH_HOME."""
+    return os.environ.get("THOTH_CONFORMANCE_DATABASE_URL") or f"sqlite:///{home / 'thoth.db'}"
+
+
+# Client settings of the outer environment must not leak into the server.
+_CLIENT_ENV = ("THOTH_API_URL", "THOTH_API_KEY")
 
 
 def server_env(home: Path) -> dict[str, str]:
-    """Environment for the server's Python: our sources first, a private THOTH_HOME, SQLite."""
-    env = dict(os.environ)
-    env["THOTH_HOME"] = str(home)
-    # Our package from this checkout, whether or not it is installed in that Python.
-    env["PYTHONPATH"] = str(REPO_ROOT / "src")
-    database_url = os.environ.get("THOTH_CONFORMANCE_DATABASE_URL")
-    if database_url:
-        env["THOTH_DATABASE_URL"] = database_url
-    else:
-        env.pop("THOTH_DATABASE_URL", None)
-    # Client settings of the outer environment must not leak into the server.
-    for name in ("THOTH_API_URL", "THOTH_API_KEY"):
+    """Environment for the server's Python (the CLI): our sources first, a private THOTH_HOME."""
+    env = {**os.environ, "THOTH_HOME": str(home), "THOTH_DATABASE_URL": database_url(home),
+           # Our package from this checkout, whether or not it is installed in that Python.
+           "PYTHONPATH": serve.SRC}
+    for name in _CLIENT_ENV:
         env.pop(name, None)
     return env
 
@@ -153,41 +165,25 @@ def create_key(python: str, home: Path, tenant: str, role: str) -> str:
     return key
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"`thoth serve` exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"`thoth serve` did not answer {url}/healthz within {START_TIMEOUT_S:.0f}s")
-
-
 def start_server(python: str, home: Path | None = None, tenant: str | None = None) -> RunningServer:
     """Run `python -m thoth serve` on a free loopback port and create an sdk and an approver key."""
     owns_home = home is None
     home = Path(tempfile.mkdtemp(prefix="thoth-conformance-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)
     tenant = tenant or f"conf-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = home / "server.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [python, "-m", "thoth", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env(home),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    info = ServerInfo(url=url, tenant=tenant, sdk_key="", approver_key="")
-    server = RunningServer(info=info, process=process, home=home, log_path=log_path, owns_home=owns_home)
+        try:
+            started = serve.start_serve(database_url(home), home, drop_env=_CLIENT_ENV, stdout=log,
+                                        stderr=subprocess.STDOUT, timeout=START_TIMEOUT_S, python=python,
+                                        args=("--host", "127.0.0.1"), describe=lambda _: _tail(log_path))
+        except RuntimeError:
+            if owns_home:
+                shutil.rmtree(home, ignore_errors=True)
+            raise
+    info = ServerInfo(url=started.url, tenant=tenant, sdk_key="", approver_key="")
+    server = RunningServer(info=info, process=started.proc, home=home, log_path=log_path, owns_home=owns_home)
     try:
-        _wait_healthy(url, process, time.monotonic() + START_TIMEOUT_S)
         info.sdk_key = create_key(python, home, tenant, "sdk")
         info.approver_key = create_key(python, home, tenant, "approver")
     except Exception as exc:

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests/ as a package (its support/ is stdlib only)
 
-from integrations.thoth_server import Reviewer, ThothServer, enforce_counts  # noqa: E402
+from tests.integrations.thoth_server import Reviewer, ThothServer, enforce_counts  # noqa: E402
 
 
 def main(script: str) -> int:

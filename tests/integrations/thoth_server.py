@@ -1,7 +1,7 @@
 """A real `thoth serve` for the framework tests and the example runner.
 
-`ThothServer` starts `python -m thoth serve` as a subprocess on a free port with a fresh
-THOTH_HOME (SQLite), creates an admin key with the CLI (`thoth keys create`), then an SDK key
+`ThothServer` starts `python -m thoth serve` (tests/support/serve.py `start_serve`, the one
+way tests start a server) on a free port with a fresh THOTH_HOME (SQLite), creates an admin key with the CLI (`thoth keys create`), then an SDK key
 and an approver key through the API, and pushes the test policy with PUT /v1/policies.
 
 `Reviewer` is the human at the approvals queue: a thread that resolves each pending approval
@@ -16,17 +16,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.serve import SRC, free_port, start_serve, stop_process
 
 # What the tests and examples rely on: one blocked tool family, step-ups for money movement.
 # Analytics is off and the ladder is lifted so every decision follows from these rules alone.
@@ -50,13 +49,8 @@ progressive:
   risk_block: 1
 """
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# inherited settings that would point the server (or its CLI) elsewhere
+_CLIENT_ENV = ("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY")
 
 
 class ThothServer:
@@ -66,9 +60,10 @@ class ThothServer:
         self.home = Path(tempfile.mkdtemp(prefix="thoth-fw-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.pythonpath = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
         self.env = {**os.environ, "THOTH_HOME": str(self.home), "THOTH_ANALYTICS": "off",
-                    "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)}
-        for name in ("THOTH_DATABASE_URL", "THOTH_API_URL", "THOTH_API_KEY"):
+                    "PYTHONPATH": self.pythonpath}
+        for name in _CLIENT_ENV:
             self.env.pop(name, None)
         self.proc: subprocess.Popen[bytes] | None = None
         self.admin_key = self.api_key = self.approver_key = ""
@@ -76,21 +71,14 @@ class ThothServer:
     # lifecycle ------------------------------------------------------------------------------
     def start(self) -> ThothServer:
         self.admin_key = self._cli_key("admin")  # also creates the database and the tenant
-        self.proc = subprocess.Popen([sys.executable, "-m", "thoth", "serve", "--port", str(self.port)],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"thoth serve exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("thoth serve did not answer /healthz within 60 s")
-            time.sleep(0.05)
+        try:
+            serve = start_serve(f"sqlite:///{self.home / 'thoth.db'}", self.home, port=self.port,
+                                env={"THOTH_ANALYTICS": "off"}, drop_env=_CLIENT_ENV, stdout=subprocess.DEVNULL,
+                                timeout=60, pythonpath=self.pythonpath)
+        except RuntimeError:
+            self.close()
+            raise
+        self.proc = serve.proc
         with self.client(self.admin_key) as admin:
             self.api_key = _ok(admin.post("/v1/keys", json={"role": "sdk"}))["key"]
             self.approver_key = _ok(admin.post("/v1/keys", json={"role": "approver"}))["key"]
@@ -99,12 +87,8 @@ class ThothServer:
 
     def close(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
+            self.proc.wait()
             self.proc = None
         shutil.rmtree(self.home, ignore_errors=True)
 

@@ -1,5 +1,5 @@
-"""The integration registry is the one table of frameworks: the extras in pyproject.toml, the
-noxfile's sessions, the adapter modules, the test folders and the examples must all agree with it."""
+"""The integration registry is the one table of frameworks: the extras in pyproject.toml (where a
+row names one), the noxfile's sessions, the adapter modules, the test folders and the examples must all agree with it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from thoth.integrations.registry import INTEGRATIONS, for_agent, for_tool
+from thoth.integrations.registry import INTEGRATIONS, Integration, for_agent, for_tool, load
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -22,8 +22,11 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_every_row_has_its_extra_module_tests_and_examples() -> None:
     for row in INTEGRATIONS:
-        assert row.extra in EXTRAS, f"{row.name}: no extra '{row.extra}' in pyproject.toml"
-        assert row.dist in _names(EXTRAS[row.extra]), f"{row.name}: the extra does not install {row.dist}"
+        if row.extra is None:  # no extra: its test environment installs the framework
+            assert row.dist in _names(list(row.test_requirements)), f"{row.name}: nothing installs {row.dist}"
+        else:
+            assert row.extra in EXTRAS, f"{row.name}: no extra '{row.extra}' in pyproject.toml"
+            assert row.dist in _names(EXTRAS[row.extra]), f"{row.name}: the extra does not install {row.dist}"
         assert (ROOT / "src" / "thoth" / "integrations" / f"{row.module}.py").is_file(), row.module
         assert (ROOT / "tests" / "integrations" / row.name).is_dir(), f"no tests/integrations/{row.name}/"
         for example in row.examples:
@@ -68,3 +71,10 @@ def test_recognition_by_class_module() -> None:
     base = type("BaseTool", (), {"__module__": "langchain_core.tools.base"})
     assert for_tool(type("T", (base,), {})()).name == "langchain"  # type: ignore[union-attr]
     assert for_tool(_fake("myapp.tools", "BaseTool")) is None
+
+
+def test_a_module_that_cannot_load_says_what_to_install() -> None:
+    with pytest.raises(RuntimeError, match=r"install the 'acme' extra: pip install '\.\[acme\]'"):
+        load(Integration("acme", "no_such_adapter", "acme", "acme-agents"))
+    with pytest.raises(RuntimeError, match="install acme-agents: pip install acme-agents"):
+        load(Integration("acme", "no_such_adapter", None, "acme-agents"))

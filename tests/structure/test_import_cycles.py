@@ -1,4 +1,4 @@
-"""No import cycles in the SDK; in the server and policy packages, no new ones.
+"""No import cycles in src/thoth.
 
 Every module under src/thoth is parsed with `ast` (nothing is imported) and every import that
 runs is an edge: top-level ones and those inside functions (a lazy import still ties the two
@@ -9,9 +9,8 @@ module would then form a cycle with its package). A package's `__init__` is an e
 named: `import thoth`, `from thoth import instrument`, `from . import name` for a name that is
 not a submodule. Imports by computed name (importlib.import_module(f"...")) are not seen.
 
-The cycles still left in the server, policy and analytics packages are listed in ALLOWED: each
-strongly connected group of modules found must lie inside one allowed group, and none may
-contain an SDK module. Remove a group (or modules from it) when its cycle is gone.
+Cycles anywhere else must be listed in ALLOWED (each strongly connected group of modules found
+must lie inside one allowed group); it is empty, so any cycle in src/thoth fails. Keep it so.
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 NON_SDK = ("thoth.server", "thoth.policy", "thoth.analytics")
 
-# Groups of modules that import one another today, outside the SDK. Shrink only.
-ALLOWED: list[frozenset[str]] = [
-    frozenset({"thoth.policy.cedar_source", "thoth.policy.engine"}),
-]
+# Groups of modules allowed to import one another, outside the SDK: none (issue 15 removed the last).
+ALLOWED: list[frozenset[str]] = []
 
 
 def module_names() -> dict[str, Path]:
@@ -185,7 +182,7 @@ def test_no_import_cycle_touches_the_sdk() -> None:
     assert not bad, "import cycles in the SDK:\n" + "\n".join(" -> ".join(a_cycle(graph, g)) for g in bad)
 
 
-def test_server_and_policy_cycles_are_only_the_known_ones() -> None:
+def test_no_import_cycle_outside_allowed() -> None:
     graph = import_graph()
     new = [group for group in strongly_connected(graph) if not any(group <= allowed for allowed in ALLOWED)]
     assert not new, "import cycles not in ALLOWED:\n" + "\n".join(

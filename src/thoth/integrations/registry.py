@@ -1,7 +1,9 @@
 """Every framework integration, in one table: what the SDK, the noxfile and the tests all read.
 
 Adding a framework adds one row here, plus its module (`thoth/integrations/<module>.py`), its
-tests (`tests/integrations/<name>/`) and its example. Nothing in this module imports a
+tests (`tests/integrations/<name>/`) and its example. A row names the pyproject extra that
+installs the framework, or none: then its test environment installs `test_requirements` (which
+must name `dist`), and users install the framework beside the SDK as they already do. Nothing in this module imports a
 framework: agents and tools are recognised by the module and name of their classes.
 
 A module named in a row implements the adapter protocol below; `instrument_agent` is what
@@ -29,7 +31,7 @@ class Adapter(Protocol):
 class Integration:
     name: str  # nox session and test folder: tests/integrations/<name>/
     module: str  # thoth.integrations.<module>
-    extra: str  # the pyproject extra a user installs: pip install '.[<extra>]'
+    extra: str | None  # the pyproject extra a user installs: pip install '.[<extra>]'; None: no extra
     dist: str  # a distribution whose presence means the framework is installed
     agents: tuple[ClassPattern, ...] = ()  # agent classes thoth.instrument() hands to <module>
     tools: tuple[ClassPattern, ...] = ()  # tool classes Tracer.wrap_tool hands to <module>.wrap_tool
@@ -104,7 +106,6 @@ def load(integration: Integration) -> Any:
     try:
         return importlib.import_module(f"thoth.integrations.{integration.module}")
     except ImportError as exc:
-        raise RuntimeError(
-            f"Thoth's {integration.label} integration could not be loaded (install the '{integration.extra}' "
-            f"extra: pip install '.[{integration.extra}]' in a clone of Thoth): {exc}"
-        ) from exc
+        how = (f"the '{integration.extra}' extra: pip install '.[{integration.extra}]' in a clone of Thoth"
+               if integration.extra else f"{integration.dist}: pip install {integration.dist}")
+        raise RuntimeError(f"Thoth's {integration.label} integration could not be loaded (install {how}): {exc}") from exc

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from thoth.models import DecisionType
+from thoth.policy.decision import Proposal
 
 if TYPE_CHECKING:
     from thoth.policy.context import CallContext, SessionHistory
@@ -102,8 +103,6 @@ class CedarSource:
                  meta: dict[str, str] | None, out: list[Any], trace: list[str] | None) -> None:
         import cedarpy
 
-        from thoth.policy.engine import _Proposal
-
         try:
             result = cedarpy.is_authorized(self.request(call, h, in_scope, in_intent, meta), self.policies,
                                            self.entities)
@@ -113,13 +112,13 @@ class CedarSource:
         except Exception as exc:
             errors, allowed, reasons = [str(exc)], False, []
         if errors:
-            out.append(_Proposal(DecisionType.BLOCK, "error", "cedar.error",
+            out.append(Proposal(DecisionType.BLOCK, "error", "cedar.error",
                                  "a Cedar policy could not be evaluated", "policy_evaluation_error", hard=True))
             if trace is not None:
                 trace.append(f"cedar: evaluation error(s) {errors} -> BLOCK")
         if not allowed:
             ids = ",".join(reasons) or "no permit matched"
-            out.append(_Proposal(DecisionType.BLOCK, "source", f"cedar.{ids}", f"denied by Cedar policy {ids}",
+            out.append(Proposal(DecisionType.BLOCK, "source", f"cedar.{ids}", f"denied by Cedar policy {ids}",
                                  "cedar_deny", hard=True))
             if trace is not None:
                 trace.append(f"cedar: Deny ({ids}) -> BLOCK")

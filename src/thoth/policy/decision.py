@@ -20,6 +20,25 @@ VIOLATION_DECISIONS = frozenset({DecisionType.BLOCK, DecisionType.DEFER, Decisio
 
 
 @dataclass(slots=True)
+class Proposal:
+    """One source's proposed outcome (a rule, a built-in check, Cedar); the most severe wins.
+    A compiled `engine.Rule` has the same fields and stands in for its own proposal."""
+
+    decision: DecisionType
+    kind: str
+    rule_id: str
+    reason: str
+    code: str
+    hard: bool = False
+    references: tuple[str, ...] = ()
+    timeout: float | None = None
+    approval_valid: float | None = None
+    approval_uses: int | None = None
+    # What a rule's provenance conditions named, for the decision's reason (cond_provenance).
+    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
+
+
+@dataclass(slots=True)
 class PolicyDecision:
     decision: DecisionType
     would_decision: DecisionType

@@ -30,7 +30,7 @@ from thoth.policy.conditions import (
     tool_constraint,
 )
 from thoth.policy.context import CallContext, SessionHistory
-from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision
+from thoth.policy.decision import SEVERITY, VIOLATION_DECISIONS, PolicyDecision, Proposal
 from thoth.policy.errors import PolicyIssue, PolicyValidationError
 from thoth.policy.loader import Marks, Path, load_document
 from thoth.policy.markers import MarkerTable
@@ -74,7 +74,7 @@ _UNKNOWN: Any = object()
 
 @dataclass(slots=True)
 class Rule:
-    """A compiled rule. It doubles as its own proposal (same fields as _Proposal) so that a
+    """A compiled rule. It doubles as its own proposal (same fields as Proposal) so that a
     matching rule costs no allocation."""
 
     id: str
@@ -106,21 +106,6 @@ class Ladder:
     block_after_violations: int = 3
     risk_step_up: float = 0.7
     risk_block: float = 0.9
-
-
-@dataclass(slots=True)
-class _Proposal:
-    decision: DecisionType
-    kind: str
-    rule_id: str
-    reason: str
-    code: str
-    hard: bool = False
-    references: tuple[str, ...] = ()
-    timeout: float | None = None
-    approval_valid: float | None = None
-    approval_uses: int | None = None
-    explain: tuple[tuple[str | None, frozenset[str] | None], ...] = ()
 
 
 @dataclass(slots=True)
@@ -239,7 +224,7 @@ class CompiledPolicy:
         modifiers: list[Rule] = []
         for rule, exc in failures:  # a value a rule cannot judge: fail closed
             errors.append(f"{rule.id}: {exc}")
-            proposals.append(_Proposal(BLOCK, "error", rule.id, f"rule {rule.id} could not be evaluated",
+            proposals.append(Proposal(BLOCK, "error", rule.id, f"rule {rule.id} could not be evaluated",
                                        "policy_evaluation_error", hard=True))
             if trace is not None:
                 trace.append(f"rule {rule.id}: evaluation error ({exc}) -> BLOCK")
@@ -296,7 +281,7 @@ class CompiledPolicy:
             verdict = self.ladder.scope_repeat if repeat else self.ladder.scope_first
             where = "the agent's declared scope" if server is None or call.names(server) else \
                 "the tools this policy allows the agent"
-            out.append(_Proposal(verdict, "scope", "builtin.scope",
+            out.append(Proposal(verdict, "scope", "builtin.scope",
                                  f"{call.tool_name} is outside {where}" + (" (repeat in this session)" if repeat else ""),
                                  "policy_scope_violation"))
             if trace is not None:
@@ -314,7 +299,7 @@ class CompiledPolicy:
         spec = self.intents.get(intent)
         if spec is None:
             if self.unknown_intent is not ALLOW:
-                out.append(_Proposal(self.unknown_intent, "intent", "builtin.intent",
+                out.append(Proposal(self.unknown_intent, "intent", "builtin.intent",
                                      f"session intent {intent!r} is not defined by the policy", "intent_unknown"))
                 if trace is not None:
                     trace.append(f"intent: {intent!r} unknown -> {self.unknown_intent.value}")
@@ -328,7 +313,7 @@ class CompiledPolicy:
         if h.intent_violations > 0 and verdict in (STEP_UP, DEFER):
             verdict = self.ladder.intent_repeat
         if verdict is not ALLOW:
-            out.append(_Proposal(verdict, "intent", "builtin.intent",
+            out.append(Proposal(verdict, "intent", "builtin.intent",
                                  f"{call.tool_name} is outside the session's declared intent {intent!r}",
                                  "intent_violation"))
         if trace is not None:
@@ -344,7 +329,7 @@ class CompiledPolicy:
         if meta is None:
             verdict = self.unknown_tool
             if verdict is not ALLOW:
-                out.append(_Proposal(verdict, "tier", "builtin.unknown_tool",
+                out.append(Proposal(verdict, "tier", "builtin.unknown_tool",
                                      f"{tool} is not in the tool catalogue", "unknown_tool"))
             if trace is not None and self.catalogue:
                 trace.append(f"tool {tool!r} not in catalogue -> {verdict.value}")
@@ -352,7 +337,7 @@ class CompiledPolicy:
         tier = meta["tier"]
         verdict = self.tier_actions[tier]
         if verdict is not ALLOW:
-            out.append(_Proposal(verdict, "tier", f"builtin.tier.{tier}",
+            out.append(Proposal(verdict, "tier", f"builtin.tier.{tier}",
                                  f"{tool} is a {tier}-risk tool", f"tier_{tier}"))
         if trace is not None:
             trace.append(f"tier default: {tool} is {tier} -> {verdict.value}")
@@ -362,10 +347,10 @@ class CompiledPolicy:
         if risk is None:
             return
         if risk >= self.ladder.risk_block:
-            out.append(_Proposal(BLOCK, "risk", "builtin.risk", f"risk score {risk:.2f} is very high",
+            out.append(Proposal(BLOCK, "risk", "builtin.risk", f"risk score {risk:.2f} is very high",
                                  "block_high_risk"))
         elif risk >= self.ladder.risk_step_up:
-            out.append(_Proposal(STEP_UP, "risk", "builtin.risk", f"risk score {risk:.2f} is high",
+            out.append(Proposal(STEP_UP, "risk", "builtin.risk", f"risk score {risk:.2f} is high",
                                  "step_up_high_risk"))
         else:
             return
@@ -380,7 +365,7 @@ class CompiledPolicy:
                 continue
             verdict = self.mcp_actions[flag]
             if verdict is not ALLOW:
-                out.append(_Proposal(verdict, "mcp_pin", "builtin.mcp_pin",
+                out.append(Proposal(verdict, "mcp_pin", "builtin.mcp_pin",
                                      f"{call.tool_name} {what}; an admin can review and approve it (MCP tools)", code))
             if trace is not None:
                 trace.append(f"mcp pin: {flag} -> {verdict.value}")

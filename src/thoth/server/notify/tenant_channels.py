@@ -1,6 +1,6 @@
 """Notification channels an admin configures per tenant on the dashboard's Settings page.
 
-Rows live in `dashboard_channels` (created by `thoth.server.dashboard.schema`): kind, target
+Rows live in `dashboard_channels` (migration 0007_dashboard_tables): kind, target
 (a Slack channel or user id, a webhook URL, or e-mail recipients), `options` (JSON: the agent
 and rule the channel is for, both optional) and `secrets` (JSON: the webhook's signing secret,
 a Slack bot token and signing secret; each a literal or `env:NAME`). Secrets are written once
