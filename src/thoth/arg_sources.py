@@ -15,7 +15,10 @@ so looking a value up is a few dict reads whatever the number of outputs. Lookin
 
 - an identifier, or a value of at most 3 words: the sources holding it exactly;
 - longer text: the sources of every identifier inside it, plus each source holding at least
-  half of its 3-word shingles (12 sampled evenly; at most 8 needed: a copied sentence is enough).
+  half of its 3-word shingles (12 sampled evenly; at most 8 needed: a copied sentence is enough);
+- a value with an identifier the task does not hold is never the user's (the task is dropped
+  from its sources): the user's address beside an attacker's, or the user's words beside a
+  page's link, carry something the user did not say.
 
 Bounds (memory per session): the last MAX_OUTPUTS outputs, each cut to OUTPUT_LIMIT characters,
 and at most MAX_TEXT characters of output text indexed in all; older outputs are forgotten
@@ -182,21 +185,23 @@ class SourceIndex:
             return mask
         if len(words) <= 3:
             mask |= keys.get(" ".join(words), 0)
-            if len(words) == 1 or not mask:
-                for word in words:
-                    if _is_ident(word):
-                        for key in _ident_keys(word):
-                            mask |= keys.get(key, 0)
-            return mask
-        for word in words:  # identifiers inside longer text: each counts on its own
-            if _is_ident(word):
-                for key in _ident_keys(word):
-                    mask |= keys.get(key, 0)
-        if _HAS_DIGIT.search(text):
-            for match in _GROUPED.finditer(text):
-                for key in _ident_keys(match.group()):
-                    mask |= keys.get(key, 0)
-        # Copied text: sources holding at least half of its (sampled) 3-word shingles.
+        # Identifiers inside the value, each on its own. One that the task does not hold takes
+        # the task away from the whole value: "user's address, attacker's address" is not the
+        # user's, nor is a body that carries a page's link beside the user's words.
+        foreign = False
+        for token in _tokens_of(text, words):
+            found = 0
+            for key in _ident_keys(token):
+                found |= keys.get(key, 0)
+            mask |= found
+            foreign = foreign or not found & 1
+        if len(words) > 3:
+            mask |= self._copied_from(words)
+        return mask & ~1 if foreign else mask
+
+    def _copied_from(self, words: list[str]) -> int:
+        """Sources holding at least half of the text's (sampled) 3-word shingles."""
+        keys = self._keys
         n = len(words) - 2
         step = max(1, n // MAX_SHINGLES)
         picked = range(0, n, step)
@@ -208,6 +213,7 @@ class SourceIndex:
                 low = found & -found
                 counts[low] = counts.get(low, 0) + 1
                 found ^= low
+        mask = 0
         for bit, hits in counts.items():
             if hits >= need:
                 mask |= bit
@@ -235,15 +241,21 @@ class SourceIndex:
         return found
 
 
+def _tokens_of(text: str, words: list[str]) -> Iterator[str]:
+    """The identifiers of normalised text: single words, and numbers written in groups."""
+    for word in words:
+        if _is_ident(word):
+            yield word
+    if _HAS_DIGIT.search(text):
+        for match in _GROUPED.finditer(text):
+            yield match.group()
+
+
 def _keys_of(text: str) -> set[str]:
     words = _words(text)
     keys = set(words)
-    for word in words:
-        if _is_ident(word):
-            keys.update(_ident_keys(word))
-    if _HAS_DIGIT.search(text):
-        for match in _GROUPED.finditer(text):
-            keys.update(_ident_keys(match.group()))
+    for token in _tokens_of(text, words):
+        keys.update(_ident_keys(token))
     keys.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
     keys.update(f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:], strict=False))
     return keys
