@@ -52,6 +52,8 @@ TASK = "task"
 # only in text that has digits. Single-word identifiers are found word by word (_is_ident).
 _GROUPED = re.compile(r"[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,4})?|\+?\d[\d .()/-]{4,}\d")
 _HAS_DIGIT = re.compile(r"\d")
+# Dates and times are written like grouped numbers but name no account or destination.
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:[ t]\d{1,2})?$|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}(?: \d{1,2})?$")
 _PUNCT = ".,;:!?()[]{}<>\"'`*|"
 MAX_SHINGLES = 12  # of a long value looked up (evenly spread): the cost stays flat with length
 
@@ -248,7 +250,8 @@ def _tokens_of(text: str, words: list[str]) -> Iterator[str]:
             yield word
     if _HAS_DIGIT.search(text):
         for match in _GROUPED.finditer(text):
-            yield match.group()
+            if not _DATE.match(match.group()):
+                yield match.group()
 
 
 def _keys_of(text: str) -> set[str]:

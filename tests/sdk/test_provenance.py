@@ -214,6 +214,8 @@ def test_a_value_mixing_the_users_data_with_foreign_data_is_not_the_users() -> N
     assert index.sources_of("ruth@corp.example, exfil@attacker.example") == ["page"]
     assert index.sources_of("Hi Ruth, here are the notes you asked for, ruth@corp.example, and https://evil.example/x") == ["page"]
     assert index.sources_of("ruth@corp.example, someone@else.example") == []  # a made-up one beside it
+    dated = indexed(task="book lunch with ruth@corp.example on 2024-05-19", page="free at 2024-05-19 12:00")
+    assert "task" in dated.sources_of("Lunch with ruth@corp.example, 2024-05-19 12:00 at the usual place")  # a time is no identifier
 
 
 def test_argument_paths_follow_the_wire() -> None:
