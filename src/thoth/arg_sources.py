@@ -24,9 +24,10 @@ Bounds (memory per session): the last MAX_OUTPUTS outputs, each cut to OUTPUT_LI
 and at most MAX_TEXT characters of output text indexed in all; older outputs are forgotten
 (their values then look model-made). The task's texts are bounded by MAX_TASK_TEXT.
 
-Recording an output costs the call path only a reference and the output's text (outputs.py);
-indexing runs on a background thread and is finished, inline if need be, before the session's
-next decision (`sources_for` calls `drain` first): no decision depends on timing.
+Recording an output costs the call path only its text (outputs.py) and a queue append; outputs
+of 2 KB or more are indexed on a background thread, shorter ones by the next lookup, and every
+lookup first finishes what is still queued (`drain`, under the index's lock, so it also waits
+for an output the thread is on): no decision depends on timing.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from thoth.textnorm import normalize
 MAX_OUTPUTS = 64
 MAX_TEXT = 256 * 1024
 MAX_TASK_TEXT = 64 * 1024
+BACKGROUND_CHARS = 2048  # outputs at least this long are indexed on the background thread
 MAX_LEAVES = 64  # argument values looked up per call
 MIN_CHARS = 3  # shorter values carry no data worth tracing
 MAX_VALUE_CHARS = 8 * 1024  # of one argument value looked up (its start): arguments are untrusted
@@ -101,12 +103,14 @@ class SourceIndex:
         self._slot_keys: dict[int, list[str]] = {}  # output slot -> its keys (to forget it)
         self._slot_name: dict[int, str] = {0: TASK}
         self._slot_chars: dict[int, int] = {}
+        self._tool_mask: dict[str, int] = {}  # "tool:NAME" -> the slots of its outputs
         self._order: deque[int] = deque()  # output slots, oldest first
         self._free = list(range(MAX_OUTPUTS, 0, -1))  # output slots (bits) not in use
         self._text_chars = 0
         self._task_chars = 0
         self._tasks_seen: set[str] = set()
         self._pending: deque[tuple[str, str]] = deque()  # (source name, text) not indexed yet
+        self._scheduled = False  # a background drain is queued
         self._lock = threading.Lock()
 
     @property
@@ -124,8 +128,19 @@ class SourceIndex:
     def add_output(self, source: str, text: str) -> None:
         """Queue an output (already cut to its limit) for indexing; cheap, on the call path."""
         if text:
+            if len(self._pending) >= MAX_OUTPUTS:  # nobody looked anything up for a while
+                self._pending.popleft()
             self._pending.append((source, text))
-            _indexer().submit(self.drain)
+            # A long output is indexed on the background thread (milliseconds for 10 KB); short
+            # ones wait for the next lookup, which indexes them inline in microseconds: handing
+            # every small output to a thread would cost the agent more than indexing it.
+            if len(text) >= BACKGROUND_CHARS and not self._scheduled:
+                self._scheduled = True
+                _indexer().submit(self._drain_later)
+
+    def _drain_later(self) -> None:
+        self._scheduled = False
+        self.drain()
 
     def drain(self) -> None:
         """Index everything queued. Called by the background indexer and before each lookup:
@@ -149,6 +164,8 @@ class SourceIndex:
             self._keys[key] = self._keys.get(key, 0) | bit
         self._slot_keys[slot] = list(keys)
         self._slot_name[slot] = source
+        tool = source.split("#", 1)[0]
+        self._tool_mask[tool] = self._tool_mask.get(tool, 0) | bit
         self._slot_chars[slot] = len(text)
         self._order.append(slot)
         self._text_chars += len(text)
@@ -161,7 +178,12 @@ class SourceIndex:
                 self._keys[key] = mask
             else:
                 self._keys.pop(key, None)
-        del self._slot_name[slot]
+        tool = self._slot_name.pop(slot).split("#", 1)[0]
+        left = self._tool_mask.get(tool, 0) & clear
+        if left:
+            self._tool_mask[tool] = left
+        else:
+            self._tool_mask.pop(tool, None)
         self._text_chars -= self._slot_chars.pop(slot, 0)
         self._free.append(slot)
 
@@ -222,13 +244,14 @@ class SourceIndex:
         return mask
 
     def _names(self, mask: int) -> list[str]:
-        names = []
-        while mask:
-            low = mask & -mask
-            name = self._slot_name.get(low.bit_length() - 1)
-            if name is not None:
-                names.append(name)
-            mask ^= low
+        """The sources in a mask: the task, and one output per tool (the trust label the server
+        applies is per tool, so more calls of the same tool would say nothing more; this keeps
+        a value seen in every output of a chatty tool to one entry)."""
+        names = [TASK] if mask & 1 else []
+        for tool_mask in self._tool_mask.values():
+            hit = mask & tool_mask
+            if hit:
+                names.append(self._slot_name[(hit & -hit).bit_length() - 1])
         return names
 
     def sources_for(self, tool_args: dict[str, Any]) -> dict[str, list[str]]:

@@ -282,7 +282,6 @@ class Tracer:
         if task is not None:
             session.sources.add_task(task.text)
             request["task"] = self._task_field(task)
-        if task is not None or session.sources.has_outputs:
             request["arg_sources"] = session.sources.sources_for(request["tool_args"])
         return request, calls
 
@@ -408,12 +407,15 @@ class Tracer:
             meta["result_size_bytes"] = _size(result)
             # The output is a source of later calls' arguments (arg_sources.py); its text is
             # cut here and indexed off this path, before the session's next decision.
-            text = output_text(result)
-            source = f"tool:{call.tool_name}#{len(self.session.tool_calls)}"
-            self.session.sources.add_output(source, text)
-            meta["output_source"] = source
-            if self.config.send_content:
-                meta["output"] = text
+            # Without a task there is nothing to tell the user's values from the rest by: the
+            # session's calls keep today's behaviour (provenance `unknown`) at no cost.
+            if self.session.task is not None:
+                text = output_text(result)
+                source = f"tool:{call.tool_name}#{len(self.session.tool_calls)}"
+                self.session.sources.add_output(source, text)
+                meta["output_source"] = source
+                if self.config.send_content:
+                    meta["output"] = text
             content = f"tool call completed: {call.tool_name}"
         else:
             meta["error"] = True

