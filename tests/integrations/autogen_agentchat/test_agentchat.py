@@ -103,3 +103,21 @@ def test_step_up_approve_and_deny_and_token_usage(governance, tracer, ran):
     assert governance.enforce_counts() == {"transfer_money": 1, "wire_funds": 1}
     assert governance.approvals() == {"transfer_money": "approved", "wire_funds": "denied"}
     assert tracer.session.token_spend == 18  # the replayed turn reported 11 + 7 tokens
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_run_task_is_the_sessions_task(governance, ran, streamed):
+    agent = make_agent(client(("get_weather", {"city": "Oslo"})), ran)
+    thoth.instrument(agent, **instrument_settings(governance))
+    session = thoth.get_current_session()
+
+    async def main():
+        if not streamed:
+            return await agent.run(task="what is the weather in Oslo?")
+        async for _ in agent.run_stream(task="what is the weather in Oslo?"):
+            pass
+
+    asyncio.run(main())
+    assert ran.names == ["get_weather"]
+    assert session.task is not None and session.task.text == "what is the weather in Oslo?"
+    assert session.sources.sources_for({"city": "Oslo"}) == {"city": ["task"]}

@@ -125,3 +125,24 @@ def test_hook_fails_closed_on_its_own_errors(ran):
         out = by_tool(stub, session(options))
     assert ran.names == []  # the CLI runs the tool when a hook raises; this one denies instead
     assert out["get_weather"][1] is True and "could not be checked" in out["get_weather"][0]
+
+
+def test_task_captured_from_the_prompt(governance, tracer, ran):
+    """The UserPromptSubmit hook makes the prompt the session's task: the city the user named is
+    `task` in the call's arg_sources."""
+    prompt = "What is the weather in Reykjavik today?"
+    with LLMStub([[(mcp("get_weather"), {"city": "Reykjavik"})]]) as stub:
+        options = make_options(stub, ran)
+        instrument_options(options, tracer)
+
+        async def main() -> None:
+            async with ClaudeSDKClient(options) as client:
+                await client.query(prompt)
+                async for _ in client.receive_response():
+                    pass
+
+        asyncio.run(main())
+    assert ran.names == ["get_weather"]
+    task = tracer.session.task
+    assert task is not None and task.text == prompt
+    assert tracer.session.sources.sources_for({"city": "Reykjavik"}) == {"city": ["task"]}

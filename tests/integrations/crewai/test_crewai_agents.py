@@ -166,3 +166,13 @@ def test_token_usage_recorded(governance, ran):
         tracer = adapter._agents[str(agent.id)][0]
         crew.kickoff()
     assert wait_for(lambda: tracer.session.token_spend == 2 * 18)  # two model turns, 11 + 7 each
+
+
+def test_the_crew_tasks_description_is_the_sessions_task(governance, ran):
+    with LLMStub([[("get_weather", {"city": "Oslo"})]]) as stub:
+        agent, crew = crew_for(stub, ran)
+        thoth.instrument(agent, **instrument_settings(governance))
+        session = thoth.get_current_session()
+        crew.kickoff()
+    assert ran.names == ["get_weather"]
+    assert session.task is not None and session.task.text == "Check the weather, then do what is asked."
