@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import Any, Literal
 
 from thoth.exceptions import ThothPolicyViolation
 from thoth.user_task import user_text
+
+log = logging.getLogger("thoth")
 
 OnBlock = Literal["return", "raise"]
 """How a blocked call surfaces: "return" hands the model an error result and the run goes on;
@@ -216,10 +219,10 @@ def capture_task(tracer: Any, given: Any) -> None:
     (an odd input shape leaves the task as it was)."""
     try:
         text = last_user_text(given)
-    except Exception:  # noqa: BLE001 - the agent's input is not ours to validate
-        return
-    if text:
-        tracer.session.set_task(text)
+        if text:
+            tracer.session.set_task(text)
+    except Exception:  # noqa: BLE001 - the agent's input is not ours to validate; never break a hook
+        log.debug("thoth: no task captured from %s", type(given).__name__, exc_info=True)
 
 
 # Where an LLM client's create() takes the conversation: (path to the resource, argument name).

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from thoth.exceptions import ThothPolicyViolation
-from thoth.integrations._base import OnBlock, block_message, check_on_block, modified
+from thoth.integrations._base import OnBlock, block_message, capture_task, check_on_block, modified
 from thoth.wire import parse_claude_mcp_name
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ class ClaudeGovernor:
 
     async def user_prompt_submit(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
         """The user's prompt is the task of the turn (docs/provenance.md); never blocks it."""
-        prompt = input_data.get("prompt") if isinstance(input_data, dict) else None
-        if isinstance(prompt, str) and prompt:
-            self.tracer.session.set_task(prompt)
+        capture_task(self.tracer, input_data.get("prompt") if isinstance(input_data, dict) else None)
         return {}
 
     async def post_tool_use(self, input_data: Any, tool_use_id: str | None, context: Any) -> dict[str, Any]:
