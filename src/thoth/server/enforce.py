@@ -91,7 +91,7 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
         held = None  # the approval of this exact call, when the policy holds it (or the client names it)
         ladder_block = decision == "BLOCK" and _ladder_block(result, mode)
         if decision == "STEP_UP" or ladder_block or hold_token_in:
-            digest = call_digest(tool_args, request.body.get("mcp_server"))
+            digest = call_digest(tool_args, call.mcp_server)
             held = await _approval_of_call(core, tenant_id, session_id, agent_id, user_id, tool_name, digest,
                                                 hold_token_in, decision == "STEP_UP" or ladder_block)
         would = str(getattr(result, "would_decision", None) or decision).upper()
@@ -114,13 +114,13 @@ async def enforce(core: Core, key: KeyInfo, body: Any) -> bytes:
             approval_row = ApprovalRow(
                 approval_id=new_id("apr"), tenant_id=tenant_id, hold_token=hold_token, violation_id=violation_id,
                 decision_id=decision_id, tool_name=tool_name, tool_args=orjson.dumps(tool_args, default=str).decode(),
-                args_digest=digest or call_digest(tool_args, request.body.get("mcp_server")), agent_id=agent_id, session_id=session_id,
+                args_digest=digest or call_digest(tool_args, call.mcp_server), agent_id=agent_id, session_id=session_id,
                 reason=result.reason, requested_at=now, expires_at=now + timeout, status="pending",
                 user_id=user_id, requested_by=key.key_id,
                 required_approvals=core.required_approvals(tenant_id, tool_name),
                 allowed_uses=getattr(result, "approval_uses", None) or APPROVAL_USES,
                 valid_seconds=getattr(result, "approval_valid_seconds", None) or APPROVAL_VALID_SECONDS)
-        mcp_server = request.body.get("mcp_server")
+        mcp_server = call.mcp_server  # read once from the request, when the call was built
         if mcp_server and (decision == "ALLOW" or decision == "MODIFY"):  # ADR 0403: one check per MCP call
             envelope["mcp_marker"] = mcp_marker.issue(
                 core, tenant_id=tenant_id, decision_id=decision_id, agent_id=agent_id, session_id=session_id,
